@@ -1,0 +1,1 @@
+"""NICOS-side adapters of the script server (devices, daemon commands)."""

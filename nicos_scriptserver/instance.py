@@ -1,0 +1,75 @@
+"""Where one script-server instance keeps its data and which ports it uses.
+
+Setups are plain files executed by NICOS; they read the instance from the
+environment through `Instance.from_env`, so the demo command, tests and a
+real deployment can run the same setups with different directories and
+ports.
+"""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List
+
+REPO = Path(__file__).resolve().parent.parent
+
+ENV_DATA = 'SCRIPTSERVER_DATA'
+ENV_HOST = 'SCRIPTSERVER_HOST'
+ENV_DAEMON_PORT = 'SCRIPTSERVER_DAEMON_PORT'
+ENV_CACHE_PORT = 'SCRIPTSERVER_CACHE_PORT'
+ENV_TIMESCALE = 'SCRIPTSERVER_TIMESCALE'
+ENV_COMMANDS = 'SCRIPTSERVER_COMMANDS'
+INSTRUMENT = 'nicos_scriptserver.demo'
+
+
+@dataclass
+class Instance:
+    """Directories, ports and the demo's time scale of one server instance."""
+
+    datadir: Path
+    host: str = '127.0.0.1'
+    daemon_port: int = 1302
+    cache_port: int = 14869
+    # >1 makes every demo device faster by that factor (tests use it).
+    timescale: float = 1.0
+    command_folders: List[Path] = field(
+        default_factory=lambda: [REPO / 'commands'])
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> 'Instance':
+        if ENV_DATA not in environ:
+            raise RuntimeError(f'{ENV_DATA} is not set: start the server with '
+                               'nicos_scriptserver.service or the demo command')
+        folders = environ.get(ENV_COMMANDS)
+        return cls(
+            datadir=Path(environ[ENV_DATA]),
+            host=environ.get(ENV_HOST, cls.host),
+            daemon_port=int(environ.get(ENV_DAEMON_PORT, cls.daemon_port)),
+            cache_port=int(environ.get(ENV_CACHE_PORT, cls.cache_port)),
+            timescale=float(environ.get(ENV_TIMESCALE, cls.timescale)),
+            **({'command_folders': [Path(p) for p in folders.split(os.pathsep)]}
+               if folders else {}))
+
+    def to_env(self) -> Dict[str, str]:
+        """Environment variables that make `from_env` return this instance."""
+        return {
+            'INSTRUMENT': INSTRUMENT,
+            ENV_DATA: str(self.datadir),
+            ENV_HOST: self.host,
+            ENV_DAEMON_PORT: str(self.daemon_port),
+            ENV_CACHE_PORT: str(self.cache_port),
+            ENV_TIMESCALE: repr(self.timescale),
+            ENV_COMMANDS: os.pathsep.join(str(p) for p in self.command_folders),
+        }
+
+    @property
+    def daemon_address(self) -> str:
+        return f'{self.host}:{self.daemon_port}'
+
+    @property
+    def cache_address(self) -> str:
+        return f'{self.host}:{self.cache_port}'
+
+    @property
+    def logdir(self) -> Path:
+        return self.datadir / 'log'

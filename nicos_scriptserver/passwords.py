@@ -1,0 +1,62 @@
+"""Salted, slow password and token hashing (scrypt), free of NICOS imports.
+
+Hashes are self-describing strings ``scrypt$<log2 n>$<r>$<p>$<salt>$<digest>``
+(salt and digest base64) so the cost can be raised later without breaking
+stored hashes.
+"""
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+SCHEME = 'scrypt'
+# n=2**14, r=8: about 50 ms and 16 MiB per check on this class of machine,
+# slow enough to make offline guessing expensive, fast enough for logins.
+DEFAULT_LOG2_N = 14
+DEFAULT_R = 8
+DEFAULT_P = 1
+SALT_BYTES = 16
+DIGEST_BYTES = 32
+
+
+class BadHash(ValueError):
+    """A stored hash string is not in the expected format."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode('ascii')
+
+
+def _scrypt(secret: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(secret.encode('utf-8'), salt=salt, n=2 ** log2_n,
+                          r=r, p=p, maxmem=128 * 1024 * 1024,
+                          dklen=DIGEST_BYTES)
+
+
+def hash_secret(secret: str, log2_n: int = DEFAULT_LOG2_N, r: int = DEFAULT_R,
+                p: int = DEFAULT_P) -> str:
+    """Return a salted scrypt hash string for *secret*."""
+    salt = secrets.token_bytes(SALT_BYTES)
+    digest = _scrypt(secret, salt, log2_n, r, p)
+    return '$'.join([SCHEME, str(log2_n), str(r), str(p), _b64(salt),
+                     _b64(digest)])
+
+
+def verify_secret(secret: str, stored: str) -> bool:
+    """Check *secret* against a hash made by `hash_secret` in constant time."""
+    try:
+        scheme, log2_n, r, p, salt, digest = stored.split('$')
+        if scheme != SCHEME:
+            raise ValueError(scheme)
+        salt_bytes = base64.b64decode(salt, validate=True)
+        expected = base64.b64decode(digest, validate=True)
+        params = int(log2_n), int(r), int(p)
+    except ValueError as err:
+        raise BadHash(f'not a {SCHEME} hash string: {err}') from None
+    return hmac.compare_digest(_scrypt(secret, salt_bytes, *params), expected)
+
+
+def new_secret(nbytes: int = 24) -> str:
+    """Return a fresh random secret, URL-safe text, from the OS CSPRNG."""
+    return secrets.token_urlsafe(nbytes)

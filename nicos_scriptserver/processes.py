@@ -1,0 +1,153 @@
+"""Start and stop the processes of one script-server instance.
+
+Used by the demo command and by the integration tests alike, so the tests
+exercise exactly what users run. Children get their own session (a Ctrl-C
+in the terminal reaches only the supervisor, which then stops them in
+order) and die with the supervisor if it is killed (PR_SET_PDEATHSIG).
+"""
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from nicos_scriptserver.accounts import ensure_accounts
+from nicos_scriptserver.instance import REPO, Instance
+
+_PR_SET_PDEATHSIG = 1
+
+
+class StartupError(RuntimeError):
+    """A service did not come up; the message points at its log."""
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port(host: str = '127.0.0.1', span: int = 1) -> int:
+    """Return a port such that *port* .. *port*+*span*-1 are free now."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port + span <= 65535 and all(_is_free(host, port + i)
+                                        for i in range(1, span)):
+            return port
+
+
+def _is_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+class ServerProcesses:
+    """The cache and daemon of one instance, as child processes."""
+
+    def __init__(self, instance: Instance, allow_root: bool = False,
+                 env: Optional[Dict[str, str]] = None):
+        self.instance = instance
+        self.allow_root = allow_root
+        self.env = dict(os.environ, **instance.to_env(), **(env or {}))
+        self.env['PYTHONPATH'] = os.pathsep.join(
+            filter(None, [str(REPO), self.env.get('PYTHONPATH')]))
+        self.procs: Dict[str, subprocess.Popen] = {}
+        self.passwords: Dict[str, str] = {}
+
+    def _spawn(self, name: str, args: List[str]) -> subprocess.Popen:
+        self.instance.logdir.mkdir(parents=True, exist_ok=True)
+        with open(self.instance.logdir / f'{name}.out', 'ab') as out:
+            proc = subprocess.Popen(
+                [sys.executable, *args], env=self.env, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=_die_with_parent)
+        self.procs[name] = proc
+        return proc
+
+    def start_service(self, service: str) -> subprocess.Popen:
+        args = ['-m', 'nicos_scriptserver.service', service]
+        if self.allow_root:
+            args.append('--allow-root')
+        return self._spawn(service, args)
+
+    def _wait_port(self, name: str, port: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        proc = self.procs[name]
+        while not port_open(self.instance.host, port):
+            if proc.poll() is not None:
+                raise StartupError(f'{name} exited with status {proc.returncode}; '
+                                   f'see {self.instance.logdir / (name + ".out")}')
+            if time.monotonic() > deadline:
+                raise StartupError(f'{name} not listening on port {port} after '
+                                   f'{timeout:.0f} s; see {self.instance.logdir}')
+            time.sleep(0.05)
+
+    def start(self, timeout: float = 60.0) -> 'ServerProcesses':
+        """Start cache and daemon and wait until the daemon serves the demo."""
+        self.instance.datadir.mkdir(parents=True, exist_ok=True)
+        self.passwords = ensure_accounts(self.instance.datadir)
+        try:
+            self.start_service('cache')
+            self._wait_port('cache', self.instance.cache_port, timeout)
+            self.start_service('daemon')
+            self._wait_port('daemon', self.instance.daemon_port, timeout)
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until an admin login works and the instrument setups are loaded."""
+        from nicos_scriptserver.client import ScriptServerClient, ServerError
+        deadline = time.monotonic() + timeout
+        client = ScriptServerClient(keep_events=False)
+        try:
+            client.login(self.instance.host, self.instance.daemon_port, 'admin',
+                         self.passwords['admin'])
+            while True:
+                status = client.call('getstatus')
+                if status['setups'][1] and status['status'][0] < 0:
+                    return
+                if time.monotonic() > deadline:
+                    raise StartupError('daemon did not load its setups within '
+                                       f'{timeout:.0f} s; see {self.instance.logdir}')
+                time.sleep(0.1)
+        except ServerError as err:
+            raise StartupError(f'cannot log into the daemon: {err}') from err
+        finally:
+            client.disconnect()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop all services, newest first; kill what does not stop in time."""
+        for name, proc in reversed(list(self.procs.items())):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs.clear()
+
+    def __enter__(self) -> 'ServerProcesses':
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

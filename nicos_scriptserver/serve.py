@@ -1,0 +1,95 @@
+"""Start a script server (cache and daemon) in the foreground.
+
+Prints where to connect and how to log in, then waits; Ctrl-C or SIGTERM
+stops every process it started.
+"""
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from nicos_scriptserver.accounts import secrets_path
+from nicos_scriptserver.instance import REPO, Instance
+from nicos_scriptserver.processes import ServerProcesses, StartupError, port_open
+
+
+def _banner(instance: Instance, passwords: dict) -> str:
+    host, port = instance.host, instance.daemon_port
+    venv_bin = REPO / '.venv' / 'bin'
+    return f"""
+nicos-scriptserver is running the demo instrument.
+
+  NICOS daemon   {host}:{port}   (loopback only)
+  NICOS cache    {instance.cache_address}
+  data and logs  {instance.datadir}   (logs in {instance.logdir})
+
+Log in as one of (passwords are kept in {secrets_path(instance.datadir)}):
+  admin / {passwords['admin']}
+  user  / {passwords['user']}
+  guest / {passwords['guest']}   (watch only)
+
+Connect with the NICOS console client:
+  INSTRUMENT=nicos_scriptserver.demo {venv_bin}/python \\
+      {REPO}/.venv/nicos-root/nicos-3.12.2/bin/nicos-client user:{passwords['user']}@{host}:{port}
+
+Stop with Ctrl-C.
+"""
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--data', type=Path, default=REPO / 'run' / 'demo',
+                        help='data directory (default: run/demo in the repository)')
+    parser.add_argument('--port', type=int, default=Instance.daemon_port,
+                        help='daemon port (default %(default)s)')
+    parser.add_argument('--cache-port', type=int, default=Instance.cache_port,
+                        help='cache port (default %(default)s)')
+    parser.add_argument('--timescale', type=float, default=1.0,
+                        help='speed factor of the demo devices (default 1)')
+    parser.add_argument('--allow-root', action='store_true',
+                        help='run the services as root (containers only)')
+    args = parser.parse_args(argv)
+
+    instance = Instance(datadir=args.data.resolve(), daemon_port=args.port,
+                        cache_port=args.cache_port, timescale=args.timescale)
+    for name, port in (('daemon', instance.daemon_port),
+                       ('cache', instance.cache_port)):
+        if port_open(instance.host, port):
+            print(f'port {port} for the {name} is in use: is a server already '
+                  f'running? Choose another with --{"port" if name == "daemon" else "cache-port"}.',
+                  file=sys.stderr)
+            return 2
+    if os.geteuid() == 0 and args.allow_root:
+        print('warning: running as root; a deployment names a service user '
+              'in nicos.conf instead', file=sys.stderr)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    servers = ServerProcesses(instance, allow_root=args.allow_root)
+    print(f'starting the script server in {instance.datadir} ...', flush=True)
+    try:
+        servers.start()
+    except StartupError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    try:
+        print(_banner(instance, servers.passwords), flush=True)
+        while not stop.wait(0.5):
+            for name, proc in servers.procs.items():
+                if proc.poll() is not None:
+                    print(f'error: the {name} exited (status {proc.returncode}); '
+                          f'see {instance.logdir}', file=sys.stderr)
+                    return 1
+    finally:
+        print('stopping ...', flush=True)
+        servers.stop()
+    print('stopped.')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

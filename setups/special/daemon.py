@@ -1,0 +1,18 @@
+description = 'NICOS daemon of the script server, bound to loopback'
+group = 'special'
+
+from nicos_scriptserver.accounts import accounts_path
+from nicos_scriptserver.instance import Instance
+
+instance = Instance.from_env()
+
+devices = dict(
+    Auth = device('nicos_scriptserver.daemon.auth.HashedAccounts',
+        accountsfile = str(accounts_path(instance.datadir)),
+    ),
+    Daemon = device('nicos_scriptserver.daemon.device.ScriptServerDaemon',
+        authenticators = ['Auth'],
+        server = instance.daemon_address,
+        loglevel = 'info',
+    ),
+)

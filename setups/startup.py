@@ -1,0 +1,4 @@
+description = 'loaded when the daemon starts for the first time'
+group = 'lowlevel'
+
+includes = ['demo']

@@ -1,0 +1,84 @@
+"""Fixtures that start real script-server processes on free ports.
+
+`server` starts one cache + daemon per test module in a temporary data
+directory; `server_factory` starts extra ones inside a test. Both stop
+every process they started, also when the test fails.
+"""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from nicos_scriptserver.client import ScriptServerClient
+from nicos_scriptserver.instance import Instance
+from nicos_scriptserver.processes import ServerProcesses, free_port
+
+# Containers and CI run as root; the services need an explicit opt-in.
+ALLOW_ROOT = os.geteuid() == 0
+# Demo devices run this many times faster than real in tests.
+TEST_TIMESCALE = 20.0
+
+
+@dataclass
+class RunningServer:
+    """A started instance plus the clients a test opened on it."""
+
+    processes: ServerProcesses
+    clients: List[ScriptServerClient] = field(default_factory=list)
+
+    @property
+    def instance(self) -> Instance:
+        return self.processes.instance
+
+    @property
+    def passwords(self) -> Dict[str, str]:
+        return self.processes.passwords
+
+    def client(self, user: str = 'user', **login) -> ScriptServerClient:
+        """Log in as *user* (guest, user or admin) with its real password."""
+        client = ScriptServerClient()
+        client.login(self.instance.host, self.instance.daemon_port, user,
+                     self.passwords[user], **login)
+        self.clients.append(client)
+        return client
+
+    def stop(self) -> None:
+        for client in self.clients:
+            if client.isconnected:
+                client.disconnect()
+        self.processes.stop()
+
+
+def start_server(datadir: Path, **instance_args) -> RunningServer:
+    instance = Instance(datadir=datadir, daemon_port=free_port(),
+                        cache_port=free_port(),
+                        timescale=instance_args.pop('timescale', TEST_TIMESCALE),
+                        **instance_args)
+    return RunningServer(ServerProcesses(instance, allow_root=ALLOW_ROOT).start())
+
+
+@pytest.fixture(scope='module')
+def server(tmp_path_factory):
+    """One running script server shared by the tests of a module."""
+    running = start_server(tmp_path_factory.mktemp('server'))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    """Start script servers inside a test: ``server_factory(**instance_args)``."""
+    started = []
+
+    def start(datadir=None, **instance_args):
+        running = start_server(datadir or tmp_path / f'server{len(started)}',
+                               **instance_args)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()

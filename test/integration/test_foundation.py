@@ -1,0 +1,170 @@
+"""The demo instrument served by a real NICOS daemon and cache."""
+
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from nicos_scriptserver.client import ScriptServerClient, ServerError
+from nicos_scriptserver.instance import REPO
+from nicos_scriptserver.processes import free_port
+
+pytestmark = pytest.mark.integration
+
+NICOS_CLIENT = REPO / '.venv' / 'nicos-root' / 'nicos-3.12.2' / 'bin' / 'nicos-client'
+
+
+def run_job(client, code):
+    """Queue *code*, wait for its 'done' event and return (reqid, done data)."""
+    start = len(client.events)
+    reqid = client.call('queue', 'job.py', code)
+    _, done = client.wait_for(
+        lambda name, data: name == 'done' and data['reqid'] == reqid,
+        timeout=60, start=start)
+    return reqid, done, client.events[start:]
+
+
+def messages_of(events, reqid):
+    return [data[3] for name, data in events
+            if name == 'message' and data[5] == reqid]
+
+
+def test_script_with_instrument_commands_moves_devices(server):
+    client = server.client('user')
+    reqid, done, events = run_job(
+        client, "set_ei(25)\nmove_sample(3.5, -45)\nprint('both commands done')")
+
+    assert done['success'] is True
+    speed, phase3, x, theta = client.eval_value(
+        '(chopper1_speed.read(0), chopper3_phase.read(0), '
+        'sample_x.read(0), sample_theta.read(0))')
+    assert speed == 200.0  # 40 * sqrt(25 meV)
+    velocity = 437.393 * math.sqrt(25)
+    assert phase3 == pytest.approx((360 * 200 * 10.0 / velocity) % 360, abs=0.01)
+    assert (x, theta) == (3.5, -45.0)
+    # The job's output reached the client as events tagged with its id.
+    output = ''.join(messages_of(events, reqid))
+    assert 'choppers set for Ei = 25.000 meV' in output
+    assert 'both commands done' in output
+    assert [name for name, data in events
+            if name in ('processing', 'done')] == ['processing', 'done']
+
+
+def test_measure_counts_for_the_requested_frames(server):
+    client = server.client('user')
+    rate = client.eval_value('frame_rate.read(0)')
+    frames = int(rate * 1.5)
+    started = time.monotonic()
+    reqid, done, events = run_job(client, f'measure(frames={frames})')
+    elapsed = time.monotonic() - started
+    assert done['success'] is True
+    assert elapsed >= 1.5
+    output = ''.join(messages_of(events, reqid))
+    assert 'timer = 1.500' in output or output.count('count:') >= 1
+    assert 'progress 100%' in output
+
+
+def test_failing_command_reports_error_and_daemon_keeps_serving(server):
+    client = server.client('user')
+    reqid, done, events = run_job(client, 'set_temperature(1000)')
+    assert done['success'] is False
+    output = ''.join(messages_of(events, reqid))
+    assert 'T_sample' in output and 'limit' in output
+    assert client.eval_value('T_sample.read(0)') == 295.0
+    _, done, _ = run_job(client, 'set_temperature(300)')
+    assert done['success'] is True
+
+
+def test_wrong_password_is_refused(server):
+    with pytest.raises(ServerError, match='Invalid username or password'):
+        ScriptServerClient().login(server.instance.host,
+                                   server.instance.daemon_port, 'user', 'wrong')
+    with pytest.raises(ServerError, match='Invalid username or password'):
+        ScriptServerClient().login(server.instance.host,
+                                   server.instance.daemon_port, 'nobody',
+                                   server.passwords['user'])
+
+
+def test_guest_can_watch_but_not_move_devices(server):
+    guest = server.client('guest')
+    before = guest.eval_value('sample_x.read(0)')
+    for command, args in [('queue', ('', 'maw(sample_x, 11)')),
+                          ('start', ('', 'maw(sample_x, 11)')),
+                          ('exec', ('maw(sample_x, 11)',))]:
+        with pytest.raises(ServerError, match='guest logins can only watch'):
+            guest.call(command, *args)
+    with pytest.raises(ServerError, match='only evaluate read-only expressions'):
+        guest.call('eval', 'sample_x.move(11)', False)
+    time.sleep(0.2)
+    assert guest.eval_value('sample_x.read(0)') == before
+    assert guest.call('getstatus')['status'][0] < 0
+
+
+def test_passwords_are_not_stored_in_clear(server):
+    accounts = (server.instance.datadir / 'etc' / 'accounts.toml').read_text()
+    for password in server.passwords.values():
+        assert password not in accounts
+    assert accounts.count('hash = "scrypt$') == 3
+    secrets = server.instance.datadir / 'etc' / 'secrets.toml'
+    assert secrets.stat().st_mode & 0o077 == 0
+
+
+def test_services_listen_on_loopback_only(server):
+    for name, proc in server.processes.procs.items():
+        sockets = [conn.laddr for conn in psutil.Process(proc.pid).net_connections()
+                   if not conn.raddr]
+        assert sockets, f'{name} listens nowhere'
+        assert all(addr.ip == '127.0.0.1' for addr in sockets), (name, sockets)
+
+
+def test_stock_console_client_drives_the_demo(server, tmp_path):
+    env = dict(os.environ, INSTRUMENT='nicos_scriptserver.demo', HOME=str(tmp_path))
+    login = f"user:{server.passwords['user']}@127.0.0.1:{server.instance.daemon_port}"
+    result = subprocess.run(
+        [sys.executable, str(NICOS_CLIENT), login, '-c', 'move_sample(-7, 20)'],
+        env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert 'sample_x  : at' in result.stdout
+    checker = server.client('guest')
+    assert checker.eval_value('(sample_x.read(0), sample_theta.read(0))') == (-7.0, 20.0)
+
+
+def test_demo_command_serves_and_stops_cleanly(tmp_path):
+    port, cache_port = free_port(), free_port()
+    args = [sys.executable, '-m', 'nicos_scriptserver.serve', '--data',
+            str(tmp_path / 'demo'), '--port', str(port), '--cache-port',
+            str(cache_port), '--timescale', '20']
+    if os.geteuid() == 0:
+        args.append('--allow-root')
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, stdin=subprocess.DEVNULL)
+    try:
+        output = []
+        for line in proc.stdout:
+            output.append(line)
+            if 'Stop with Ctrl-C' in line:
+                break
+        banner = ''.join(output)
+        assert f'127.0.0.1:{port}' in banner, banner
+        password = re.search(r'^  user  / (\S+)$', banner, re.M).group(1)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) == 2
+
+        client = ScriptServerClient().login('127.0.0.1', port, 'user', password)
+        assert client.eval_value('session.experiment.name') == 'Exp'
+        client.disconnect()
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f'left behind: {alive}'
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
