@@ -1,0 +1,32 @@
+"""The job queue core: pure Python (stdlib and sqlite3 only).
+
+It never imports NICOS, zmq, EPICS or Qt: the daemon adapter drives it.
+
+- `model`: `Job`, `JobKind`, `JobState`, `QueueState` (plain, immutable data)
+- `machine`/`editing`: `QueueMachine`, the pure state machine; every
+  operation returns a `Change` (`change`: result, what to save, events
+  for clients) or raises a `QueueError` (`errors`); `validate` checks the
+  values clients give
+- `order`: order keys that make moving a job a one-row write
+- `store`: `QueueStore`, the SQLite file (also the archive of old
+  finished jobs, which are not kept in memory)
+- `service`: `JobQueue`, the thread-safe, durable facade the daemon uses
+"""
+
+from nicos_scriptserver.queue.change import Change, Event
+from nicos_scriptserver.queue.errors import (BadPosition, InvalidTransition,
+                                             InvalidValue, JobNotFound,
+                                             NotEditable, QueueError,
+                                             StoreError)
+from nicos_scriptserver.queue.machine import QueueMachine
+from nicos_scriptserver.queue.model import (Job, JobKind, JobState, QueueData,
+                                            QueueState)
+from nicos_scriptserver.queue.service import JobQueue
+from nicos_scriptserver.queue.store import QueueStore
+
+__all__ = [
+    'BadPosition', 'Change', 'Event', 'InvalidTransition', 'InvalidValue',
+    'Job', 'JobKind', 'JobNotFound', 'JobQueue', 'JobState', 'NotEditable',
+    'QueueData', 'QueueError', 'QueueMachine', 'QueueState', 'QueueStore',
+    'StoreError',
+]

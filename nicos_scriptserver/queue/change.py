@@ -1,0 +1,70 @@
+"""What one queue operation changes, and the events it announces.
+
+The state machine builds a `Change` without touching its own state, hands
+it to the store to commit, and only then applies it to memory. So when the
+commit fails, the queue in memory is still exactly what is on disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from nicos_scriptserver.queue.model import Job, QueueState
+
+#: An event for clients: ``(name, payload)`` with a JSON-ready payload.
+#:
+#: - ``("job_changed", job.to_dict())``: a job was added or changed.
+#: - ``("job_line", {"id": ..., "line": ...})``: the current job's line.
+#: - ``("queue_changed", {"order": [ids], "removed": [ids]})``: the waiting
+#:   list changed (jobs added, moved, started or removed); one per
+#:   operation, however many jobs it moved.
+#: - ``("queue_state", QueueState.to_dict())``: held/released, policy.
+Event = Tuple[str, Dict[str, Any]]
+
+
+@dataclass
+class Change:
+    """The outcome of one operation: its result, what to write, events.
+
+    ``put`` holds the new version of every added or changed job; ``keys``
+    the new order key of waiting jobs (see `order.place`); ``order`` the
+    new waiting list if it changed; ``history`` the position in the
+    history of each job that finished; ``durable`` is False for changes
+    not worth a disk write of their own (the current line).
+    """
+
+    result: Any = None
+    put: Dict[int, Job] = field(default_factory=dict)
+    deleted: List[int] = field(default_factory=list)
+    order: Optional[List[int]] = None
+    keys: Dict[int, int] = field(default_factory=dict)
+    history: Dict[int, int] = field(default_factory=dict)
+    queue: Optional[QueueState] = None
+    next_id: Optional[int] = None
+    events: List[Event] = field(default_factory=list)
+    durable: bool = True
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing changes (the operation was a no-op)."""
+        return not (self.put or self.deleted or self.order is not None
+                    or self.keys or self.queue or self.next_id)
+
+    def put_job(self, job: Job) -> None:
+        """Add or replace *job*, announcing it."""
+        self.put[job.id] = job
+        self.events.append(('job_changed', job.to_dict()))
+
+    def set_order(self, order: List[int], keys: Dict[int, int],
+                  removed: Iterable[int] = ()) -> None:
+        """Make *order* the waiting list, with new *keys* for some jobs."""
+        self.order = order
+        self.keys.update(keys)
+        self.events.append(('queue_changed', {'order': list(order),
+                                              'removed': list(removed)}))
+
+    def set_queue(self, queue: QueueState) -> None:
+        """Change the queue's own state."""
+        self.queue = queue
+        self.events.append(('queue_state', queue.to_dict()))

@@ -1,0 +1,322 @@
+"""Operations on the waiting list: submit, edit, move, skip, repeat, ...
+
+`QueueEditing` is mixed into `machine.QueueMachine` and works on its state;
+like every operation there, each one builds a `Change` and hands it to
+``_run`` (commit, then apply), or raises a `QueueError` changing nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
+
+from nicos_scriptserver.queue import validate
+from nicos_scriptserver.queue.change import Change
+from nicos_scriptserver.queue.errors import (BadPosition, InvalidTransition,
+                                             InvalidValue, JobNotFound,
+                                             NotEditable)
+from nicos_scriptserver.queue.model import REQUEUEABLE, Job, JobState
+from nicos_scriptserver.queue.order import place
+
+#: Named positions for `move`.
+MOVES = ('up', 'down', 'top', 'bottom')
+Position = Union[int, str]
+
+# How each action reads in a refusal, and what to tell the user who tries
+# it on the current job.
+_ACTIONS = {
+    'edit': ('edited', 'abort it, then edit and re-queue it'),
+    'start': ('started', 'it has already started'),
+    'remove': ('removed', 'abort it to stop it'),
+    'move': ('moved', 'it has already left the waiting list'),
+    'skip': ('skipped', 'abort it to stop it'),
+    'unskip': ('unskipped', 'it has already left the waiting list'),
+    'confirm': ('confirmed', 'it has already started'),
+    'estimate': ('given an estimate', 'it has already started'),
+}
+
+
+def _refusal(job: Job, action: str) -> NotEditable:
+    done, advice = _ACTIONS[action]
+    if job.state.current:
+        return NotEditable(f'job {job.id} is {job.state.value}: the current '
+                           f'job cannot be {done}; {advice}')
+    advice = '; re-queue it to run it again' if job.state in REQUEUEABLE else ''
+    return NotEditable(f'job {job.id} is {job.state.value}: finished jobs '
+                       f'cannot be {done}, they stay in the history as they '
+                       f'ran{advice}')
+
+
+class QueueEditing:
+    """Editing operations of `QueueMachine`, which provides the state
+    below and ``get``, ``_archived`` and ``_run``."""
+
+    _jobs: Dict[int, Job]
+    _order: List[int]
+    _keys: Dict[int, int]
+    _next_id: int
+
+    def submit(self, specs: Union[Mapping[str, Any], List[Mapping]],
+               owner: str, now: float, position: Optional[Position] = None
+               ) -> Change:
+        """Queue one job (a spec dict) or a batch (a list of them).
+
+        A spec has ``kind`` and ``source``, optionally ``name``, ``calls``
+        (generated jobs), ``held`` and ``hold_reason``. The jobs of a batch
+        (a list of two or more) share one ``batch_id``. *position* is an
+        index into the waiting list where the first job goes, or
+        'top'/'bottom' (the default). Result: the list of new jobs.
+        """
+        specs = list(specs) if isinstance(specs, (list, tuple)) else [specs]
+        if not specs:
+            raise InvalidValue('nothing to submit: the batch is empty')
+        if not isinstance(owner, str) or not owner:
+            raise InvalidValue('a job needs an owner (a user name)')
+        batch = len(specs) > 1
+        first = self._next_id
+        fields = [validate.spec_fields(spec, f'job {number} of the batch'
+                                       if batch else 'the job')
+                  for number, spec in enumerate(specs, 1)]
+        at = self._insert_index(position)
+        jobs = [Job(id=first + index, owner=owner, state=JobState.QUEUED,
+                    created=now, queued_at=now,
+                    batch_id=f'batch-{first}' if batch else None,
+                    batch_index=index if batch else None,
+                    batch_size=len(specs) if batch else None, **values)
+                for index, values in enumerate(fields)]
+        return self._run(self._insert(jobs, at, result=jobs))
+
+    def edit(self, job_id: int, *, name: Optional[str] = None,
+             source: Optional[str] = None, calls: Optional[list] = None
+             ) -> Change:
+        """Change a waiting job's name, script or command calls.
+
+        A new script or new calls drop the job's estimate, which no longer
+        fits. Result: the edited job.
+        """
+        job = self._waiting(job_id, 'edit')
+        edited = _edited(job, f'job {job_id}', name, source, calls)
+        change = Change(result=edited)
+        if edited != job:
+            change.put_job(edited)
+        return self._run(change)
+
+    def set_estimate(self, job_id: int, estimate: Optional[dict]) -> Change:
+        """Attach a dry run's estimate (opaque JSON-ready dict) to a waiting
+        job. Result: the job."""
+        job = self._waiting(job_id, 'estimate')
+        if estimate is not None and not isinstance(estimate, Mapping):
+            raise InvalidValue(f'job {job_id}: an estimate must be a dict')
+        return self._update(job, estimate=validate.normalized(
+            estimate, f'the estimate of job {job_id}'))
+
+    def confirm(self, job_id: int) -> Change:
+        """Let a job that was held back by policy run when its turn comes."""
+        return self._update(self._waiting(job_id, 'confirm'), held=False,
+                            hold_reason='')
+
+    def skip(self, job_id: int) -> Change:
+        """Leave a waiting job in its place but pass over it."""
+        return self._update(self._waiting(job_id, 'skip'),
+                            state=JobState.SKIPPED)
+
+    def unskip(self, job_id: int) -> Change:
+        """Let a skipped job run again when its turn comes."""
+        return self._update(self._waiting(job_id, 'unskip'),
+                            state=JobState.QUEUED)
+
+    def move(self, job_id: int, to: Position) -> Change:
+        """Move a waiting job to index *to* of the waiting list, or 'up',
+        'down', 'top', 'bottom'."""
+        self._waiting(job_id, 'move')
+        here = self._order.index(job_id)
+        there = self._move_target(job_id, here, to)
+        change = Change()
+        if there != here:
+            order = self._order[:here] + self._order[here + 1:]
+            order.insert(there, job_id)
+            change.set_order(order, place(order, self._keys, there, 1))
+        return self._run(change)
+
+    def rearrange(self, ids: Iterable[int]) -> Change:
+        """Put the listed waiting jobs in the listed order.
+
+        They take the places they occupy now, in the new order; jobs not
+        listed stay where they are. So a complete list of the waiting ids
+        (what NICOS's ``rearrange`` sends) sets the whole order, and a list
+        of some of them (say, a client showing only runnable jobs) reorders
+        those among themselves.
+        """
+        ids = list(ids)
+        for job_id in ids:
+            self._waiting(job_id, 'move')
+        if len(set(ids)) != len(ids):
+            twice = next(i for i in ids if ids.count(i) > 1)
+            raise BadPosition(f'job {twice} is listed twice in the new order')
+        index = {job_id: i for i, job_id in enumerate(self._order)}
+        slots = sorted(index[job_id] for job_id in ids)
+        order = list(self._order)
+        keys = {}
+        # Slots keep their keys, so only the jobs that moved are written.
+        for slot, job_id in zip(slots, ids):
+            if order[slot] != job_id:
+                keys[job_id] = self._keys[order[slot]]
+                order[slot] = job_id
+        change = Change()
+        if keys:
+            change.set_order(order, keys)
+        return self._run(change)
+
+    def repeat(self, job_id: int, times: int, now: float) -> Change:
+        """Queue *times* copies of a waiting or the current job right after
+        it (for the current job: at the top). Result: the copies."""
+        job = self.get(job_id)
+        if job.state.finished:
+            advice = ('re-queue it instead' if job.state in REQUEUEABLE
+                      else 'submit it again instead')
+            raise NotEditable(f'job {job_id} is {job.state.value}: only '
+                              f'waiting jobs and the current job can be '
+                              f'repeated; {advice}')
+        times = validate.repeat_count(times, f'job {job_id}')
+        at = 0 if job.state.current else self._order.index(job_id) + 1
+        copies = [Job(id=self._next_id + n, kind=job.kind, name=job.name,
+                      source=job.source, calls=job.calls, owner=job.owner,
+                      state=JobState.QUEUED, created=job.created, queued_at=now,
+                      estimate=job.estimate, held=job.held,
+                      hold_reason=job.hold_reason) for n in range(times)]
+        return self._run(self._insert(copies, at, result=copies))
+
+    def duplicate(self, job_id: int, now: float) -> Change:
+        """`repeat` once. Result: the copy."""
+        change = self.repeat(job_id, 1, now)
+        change.result = change.result[0]
+        return change
+
+    def remove(self, job_id: int) -> Change:
+        """Take a waiting job out of the queue (it is not kept)."""
+        self._waiting(job_id, 'remove')
+        change = Change(deleted=[job_id])
+        change.set_order([i for i in self._order if i != job_id], {},
+                         removed=[job_id])
+        return self._run(change)
+
+    def clear(self) -> Change:
+        """Remove every waiting job. Result: their ids."""
+        change = Change(result=list(self._order))
+        if self._order:
+            change.deleted = list(self._order)
+            change.set_order([], {}, removed=self._order)
+        return self._run(change)
+
+    def requeue(self, job_id: int, now: float,
+                edits: Optional[Mapping[str, Any]] = None,
+                position: Optional[Position] = None,
+                owner: Optional[str] = None) -> Change:
+        """Queue an aborted, failed or interrupted job again, as a new job.
+
+        The new job runs from the beginning and points back at the old one
+        (``requeued_from``), which stays in the history unchanged. *edits*
+        may change name, source and calls; *owner* defaults to the old
+        job's. Result: the new job.
+        """
+        job = self.get(job_id)
+        if job.state not in REQUEUEABLE:
+            raise InvalidTransition(
+                f'job {job_id} is {job.state.value}: only aborted, failed or '
+                'interrupted jobs can be re-queued')
+        edits = dict(edits or {})
+        unknown = sorted(set(edits) - {'name', 'source', 'calls'})
+        if unknown:
+            raise InvalidValue(f'cannot change {", ".join(unknown)} when '
+                               're-queuing; only name, source and calls')
+        if owner is not None and (not isinstance(owner, str) or not owner):
+            raise InvalidValue('a job needs an owner (a user name)')
+        at = self._insert_index(position)
+        fresh = Job(id=self._next_id, kind=job.kind, name=job.name,
+                    source=job.source, calls=job.calls,
+                    owner=owner or job.owner, state=JobState.QUEUED,
+                    created=job.created, queued_at=now, requeued_from=job_id,
+                    estimate=job.estimate)
+        if edits:
+            fresh = _edited(fresh, f're-queued job {job_id}', **edits)
+        return self._run(self._insert([fresh], at, result=fresh))
+
+    # -- helpers -------------------------------------------------------------
+
+    def _waiting(self, job_id: int, action: str) -> Job:
+        """The waiting job *job_id*, or the refusal to *action* it."""
+        job = self._jobs.get(job_id) if isinstance(job_id, int) else None
+        if job is None:
+            archived = self._archived(job_id)
+            if archived is None:
+                raise JobNotFound(f'no job {job_id} in the queue')
+            job = archived[1]
+        if not job.state.waiting:
+            raise _refusal(job, action)
+        return job
+
+    def _update(self, job: Job, **values) -> Change:
+        new = dataclasses.replace(job, **values)
+        change = Change(result=new)
+        if new != job:
+            change.put_job(new)
+        return self._run(change)
+
+    def _insert_index(self, position: Optional[Position]) -> int:
+        size = len(self._order)
+        if position is None or position == 'bottom':
+            return size
+        if position == 'top':
+            return 0
+        if isinstance(position, bool) or not isinstance(position, int) or \
+                not 0 <= position <= size:
+            raise BadPosition(f'cannot insert at position {position!r}: give '
+                              f"'top', 'bottom' or an index from 0 to {size}")
+        return position
+
+    def _move_target(self, job_id: int, here: int, to: Position) -> int:
+        last = len(self._order) - 1
+        if to == 'up' and here == 0:
+            raise BadPosition(f'job {job_id} is already at the top of the queue')
+        if to == 'down' and here == last:
+            raise BadPosition(f'job {job_id} is already at the bottom of the '
+                              'queue')
+        named = {'up': here - 1, 'down': here + 1, 'top': 0, 'bottom': last}
+        if isinstance(to, str) and to in named:
+            return named[to]
+        if isinstance(to, bool) or not isinstance(to, int):
+            raise BadPosition(f'cannot move job {job_id} to {to!r}: give an '
+                              f'index or one of {", ".join(MOVES)}')
+        if not 0 <= to <= last:
+            raise BadPosition(
+                f'cannot move job {job_id} to position {to}: the queue has '
+                f'{last + 1} waiting jobs (positions 0 to {last})')
+        return to
+
+    def _insert(self, jobs: List[Job], at: int, result: Any) -> Change:
+        ids = [job.id for job in jobs]
+        order = self._order[:at] + ids + self._order[at:]
+        change = Change(result=result, next_id=ids[-1] + 1)
+        for job in jobs:
+            change.put_job(job)
+        change.set_order(order, place(order, self._keys, at, len(ids)))
+        return change
+
+
+def _edited(job: Job, label: str, name: Optional[str] = None,
+            source: Optional[str] = None, calls: Optional[list] = None) -> Job:
+    """*job* with the given (not None) fields changed and checked."""
+    values: Dict[str, Any] = {}
+    if name is not None:
+        values['name'] = validate.name(name, label)
+    if source is not None:
+        values['source'] = validate.source(source, label)
+    if calls is not None:
+        values['calls'] = validate.calls(calls, job.kind, label)
+    if not values:
+        raise InvalidValue(f'nothing to change in {label}: give a name, '
+                           'a source or calls')
+    if values.get('source', job.source) != job.source or \
+            values.get('calls', job.calls) != job.calls:
+        values['estimate'] = None
+    return dataclasses.replace(job, **values)

@@ -1,0 +1,294 @@
+"""`JobQueue`: the thread-safe, durable job queue the daemon uses.
+
+One lock serializes every operation: the state machine checks it and
+builds the change, the store commits it, memory is updated, all under the
+lock. Events are delivered to listeners after the lock is released (so a
+listener may call back into the queue or wait for a thread that does) but
+still in the order the changes were committed.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
+                    Union)
+
+from nicos_scriptserver.queue.change import Change, Event
+from nicos_scriptserver.queue.editing import Position
+from nicos_scriptserver.queue.machine import KEEP_HISTORY, QueueMachine
+from nicos_scriptserver.queue.model import Job, JobState, QueueData, QueueState
+from nicos_scriptserver.queue.store import QueueStore
+
+log = logging.getLogger(__name__)
+
+#: Called with the events of one operation.
+Listener = Callable[[List[Event]], None]
+
+
+class JobQueue:
+    """The job queue saved in the SQLite file *path*.
+
+    Opening it restores the queue; a job that was current when the server
+    stopped becomes ``interrupted`` and the queue is held (see
+    `QueueMachine.recover`). Every operation returns its result once the
+    change is on disk, or raises a `QueueError` (`StoreError` if the disk
+    refused it) and changes nothing. *clock* gives the time for the jobs'
+    timestamps. The newest *keep_history* finished jobs are kept in memory,
+    older ones are read from the file when asked for.
+    """
+
+    def __init__(self, path: Union[str, Path],
+                 clock: Callable[[], float] = time.time,
+                 keep_history: int = KEEP_HISTORY):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._store = QueueStore(path)
+        try:
+            self._machine = QueueMachine(
+                self._store.load(keep_history), commit=self._store.commit,
+                archive=self._store, keep_history=keep_history)
+            self._machine.recover(clock())
+        except BaseException:
+            self._store.close()
+            raise
+        self._listeners: List[Listener] = []
+        self._pending: collections.deque = collections.deque()
+        self._delivering = threading.Lock()
+
+    # -- events ----------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call *listener* with the list of events of every operation.
+
+        Calls come in commit order, one at a time, outside the queue's
+        lock, from the thread of the operation or of one that was
+        delivering at the time (then possibly just after the operation
+        returned). A listener that raises is logged and skipped.
+        """
+        self._listeners = self._listeners + [listener]
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling *listener*."""
+        self._listeners = [item for item in self._listeners
+                           if item is not listener]
+
+    def _do(self, operation: Callable[[float], Change]) -> Any:
+        """Run *operation* (given the time) under the lock; deliver its
+        events; return its result."""
+        with self._lock:
+            change = operation(self._clock())
+            if change.events:
+                self._pending.append(change.events)
+        self._deliver()
+        return change.result
+
+    def _deliver(self) -> None:
+        # Whoever holds `_delivering` delivers everything pending, also
+        # what other threads committed meanwhile; the others return at once
+        # instead of waiting, so that a listener that waits for one of them
+        # cannot deadlock. The check after releasing catches events queued
+        # between the last pop and the release.
+        while self._pending:
+            if not self._delivering.acquire(blocking=False):
+                return
+            try:
+                while self._pending:
+                    events = self._pending.popleft()
+                    for listener in self._listeners:
+                        try:
+                            listener(list(events))
+                        except Exception:
+                            log.exception('queue event listener %r failed',
+                                          listener)
+            finally:
+                self._delivering.release()
+
+    # -- queries ------------------------------------------------------------------
+
+    def waiting(self) -> List[Job]:
+        """Queued and skipped jobs, in the order they will run."""
+        with self._lock:
+            return self._machine.waiting()
+
+    def current(self) -> Optional[Job]:
+        """The running or paused job, if any."""
+        with self._lock:
+            return self._machine.current()
+
+    def is_paused(self) -> bool:
+        """Whether there is a current job and it is paused."""
+        with self._lock:
+            job = self._machine.current()
+            return job is not None and job.state is JobState.PAUSED
+
+    def get(self, job_id: int) -> Job:
+        """Any job: waiting, current or finished."""
+        with self._lock:
+            return self._machine.get(job_id)
+
+    def history(self, limit: int = 50, before_id: Optional[int] = None
+                ) -> List[Job]:
+        """Finished jobs, the last finished first (see
+        `QueueMachine.history`)."""
+        with self._lock:
+            return self._machine.history(limit, before_id)
+
+    def next_job(self) -> Optional[Job]:
+        """The job that `start_next` would start now, if any."""
+        with self._lock:
+            return self._machine.next_job()
+
+    @property
+    def state(self) -> QueueState:
+        """Whether the queue is held, why, and its failure policy."""
+        with self._lock:
+            return self._machine.queue
+
+    def summary(self) -> Dict[str, Any]:
+        """The queue for clients: current job, waiting jobs, hold state."""
+        with self._lock:
+            current = self._machine.current()
+            waiting = self._machine.waiting()
+            queue = self._machine.queue
+        return {'current': current.to_dict() if current else None,
+                'waiting': [job.to_dict() for job in waiting],
+                **queue.to_dict()}
+
+    def snapshot(self) -> QueueData:
+        """A consistent copy of everything, for checks and diagnostics."""
+        with self._lock:
+            return self._machine.data()
+
+    # -- the waiting list ---------------------------------------------------------
+
+    def submit(self, specs: Union[Mapping[str, Any], List[Mapping]],
+               owner: str, position: Optional[Position] = None) -> List[Job]:
+        """Queue one job or a batch; returns the new jobs."""
+        return self._do(lambda now: self._machine.submit(
+            specs, owner, now, position))
+
+    def edit(self, job_id: int, *, name: Optional[str] = None,
+             source: Optional[str] = None, calls: Optional[list] = None
+             ) -> Job:
+        """Change a waiting job's name, script or calls; returns it."""
+        return self._do(lambda now: self._machine.edit(
+            job_id, name=name, source=source, calls=calls))
+
+    def set_estimate(self, job_id: int, estimate: Optional[dict]) -> Job:
+        """Attach a dry run's estimate to a waiting job."""
+        return self._do(lambda now: self._machine.set_estimate(job_id,
+                                                               estimate))
+
+    def confirm(self, job_id: int) -> Job:
+        """Let a job held back by policy run when its turn comes."""
+        return self._do(lambda now: self._machine.confirm(job_id))
+
+    def move(self, job_id: int, to: Position) -> None:
+        """Move a waiting job to an index or 'up'/'down'/'top'/'bottom'."""
+        self._do(lambda now: self._machine.move(job_id, to))
+
+    def rearrange(self, ids: Iterable[int]) -> None:
+        """Put the listed waiting jobs in the listed order, in their places."""
+        self._do(lambda now: self._machine.rearrange(ids))
+
+    def skip(self, job_id: int) -> Job:
+        """Pass over a waiting job, leaving it in its place."""
+        return self._do(lambda now: self._machine.skip(job_id))
+
+    def unskip(self, job_id: int) -> Job:
+        """Let a skipped job run again."""
+        return self._do(lambda now: self._machine.unskip(job_id))
+
+    def repeat(self, job_id: int, times: int = 1) -> List[Job]:
+        """Queue copies of a waiting or the current job right after it."""
+        return self._do(lambda now: self._machine.repeat(job_id, times, now))
+
+    def duplicate(self, job_id: int) -> Job:
+        """Queue one copy of a job right after it."""
+        return self._do(lambda now: self._machine.duplicate(job_id, now))
+
+    def remove(self, job_id: int) -> None:
+        """Take a waiting job out of the queue."""
+        self._do(lambda now: self._machine.remove(job_id))
+
+    def clear(self) -> List[int]:
+        """Remove every waiting job; returns their ids."""
+        return self._do(lambda now: self._machine.clear())
+
+    def requeue(self, job_id: int, edits: Optional[Mapping[str, Any]] = None,
+                position: Optional[Position] = None,
+                owner: Optional[str] = None) -> Job:
+        """Queue an aborted, failed or interrupted job again as a new job."""
+        return self._do(lambda now: self._machine.requeue(
+            job_id, now, edits, position, owner))
+
+    # -- the queue as a whole -----------------------------------------------------
+
+    def hold(self, reason: str = 'held') -> None:
+        """Start nothing new after the current job until released."""
+        self._do(lambda now: self._machine.hold(reason))
+
+    def release(self) -> None:
+        """Start waiting jobs again."""
+        self._do(lambda now: self._machine.release())
+
+    def set_on_failure(self, policy: str) -> None:
+        """'hold' (default) or 'continue' after a job fails."""
+        self._do(lambda now: self._machine.set_on_failure(policy))
+
+    # -- the current job (called from the script thread) ------------------------
+
+    def start(self, job_id: int) -> Job:
+        """Make a waiting job the running job; returns it."""
+        return self._do(lambda now: self._machine.start(job_id, now))
+
+    def start_next(self) -> Optional[Job]:
+        """Start the next runnable job, if one may start now; returns it.
+
+        Choosing and starting happen under one lock, so no other thread can
+        edit, move or start the job in between.
+        """
+        return self._do(self._start_next)
+
+    def _start_next(self, now: float) -> Change:
+        job = self._machine.next_job()
+        return Change() if job is None else self._machine.start(job.id, now)
+
+    def pause(self) -> Job:
+        """The current job stopped at a pause point."""
+        return self._do(self._machine.pause)
+
+    def resume(self) -> Job:
+        """The paused job runs again."""
+        return self._do(self._machine.resume)
+
+    def report_progress(self, fraction: Optional[float],
+                        message: str = '') -> Job:
+        """How far the running job is (0..1 or None) and a note."""
+        return self._do(lambda now: self._machine.report_progress(
+            fraction, message))
+
+    def set_line(self, line: Optional[int]) -> None:
+        """The line the current job is at (not written to disk by itself)."""
+        self._do(lambda now: self._machine.set_line(line))
+
+    def finish(self, outcome: str, result: Optional[str] = None,
+               error: Optional[dict] = None) -> Job:
+        """The current job ended: 'done', 'failed' or 'aborted'."""
+        return self._do(lambda now: self._machine.finish(
+            outcome, now, result, error))
+
+    def close(self) -> None:
+        """Close the database; the queue cannot be changed afterwards."""
+        with self._lock:
+            self._store.close()
+
+    def __enter__(self) -> 'JobQueue':
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

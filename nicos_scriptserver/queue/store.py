@@ -1,0 +1,187 @@
+"""SQLite persistence of the queue: a change counts once it is on disk.
+
+One row per job (its `Job.to_dict` as JSON, plus the columns that place
+it: ``pos``, the order key of a waiting job, and ``hist``, the position of
+a finished job in the history) and a key/value table for the queue's own
+state. WAL with ``synchronous=FULL``: a change is durable when `commit`
+returns. Moving a job rewrites only its ``pos`` (see `order.place`).
+
+Opening reads the waiting and current jobs and only the newest finished
+ones; the store also serves as the machine's `Archive` of older ones.
+Not thread-safe by itself: `service.JobQueue` serializes all calls.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import suppress
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+from nicos_scriptserver.queue.change import Change
+from nicos_scriptserver.queue.errors import StoreError
+from nicos_scriptserver.queue.model import Job, QueueData, QueueState
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    state TEXT NOT NULL,
+    pos INTEGER,
+    hist INTEGER,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_history ON jobs (hist) WHERE hist IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_live ON jobs (id) WHERE hist IS NULL;
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def _json(value) -> str:
+    return json.dumps(value, separators=(',', ':'), allow_nan=False)
+
+
+class QueueStore:
+    """The queue's SQLite file at *path* (created if missing)."""
+
+    def __init__(self, path: Union[str, Path]):
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(str(self.path), isolation_level=None,
+                                       check_same_thread=False)
+        except sqlite3.Error as err:
+            raise StoreError(f'cannot open the queue database {self.path}: '
+                             f'{err}') from None
+        try:
+            self._db.execute('PRAGMA journal_mode=WAL')
+            self._db.execute('PRAGMA synchronous=FULL')
+            self._db.executescript(_SCHEMA)
+            self._db.execute('INSERT OR IGNORE INTO meta VALUES (?, ?)',
+                             ('schema', str(SCHEMA_VERSION)))
+            version = self._meta('schema')
+        except sqlite3.Error as err:
+            self._db.close()
+            raise StoreError(f'cannot open the queue database {self.path}: '
+                             f'{err}') from None
+        if version != SCHEMA_VERSION:
+            self._db.close()
+            raise StoreError(f'the queue database {self.path} has format '
+                             f'{version}, this version reads only format '
+                             f'{SCHEMA_VERSION}')
+
+    def _meta(self, name: str):
+        row = self._db.execute('SELECT value FROM meta WHERE name = ?',
+                               (name,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def load(self, keep_history: int) -> QueueData:
+        """What the queue keeps in memory: the waiting and current jobs, the
+        newest *keep_history* finished jobs and the queue's state."""
+        data = QueueData()
+        waiting, finished = [], []
+        try:
+            total = self._db.execute('SELECT max(hist) + 1 FROM jobs '
+                                     'WHERE hist IS NOT NULL').fetchone()[0] or 0
+            data.history_start = max(0, total - keep_history)
+            rows = self._db.execute(
+                'SELECT id, pos, hist, data FROM jobs WHERE hist IS NULL '
+                'UNION ALL SELECT id, pos, hist, data FROM jobs '
+                'WHERE hist >= ?', (data.history_start,)).fetchall()
+            for job_id, pos, hist, text in rows:
+                job = Job.from_dict(json.loads(text))
+                data.jobs[job_id] = job
+                if job.state.waiting:
+                    waiting.append((pos, job_id))
+                elif job.state.finished:
+                    finished.append((hist, job_id))
+            queue = self._meta('queue')
+            next_id = self._meta('next_id') or 1
+            last_id = self._db.execute('SELECT max(id) FROM jobs').fetchone()[0]
+        except sqlite3.Error as err:
+            raise StoreError(f'cannot read the queue database {self.path}: '
+                             f'{err}') from None
+        except (ValueError, KeyError, TypeError) as err:
+            raise StoreError(f'the queue database {self.path} is damaged: '
+                             f'{err!r}') from None
+        waiting.sort()
+        finished.sort()
+        data.order = [job_id for _, job_id in waiting]
+        data.keys = {job_id: pos for pos, job_id in waiting}
+        data.history = [job_id for _, job_id in finished]
+        if queue is not None:
+            data.queue = QueueState.from_dict(queue)
+        data.next_id = max(next_id, (last_id or 0) + 1)
+        problems = data.problems()
+        if [hist for hist, _ in finished] != list(range(data.history_start,
+                                                        total)):
+            problems.append('the history has gaps')
+        if problems:
+            raise StoreError(f'the queue database {self.path} is damaged: '
+                             f'{"; ".join(problems)}')
+        return data
+
+    def finished_job(self, job_id: int) -> Optional[Tuple[int, Job]]:
+        """The finished job *job_id* and its position in the history."""
+        row = self._read('SELECT hist, data FROM jobs WHERE id = ? AND '
+                         'hist IS NOT NULL', (job_id,))
+        return (row[0][0], Job.from_dict(json.loads(row[0][1]))) if row else None
+
+    def finished_before(self, position: int, limit: int) -> List[Job]:
+        """Up to *limit* finished jobs before *position* in the history,
+        newest first."""
+        rows = self._read('SELECT data FROM jobs WHERE hist IS NOT NULL AND '
+                          'hist < ? ORDER BY hist DESC LIMIT ?',
+                          (position, limit))
+        return [Job.from_dict(json.loads(text)) for text, in rows]
+
+    def _read(self, query: str, args: tuple) -> list:
+        try:
+            return self._db.execute(query, args).fetchall()
+        except sqlite3.Error as err:
+            raise StoreError(f'cannot read the queue database {self.path}: '
+                             f'{err}') from None
+
+    def commit(self, change: Change) -> None:
+        """Write *change* in one transaction; raise `StoreError` (and write
+        nothing) if that fails."""
+        rows = [(job.id, job.state.value,
+                 change.keys.get(job.id) if job.state.waiting else None,
+                 change.history.get(job.id), _json(job.to_dict()))
+                for job in change.put.values()]
+        positions = [(key, job_id) for job_id, key in change.keys.items()
+                     if job_id not in change.put]
+        meta = []
+        if change.next_id is not None:
+            meta.append(('next_id', _json(change.next_id)))
+        if change.queue is not None:
+            meta.append(('queue', _json(change.queue.to_dict())))
+        db = self._db
+        try:
+            db.execute('BEGIN IMMEDIATE')
+            if change.deleted:
+                db.executemany('DELETE FROM jobs WHERE id = ?',
+                               [(job_id,) for job_id in change.deleted])
+            if rows:
+                db.executemany('INSERT OR REPLACE INTO jobs '
+                               '(id, state, pos, hist, data) '
+                               'VALUES (?, ?, ?, ?, ?)', rows)
+            if positions:
+                db.executemany('UPDATE jobs SET pos = ? WHERE id = ?',
+                               positions)
+            if meta:
+                db.executemany('INSERT OR REPLACE INTO meta VALUES (?, ?)',
+                               meta)
+            db.execute('COMMIT')
+        except sqlite3.Error as err:
+            with suppress(sqlite3.Error):
+                if db.in_transaction:
+                    db.execute('ROLLBACK')
+            raise StoreError(f'could not save to the queue database '
+                             f'{self.path}: {err}; nothing was changed'
+                             ) from None
+
+    def close(self) -> None:
+        """Close the file; further commits fail with `StoreError`."""
+        self._db.close()
