@@ -11,6 +11,10 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from nicos.clients.base import ConnectionData, ErrorResponse, NicosClient
 
+from nicos_scriptserver import protocol
+
+protocol.register()
+
 
 class ServerError(Exception):
     """The daemon refused a command or the connection failed."""
@@ -20,7 +24,8 @@ class ScriptServerClient(NicosClient):
     """Connects to a script-server daemon and records every event it sends.
 
     ``events`` is the list of ``(name, data)`` received so far; `wait_for`
-    blocks until an event matching a predicate has arrived.
+    blocks until an event matching a predicate has arrived. The script
+    server's own events (``ss_*``) are unmasked at login.
     """
 
     def __init__(self, keep_events: bool = True):
@@ -50,6 +55,7 @@ class ScriptServerClient(NicosClient):
         if not self.isconnected:
             raise ServerError(self.problems[-1] if self.problems
                               else 'login failed')
+        self.call('eventunmask', sorted(protocol.EVENTS))
         return self
 
     def call(self, command: str, *args) -> Any:

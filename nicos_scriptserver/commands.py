@@ -30,7 +30,7 @@ def progress(fraction, message=''):
     """Report how far the running job is, as a fraction from 0 to 1.
 
     The optional message says what is being done, e.g. "frame 3 of 10".
-    Clients show both next to the job.
+    Clients show both next to the job; outside a job this does nothing.
     """
     try:
         fraction = float(fraction)
@@ -40,5 +40,6 @@ def progress(fraction, message=''):
         raise UsageError(f'progress fraction must be between 0 and 1, not {fraction}')
     if session.mode == SIMULATION:
         return
-    session.log.info('progress %.0f%%%s', fraction * 100,
-                     f': {message}' if message else '')
+    daemon = getattr(session, 'daemon_device', None)
+    if daemon is not None:
+        daemon.report_progress(fraction, str(message))

@@ -26,6 +26,11 @@ class HashedAccounts(BaseAuthenticator):
     def doInit(self, mode):
         self._accounts = read_accounts(self.accountsfile)
 
+    def level_of(self, username):
+        """The NICOS user level of an account, or None if there is none."""
+        entry = self._accounts.get(username)
+        return _LEVELS[entry[1]] if entry else None
+
     def authenticate(self, username, password):
         entry = self._accounts.get(username)
         # Hash even for unknown users so timing does not reveal valid names.

@@ -1,17 +1,119 @@
 """The script server's NICOS daemon device."""
 
-from nicos.services.daemon import NicosDaemon
+from typing import Any, Dict, List, Mapping, Optional
 
-from nicos_scriptserver.daemon import access
+from nicos.core import USER, Override, Param, User, oneof
+from nicos.protocols.daemon import BREAK_NOW, STATUS_STOPPING
+from nicos.services.daemon import NicosDaemon
+from nicos import session
+
+from nicos_scriptserver import jobcheck
+from nicos_scriptserver.daemon import access, queuecommands  # noqa: F401 (registers commands)
+from nicos_scriptserver.daemon.auth import HashedAccounts
+from nicos_scriptserver.daemon.events import EventRelay
+from nicos_scriptserver.daemon.execution import ScriptServerController
+from nicos_scriptserver.queue import (InvalidTransition, Job, JobKind,
+                                      JobQueue)
 
 
 class ScriptServerDaemon(NicosDaemon):
-    """NICOS daemon of a script server.
+    """NICOS daemon of a script server, running one persistent job queue.
 
-    Behaves like the stock daemon, except that guest logins may only watch:
-    every command that runs, edits or steers scripts needs user level.
+    Every entry point (stock ``queue``/``start``/``rearrange``/``unqueue``
+    commands, the ``ss_*`` commands, console commands) acts on the same
+    queue, kept in an SQLite file. Guest logins may only watch.
     """
+
+    parameters = {
+        'queuefile': Param('SQLite file that keeps the queue and its history',
+                           type=str, mandatory=True),
+        'failurepolicy': Param('What the queue does after a job failed: hold '
+                               '(start nothing until released) or continue',
+                               type=oneof('hold', 'continue'), default='hold'),
+    }
+
+    parameter_overrides = {
+        'servercls': Override(
+            default='nicos_scriptserver.daemon.transport.ClassicServer'),
+    }
 
     def doInit(self, mode):
         access.install()
+        self._jobs = JobQueue(self.queuefile)
+        if self.jobs.state.on_failure != self.failurepolicy:
+            self.jobs.set_on_failure(self.failurepolicy)
         NicosDaemon.doInit(self, mode)
+        self._controller = ScriptServerController(self, self.simmode,
+                                                  self.autosimulate)
+        self.jobs.add_listener(EventRelay(self.jobs, self.emit_event))
+        self._blackbox = None
+
+    @property
+    def jobs(self) -> JobQueue:
+        """The unified job queue."""
+        return self._jobs
+
+    # -- used by the command handlers ----------------------------------------
+
+    def submit(self, specs: List[Mapping[str, Any]], user: User,
+               position=None) -> List[Job]:
+        """Check and queue jobs submitted by *user*."""
+        prepared = [jobcheck.prepared_spec(spec) for spec in specs]
+        return self.jobs.submit(prepared, owner=user.name, position=position)
+
+    def checked_edits(self, edits: Mapping[str, Any]) -> Dict[str, Any]:
+        """Edits of a job, checked like a submission."""
+        return jobcheck.prepared_edits(edits)
+
+    def user_for(self, job: Job) -> User:
+        """The NICOS user a job runs as: its owner, with the account's level."""
+        for auth in self._attached_authenticators:
+            if isinstance(auth, HashedAccounts):
+                level = auth.level_of(job.owner)
+                if level is not None:
+                    return User(job.owner, level)
+        return User(job.owner, USER)
+
+    def report_progress(self, fraction: float, message: str) -> None:
+        if self.jobs.current() is not None:
+            self.jobs.report_progress(fraction, message)
+
+    def _current(self, action: str) -> Job:
+        job = self.jobs.current()
+        if job is None:
+            raise InvalidTransition(f'cannot {action}: no job is running')
+        return job
+
+    def pause_current(self, user: User, level: int) -> None:
+        job = self._current('pause')
+        if job.kind == JobKind.BLACKBOX:
+            raise InvalidTransition(f'job {job.id} is a black-box job and '
+                                    'cannot be paused; abort it instead')
+        if self.jobs.is_paused():
+            raise InvalidTransition(f'job {job.id} is already paused')
+        if self._controller.status == STATUS_STOPPING:
+            raise InvalidTransition(f'job {job.id} is being aborted')
+        session.log.info('Pause requested by %s', user.name)
+        self._controller.interrupt(('break', level, user.name))
+        if level >= BREAK_NOW:
+            session.countloop_request = ('pause', f'Paused by {user.name}')
+
+    def resume_current(self, user: User) -> None:
+        job = self._current('resume')
+        if not self.jobs.is_paused():
+            raise InvalidTransition(f'job {job.id} is not paused')
+        self._controller.set_continue(('continue', 0, user.name))
+
+    def abort_current(self, user: User, level: int) -> None:
+        self._current('abort')
+        self._controller.script_stop(level, user)
+
+    def set_blackbox(self, run: Optional[object]) -> None:
+        """The black-box process of the current job (for aborting it)."""
+        self._blackbox = run
+
+    def abort_blackbox(self) -> None:
+        """Terminate the current black-box job's processes, if any."""
+        run = self._blackbox
+        if run is not None:
+            run.abort()

@@ -13,6 +13,7 @@ devices = dict(
     Daemon = device('nicos_scriptserver.daemon.device.ScriptServerDaemon',
         authenticators = ['Auth'],
         server = instance.daemon_address,
+        queuefile = str(instance.datadir / 'queue.sqlite'),
         loglevel = 'info',
     ),
 )

@@ -66,8 +66,8 @@ def test_measure_counts_for_the_requested_frames(server):
     assert done['success'] is True
     assert elapsed >= 1.5
     output = ''.join(messages_of(events, reqid))
-    assert 'timer = 1.500' in output or output.count('count:') >= 1
-    assert 'progress 100%' in output
+    assert 'count: timer = 1.500' in output
+    assert client.call('ss_job', int(reqid))['progress'] == 1.0
 
 
 def test_failing_command_reports_error_and_daemon_keeps_serving(server):
@@ -77,6 +77,9 @@ def test_failing_command_reports_error_and_daemon_keeps_serving(server):
     output = ''.join(messages_of(events, reqid))
     assert 'T_sample' in output and 'limit' in output
     assert client.eval_value('T_sample.read(0)') == 295.0
+    # The queue holds after a failure so that somebody notices.
+    assert client.call('ss_queue')['held'] is True
+    client.call('ss_release')
     _, done, _ = run_job(client, 'set_temperature(300)')
     assert done['success'] is True
 

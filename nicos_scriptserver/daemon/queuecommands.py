@@ -1,0 +1,236 @@
+"""Daemon commands of the unified job queue (``ss_*``), and stock overrides.
+
+Each ``ss_*`` command takes JSON-ready arguments and replies JSON-ready
+data; refusals are error replies whose text says what was wrong. See
+docs/PROTOCOL.md. Three stock commands are re-registered because their
+NICOS semantics contradict the unified queue: ``unqueue`` (acts on jobs,
+``'*'`` clears the waiting list), ``update`` (edits waiting jobs also while
+idle) and ``break`` (refused for black-box jobs, which cannot pause).
+"""
+
+import inspect
+
+from nicos.core import USER
+from nicos.services.daemon.handler import command, command_wrappers
+
+from nicos_scriptserver import protocol
+from nicos_scriptserver.queue import JobKind, QueueError
+
+
+def _jobs(handler):
+    return handler.daemon.jobs
+
+
+def queue_command(name: str):
+    """Register ``func(handler, *args)`` as daemon command *name*.
+
+    The function returns the reply. Wrong arguments, `QueueError` and bad
+    values become error replies naming the command; writing commands need
+    at least user level.
+    """
+    writing = name in protocol.WRITING_COMMANDS
+
+    def deco(func):
+        signature = inspect.signature(func)
+        usage = f"{name}({', '.join(list(signature.parameters)[1:])})"
+
+        def wrapper(handler, args):
+            if writing and handler.user.level < USER:
+                handler.send_error_reply(f'{name}: guest logins can only '
+                                         'watch; log in with a user account')
+                return
+            try:
+                signature.bind(handler, *args)
+            except TypeError as err:
+                handler.send_error_reply(f'{name}: {err}; usage: {usage}')
+                return
+            try:
+                reply = func(handler, *args)
+            except (QueueError, ValueError, TypeError) as err:
+                handler.send_error_reply(f'{name}: {err}')
+                return
+            handler.send_ok_reply(reply)
+
+        wrapper.__name__ = name
+        wrapper.orig_function = func
+        command_wrappers[name] = wrapper
+        return func
+    return deco
+
+
+def _job_id(value) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f'{value!r} is not a job id')
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f'{value!r} is not a job id') from None
+
+
+@queue_command('ss_submit')
+def ss_submit(self, jobs, position=None):
+    """Submit one job (a dict) or a batch (a list of dicts); reply: the jobs."""
+    batch = jobs if isinstance(jobs, list) else [jobs]
+    created = self.daemon.submit(batch, self.user, position)
+    return [job.to_dict() for job in created]
+
+
+@queue_command('ss_queue')
+def ss_queue(self):
+    """The queue: current job, waiting jobs in order, hold state."""
+    return _jobs(self).summary()
+
+
+@queue_command('ss_job')
+def ss_job(self, job_id):
+    """One job with everything about it (its content, to edit it)."""
+    return _jobs(self).get(_job_id(job_id)).to_dict()
+
+
+@queue_command('ss_edit')
+def ss_edit(self, job_id, changes):
+    """Edit a waiting job: changes is a dict of name/source/calls."""
+    edits = self.daemon.checked_edits(dict(changes))
+    return _jobs(self).edit(_job_id(job_id), **edits).to_dict()
+
+
+@queue_command('ss_move')
+def ss_move(self, job_id, to):
+    """Move a waiting job to an index, or 'up'/'down'/'top'/'bottom'."""
+    _jobs(self).move(_job_id(job_id), to)
+
+
+@queue_command('ss_skip')
+def ss_skip(self, job_id):
+    """Skip a waiting job: it stays in the queue but does not run."""
+    _jobs(self).skip(_job_id(job_id))
+
+
+@queue_command('ss_unskip')
+def ss_unskip(self, job_id):
+    """Let a skipped job run again in its place."""
+    _jobs(self).unskip(_job_id(job_id))
+
+
+@queue_command('ss_repeat')
+def ss_repeat(self, job_id, times=1):
+    """Queue copies of a job right after it; reply: the new jobs."""
+    return [job.to_dict() for job in _jobs(self).repeat(_job_id(job_id), int(times))]
+
+
+@queue_command('ss_duplicate')
+def ss_duplicate(self, job_id):
+    """Queue one copy of a job right after it; reply: the new job."""
+    return _jobs(self).duplicate(_job_id(job_id)).to_dict()
+
+
+@queue_command('ss_remove')
+def ss_remove(self, job_id):
+    """Remove a waiting job."""
+    _jobs(self).remove(_job_id(job_id))
+
+
+@queue_command('ss_clear')
+def ss_clear(self):
+    """Remove every waiting job; reply: their ids."""
+    return _jobs(self).clear()
+
+
+@queue_command('ss_requeue')
+def ss_requeue(self, job_id, changes=None, position=None):
+    """Queue an aborted/failed/interrupted job again, optionally edited."""
+    edits = self.daemon.checked_edits(dict(changes or {}))
+    return _jobs(self).requeue(_job_id(job_id), edits, position=position,
+                               owner=self.user.name).to_dict()
+
+
+@queue_command('ss_history')
+def ss_history(self, limit=50, before=None):
+    """Finished jobs, newest first, with their results and error reports."""
+    before = None if before is None else _job_id(before)
+    return [job.to_dict() for job in _jobs(self).history(int(limit), before)]
+
+
+@queue_command('ss_hold')
+def ss_hold(self):
+    """Let the current job finish, then start nothing until released."""
+    _jobs(self).hold(f'held by {self.user.name}')
+
+
+@queue_command('ss_release')
+def ss_release(self):
+    """Start running waiting jobs again."""
+    _jobs(self).release()
+
+
+@queue_command('ss_pause')
+def ss_pause(self, level=2):
+    """Pause the current job at its next pause point."""
+    self.daemon.pause_current(self.user, int(level))
+
+
+@queue_command('ss_resume')
+def ss_resume(self):
+    """Resume the paused job."""
+    self.daemon.resume_current(self.user)
+
+
+@queue_command('ss_abort')
+def ss_abort(self, level=2):
+    """Abort the current job at its next safe point and hold the queue."""
+    self.daemon.abort_current(self.user, int(level))
+
+
+# -- stock commands whose NICOS semantics contradict the unified queue ------
+
+@command(name='unqueue')
+def unqueue(self, reqid):
+    """Remove a waiting job, or all of them with '*'."""
+    if self.user.level < USER:
+        self.send_error_reply('unqueue: guest logins can only watch')
+        return
+    try:
+        if reqid == '*':
+            _jobs(self).clear()
+        else:
+            _jobs(self).remove(_job_id(reqid))
+    except (QueueError, ValueError) as err:
+        self.send_error_reply(str(err))
+        return
+    self.send_ok_reply(None)
+
+
+@command(name='update')
+def update(self, newcode, reason, reqid=None):
+    """Replace the text of a waiting job (the current one cannot be edited)."""
+    if self.user.level < USER:
+        self.send_error_reply('update: guest logins can only watch')
+        return
+    try:
+        if reqid is None:
+            raise ValueError('no job id given: the current job cannot be '
+                             'edited; abort it, then edit and re-queue it')
+        _jobs(self).edit(_job_id(reqid),
+                         **self.daemon.checked_edits({'source': newcode}))
+    except (QueueError, ValueError) as err:
+        self.send_error_reply(str(err))
+        return
+    self.send_ok_reply(None)
+
+
+_stock_break = command_wrappers['break']
+
+
+def _break(handler, args):
+    current = _jobs(handler).current()
+    if current is not None and current.kind == JobKind.BLACKBOX:
+        handler.send_error_reply('black-box jobs cannot be paused; abort '
+                                 'the job instead')
+        return None
+    return _stock_break(handler, args)
+
+
+_break.orig_function = getattr(_stock_break, 'orig_function', _stock_break)
+command_wrappers['break'] = _break
+
+protocol.register()

@@ -1,0 +1,291 @@
+"""The unified job queue in a real daemon, seen by real clients."""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from nicos.clients.base import ConnectionData, NicosClient
+
+from nicos_scriptserver.client import ScriptServerClient, ServerError
+
+pytestmark = pytest.mark.integration
+
+LOOP = ('for i in range({n}):\n'
+        '    pause_point()\n'
+        '    progress((i + 1) / {n}, f"step {{i + 1}} of {n}")\n'
+        '    sleep({dt})\n')
+
+
+@pytest.fixture
+def client(server):
+    """A user client on an empty, released queue with no job running."""
+    client = server.client('user')
+    client.call('ss_clear')
+    current = client.call('ss_queue')['current']
+    if current:
+        client.call('ss_abort')
+        client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == current['id']
+                        and d['state'] in ('done', 'failed', 'aborted'))
+    client.call('ss_release')
+    return client
+
+
+def wait_until(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, 'condition not met in time'
+        time.sleep(0.05)
+
+
+def job_event(job_id, *states):
+    return lambda name, data: (name == 'ss_job' and data['id'] == job_id
+                               and data['state'] in states)
+
+
+def wait_finished(client, job_id, timeout=60.0):
+    return client.wait_for(job_event(job_id, 'done', 'failed', 'aborted'),
+                           timeout)[1]
+
+
+def test_batch_of_generated_jobs_runs_in_order_with_progress(client):
+    calls = [[{'command': 'move_sample', 'args': {'x': float(x), 'theta': 0.0}}]
+             for x in (1, 2, 3)]
+    jobs = client.call('ss_submit', [{'kind': 'generated', 'calls': c}
+                                     for c in calls]
+                       + [{'source': LOOP.format(n=4, dt=0.01)}])
+    assert len({job['batch_id'] for job in jobs}) == 1
+    assert [job['batch_index'] for job in jobs] == [0, 1, 2, 3]
+    assert jobs[0]['source'] == "move_sample(x=1.0, theta=0.0)\n"
+    last = wait_finished(client, jobs[-1]['id'])
+    assert last['state'] == 'done' and last['progress'] == 1.0
+    started = [data['id'] for name, data in client.events
+               if name == 'ss_job' and data['state'] == 'running']
+    assert list(dict.fromkeys(started)) == [job['id'] for job in jobs]
+    progress = [data['progress'] for name, data in client.events
+                if name == 'ss_job' and data['id'] == jobs[-1]['id']
+                and data['state'] == 'running' and data['progress']]
+    assert progress == [0.25, 0.5, 0.75, 1.0]
+    assert client.eval_value('sample_x.read(0)') == 3.0
+
+
+def test_pause_keeps_manual_moves_and_resume_continues(client):
+    job, = client.call('ss_submit', {'source': 'move_sample(0, 0)\n'
+                                     + LOOP.format(n=200, dt=0.02)
+                                     + 'print("x at end", sample_x.read(0))'})
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and (d['progress'] or 0) > 0)
+    client.call('ss_pause')
+    paused = client.wait_for(job_event(job['id'], 'paused'))[1]
+    with pytest.raises(ServerError, match='already paused'):
+        client.call('ss_pause')
+    # While paused nothing else starts, and devices may be moved by hand.
+    other, = client.call('ss_submit', {'source': 'print("other")'})
+    client.call('exec', 'move(sample_x, 7.5)')
+    wait_until(lambda: client.eval_value('sample_x.read(0)') == 7.5)
+    assert client.call('ss_job', other['id'])['state'] == 'queued'
+    assert client.call('ss_job', job['id'])['state'] == 'paused'
+
+    client.call('ss_resume')
+    done = wait_finished(client, job['id'])
+    assert done['state'] == 'done'
+    assert done['paused_total'] > 0
+    assert done['progress'] > paused['progress']
+    assert client.eval_value('sample_x.read(0)') == 7.5
+    assert wait_finished(client, other['id'])['state'] == 'done'
+
+
+def test_abort_then_edit_and_requeue_starts_from_the_beginning(client):
+    job, = client.call('ss_submit', {'source': 'print("first line ran")\n'
+                                     + LOOP.format(n=500, dt=0.02)})
+    waiting, = client.call('ss_submit', {'source': 'print("still waiting")'})
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and (d['progress'] or 0) > 0)
+    client.call('ss_abort')
+    aborted = wait_finished(client, job['id'])
+    assert aborted['state'] == 'aborted'
+    queue = client.call('ss_queue')
+    assert queue['held'] and 'aborted' in queue['hold_reason']
+    assert [j['id'] for j in queue['waiting']] == [waiting['id']]
+
+    with pytest.raises(ServerError, match='has finished|aborted'):
+        client.call('ss_edit', job['id'], {'source': 'print(1)'})
+    mark = len(client.events)
+    new = client.call('ss_requeue', job['id'],
+                      {'source': 'print("first line ran")\n'
+                                 + LOOP.format(n=3, dt=0.01)}, 0)
+    assert new['requeued_from'] == job['id'] and new['id'] != job['id']
+    client.call('ss_release')
+    assert wait_finished(client, new['id'])['state'] == 'done'
+    output = [d[3] for n, d in client.events[mark:] if n == 'message']
+    assert 'first line ran\n' in output
+    assert client.call('ss_job', job['id'])['state'] == 'aborted'
+    assert wait_finished(client, waiting['id'])['state'] == 'done'
+
+
+def test_queue_edits_are_seen_by_a_second_client(server, client):
+    client.call('ss_hold')
+    a, b, c = client.call('ss_submit', [{'source': f'print({i})'} for i in range(3)])
+    watcher = server.client('guest')
+    mark = len(watcher.events)
+
+    client.call('ss_skip', b['id'])
+    client.call('ss_move', c['id'], 'top')
+    copies = client.call('ss_repeat', a['id'], 2)
+    dup = client.call('ss_duplicate', c['id'])
+
+    order = [c['id'], dup['id'], a['id'], copies[0]['id'], copies[1]['id'], b['id']]
+    summary = watcher.wait_for(lambda n, d: n == 'ss_queue' and d['order'] == order,
+                               start=mark)[1]
+    assert summary['held'] is True
+    waiting = watcher.call('ss_queue')['waiting']
+    assert [j['id'] for j in waiting] == order
+    assert {j['id']: j['state'] for j in waiting}[b['id']] == 'skipped'
+    # A guest watches but cannot change the queue.
+    with pytest.raises(ServerError, match='guest logins can only watch'):
+        watcher.call('ss_move', a['id'], 'top')
+    client.call('ss_clear')
+
+
+def test_bad_requests_get_clear_errors_and_change_nothing(client):
+    client.call('ss_hold')
+    job, = client.call('ss_submit', {'source': 'print(1)'})
+    before = client.call('ss_queue')
+    cases = [
+        (('ss_submit', {'source': 'if x:\nprint(1)\n'}), 'syntax error at line 2'),
+        (('ss_submit', {'source': 'x' * (600 * 1024)}), 'larger than the limit'),
+        (('ss_submit', {'kind': 'magic', 'source': 'print(1)'}), 'kind'),
+        (('ss_submit', 'print(1)'), 'must be a dict'),
+        (('ss_move', 9999, 'top'), 'no job 9999'),
+        (('ss_move', job['id'], 5), 'cannot move job .* to position 5: the queue has 1 waiting'),
+        (('ss_move', job['id'], 'sideways'), 'sideways'),
+        (('ss_skip', 'abc'), "'abc' is not a job id"),
+        (('ss_repeat', job['id'], 0), 'repeat'),
+        (('ss_move', job['id']), r"missing a required argument: 'to'; usage: ss_move\(job_id, to\)"),
+    ]
+    for (command, *args), message in cases:
+        with pytest.raises(ServerError, match=message):
+            client.call(command, *args)
+    assert client.call('ss_queue') == before
+
+
+def test_current_job_cannot_be_edited(client):
+    job, = client.call('ss_submit', {'source': LOOP.format(n=100, dt=0.02)})
+    client.wait_for(job_event(job['id'], 'running'))
+    with pytest.raises(ServerError, match='current job cannot be edited'):
+        client.call('ss_edit', job['id'], {'source': 'print(2)'})
+    with pytest.raises(ServerError, match='current job cannot be edited'):
+        client.call('update', 'print(2)', 'because', str(job['id']))
+    client.call('ss_abort')
+    wait_finished(client, job['id'])
+
+
+def test_stop_and_emergency_keep_waiting_jobs(client):
+    job, = client.call('ss_submit', {'source': 'maw(sample_theta, -170)\n'
+                                     + LOOP.format(n=100, dt=0.05)})
+    waiting = client.call('ss_submit', [{'source': 'print(1)'}, {'source': 'print(2)'}])
+    client.wait_for(job_event(job['id'], 'running'))
+    client.call('emergency')
+    assert wait_finished(client, job['id'])['state'] == 'aborted'
+    queue = client.call('ss_queue')
+    assert [j['id'] for j in queue['waiting']] == [j['id'] for j in waiting]
+    assert queue['held'] and 'emergency' in queue['hold_reason']
+    client.call('ss_clear')
+
+
+def test_failed_job_records_its_error_and_holds(client):
+    job, = client.call('ss_submit', {'source': 'x = 1\nset_temperature(1000)\n'})
+    failed = wait_finished(client, job['id'])
+    assert failed['state'] == 'failed'
+    assert failed['error']['line'] == 2
+    assert 'limit' in failed['error']['message']
+    assert failed['error']['traceback']
+    assert client.call('ss_queue')['held'] is True
+    assert client.call('ss_history', 5)[0]['id'] == job['id']
+
+
+class StockClient(NicosClient):
+    """NICOS's own client library, as stock GUIs and IBEX use it."""
+
+    def __init__(self):
+        NicosClient.__init__(self, lambda *args: None)
+        self.events = []
+        self.errors = []
+        self.changed = threading.Condition()
+
+    def signal(self, name, *args):
+        if name in ('error', 'broken', 'failed'):
+            self.errors.append(args)
+        with self.changed:
+            self.events.append((name, args[0] if args else None))
+            self.changed.notify_all()
+
+
+def test_stock_client_queue_rearrange_unqueue_act_on_the_unified_queue(server, client):
+    client.call('ss_hold')
+    stock = StockClient()
+    stock.connect(ConnectionData('127.0.0.1', server.instance.daemon_port,
+                                 'user', server.passwords['user']))
+    try:
+        ids = [stock.run(f'print("stock {i}")', f'stock{i}.py') for i in range(3)]
+        assert all(i and i.isdigit() for i in ids)
+        queued = client.call('ss_queue')['waiting']
+        assert [str(j['id']) for j in queued] == ids
+        assert queued[0]['name'] == 'stock0.py'
+
+        assert stock.tell('rearrange', [ids[2], ids[0], ids[1]])
+        assert [str(j['id']) for j in client.call('ss_queue')['waiting']] == \
+            [ids[2], ids[0], ids[1]]
+        assert stock.tell('unqueue', ids[0])
+        status = stock.ask('getstatus')
+        assert [r['reqid'] for r in status['requests']] == [ids[2], ids[1]]
+
+        # A skipped job disappears for stock clients, who cannot run it.
+        client.call('ss_skip', int(ids[1]))
+        with stock.changed:
+            stock.changed.wait_for(lambda: ('blocked', [ids[1]]) in stock.events, 10)
+        client.call('ss_release')
+        with stock.changed:
+            assert stock.changed.wait_for(lambda: any(
+                n == 'done' and d['reqid'] == ids[2] for n, d in stock.events), 30)
+        assert not stock.errors
+        assert stock.isconnected
+    finally:
+        stock.disconnect()
+        client.call('ss_clear')
+
+
+def test_daemon_killed_mid_job_restarts_with_queue_intact(server_factory, tmp_path):
+    first = server_factory(datadir=tmp_path / 'data')
+    user = first.client('user')
+    user.call('ss_hold')
+    running_src = LOOP.format(n=1000, dt=0.02)
+    a, b, c = user.call('ss_submit', [{'source': 'print("a")'},
+                                      {'source': running_src},
+                                      {'source': 'print("c")'}])
+    user.call('ss_skip', c['id'])
+    user.call('ss_edit', a['id'], {'source': 'print("a edited")'})
+    user.call('ss_move', b['id'], 'top')
+    user.call('ss_release')
+    user.wait_for(lambda n, d: n == 'ss_job' and d['id'] == b['id']
+                  and (d['progress'] or 0) > 0)
+    user.call('ss_hold')
+
+    os.kill(first.processes.procs['daemon'].pid, signal.SIGKILL)
+    first.stop()
+
+    second = server_factory(datadir=tmp_path / 'data')
+    again = second.client('user')
+    queue = again.call('ss_queue')
+    assert queue['current'] is None and queue['held'] is True
+    assert [(j['id'], j['state'], j['source']) for j in queue['waiting']] == \
+        [(a['id'], 'queued', 'print("a edited")'), (c['id'], 'skipped', 'print("c")')]
+    interrupted = again.call('ss_job', b['id'])
+    assert interrupted['state'] == 'interrupted'
+    assert again.call('ss_history', 10)[0]['id'] == b['id']
+    # Nothing runs by itself after the restart; releasing runs the rest.
+    again.call('ss_release')
+    assert wait_finished(again, a['id'])['state'] == 'done'
+    assert again.call('ss_job', b['id'])['state'] == 'interrupted'
