@@ -43,3 +43,21 @@ def progress(fraction, message=''):
     daemon = getattr(session, 'daemon_device', None)
     if daemon is not None:
         daemon.report_progress(fraction, str(message))
+
+
+@usercommand
+@helparglist('number, total, [message]')
+@parallel_safe
+def step(number, total, message=''):
+    """Report that step *number* of *total* is done, e.g. ``step(3, 10)``.
+
+    Shorthand for ``progress(number / total, "step 3 of 10")`` for jobs made
+    of numbered steps, such as those from a script generator.
+    """
+    try:
+        number, total = int(number), int(total)
+    except (TypeError, ValueError):
+        raise UsageError('step needs whole numbers: step(number, total)') from None
+    if total < 1 or not 0 <= number <= total:
+        raise UsageError(f'step {number} of {total} is not possible')
+    progress(number / total, message or f'step {number} of {total}')

@@ -13,7 +13,7 @@ from nicos import session
 from nicos.utils.loggers import INPUT
 from nicos.services.daemon.utils import formatScript
 
-from nicos_scriptserver.runner import BlackBoxRun
+from nicos_scriptserver.runner.blackbox import BlackBoxRun
 
 
 def run_blackbox(request, controller) -> Tuple[str, Optional[dict]]:

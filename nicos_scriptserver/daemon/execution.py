@@ -30,6 +30,7 @@ from nicospyctl.pyctl import ControllerError
 from nicos.services.daemon.script import EmergencyStopRequest, \
     ExecutionController, ScriptRequest
 
+from nicos_scriptserver.daemon.blackbox import run_blackbox
 from nicos_scriptserver.queue import InvalidTransition, JobKind, QueueError
 
 _STOP_MODES = ('stop', 'emergency stop')
@@ -84,7 +85,6 @@ class JobRequest(ScriptRequest):
     def execute(self, controller):
         try:
             if self.kind == JobKind.BLACKBOX:
-                from nicos_scriptserver.daemon.blackbox import run_blackbox
                 outcome, error = run_blackbox(self, controller)
             else:
                 ScriptRequest.execute(self, controller)

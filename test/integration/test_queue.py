@@ -5,6 +5,7 @@ import signal
 import threading
 import time
 
+import psutil
 import pytest
 
 from nicos.clients.base import ConnectionData, NicosClient
@@ -289,3 +290,56 @@ def test_daemon_killed_mid_job_restarts_with_queue_intact(server_factory, tmp_pa
     again.call('ss_release')
     assert wait_finished(again, a['id'])['state'] == 'done'
     assert again.call('ss_job', b['id'])['state'] == 'interrupted'
+
+
+STUBBORN_TREE = '''\
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, '-c',
+    'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); '
+    'time.sleep(600)'])
+print('child pid', child.pid, flush=True)
+time.sleep(600)
+'''
+
+
+def gone(pid):
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_blackbox_output_streams_and_abort_kills_a_stubborn_tree(server, client):
+    watcher = server.client('guest')
+    job, = client.call('ss_submit', {'kind': 'blackbox', 'name': 'tree.py',
+                                     'source': STUBBORN_TREE})
+    _, output = client.wait_for(lambda n, d: n == 'ss_output'
+                                and d['id'] == job['id'] and 'child pid' in d['text'])
+    child = int(output['text'].split()[-1])
+    assert not gone(child)
+    # Stock clients see the output as ordinary messages.
+    watcher.wait_for(lambda n, d: n == 'message' and 'child pid' in d[3])
+    assert client.call('getstatus')['status'][0] >= 0
+    with pytest.raises(ServerError, match='cannot be paused'):
+        client.call('ss_pause')
+    with pytest.raises(ServerError, match='cannot be paused'):
+        client.call('break', 2)
+
+    client.call('ss_abort')
+    aborted = wait_finished(client, job['id'], timeout=20)
+    assert aborted['state'] == 'aborted'
+    wait_until(lambda: gone(child), timeout=10)
+    assert client.call('ss_queue')['held'] is True
+
+
+def test_blackbox_failure_reports_the_line(client):
+    job, = client.call('ss_submit', {'kind': 'blackbox', 'source':
+                                     'print("working")\nx = 1\nraise KeyError("oops")\n'})
+    failed = wait_finished(client, job['id'])
+    assert failed['state'] == 'failed'
+    assert failed['error']['type'] == 'KeyError'
+    assert failed['error']['line'] == 3
+    outputs = [d['text'] for n, d in client.events
+               if n == 'ss_output' and d['id'] == job['id']]
+    assert 'working\n' in outputs
