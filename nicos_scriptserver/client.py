@@ -7,7 +7,7 @@ want exceptions and a way to wait for events instead.
 
 import threading
 import time
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Tuple
 
 from nicos.clients.base import ConnectionData, ErrorResponse, NicosClient
 

@@ -18,10 +18,10 @@ import threading
 import time
 import traceback
 from bdb import BdbQuit
-from typing import Optional
 
 from nicos import session
-from nicos.core import USER, User
+from nicos.commands.device import stop
+from nicos.core import Measurable, Moveable, User
 from nicos.protocols.daemon import BREAK_AFTER_LINE, BREAK_IMMEDIATE, \
     BREAK_NOW, STATUS_RUNNING
 from nicos.services.daemon.errors import RequestError
@@ -246,6 +246,20 @@ class ScriptServerController(ExecutionController):
             current = self.jobs.current()
             if current is None or current.id != job.id:
                 return
+
+    def execute_estop(self, user):
+        """Run NICOS's emergency-stop functions, then stop every device.
+
+        NICOS's ``stop()`` stops only devices whose *cached* status is
+        busy, which needs a poller keeping the cache current; an emergency
+        stop must not depend on that.
+        """
+        ExecutionController.execute_estop(self, user)
+        devices = [dev for name, dev in sorted(session.devices.items())
+                   if isinstance(dev, (Moveable, Measurable))
+                   and not getattr(dev, 'ignore_general_stop', False)]
+        if devices:
+            stop(*devices)
 
     # -- hooks of the script thread -----------------------------------------
 

@@ -10,7 +10,7 @@ import pytest
 
 from nicos.clients.base import ConnectionData, NicosClient
 
-from nicos_scriptserver.client import ScriptServerClient, ServerError
+from nicos_scriptserver.client import ServerError
 
 pytestmark = pytest.mark.integration
 
@@ -183,17 +183,40 @@ def test_current_job_cannot_be_edited(client):
     wait_finished(client, job['id'])
 
 
-def test_stop_and_emergency_keep_waiting_jobs(client):
-    job, = client.call('ss_submit', {'source': 'maw(sample_theta, -170)\n'
-                                     + LOOP.format(n=100, dt=0.05)})
-    waiting = client.call('ss_submit', [{'source': 'print(1)'}, {'source': 'print(2)'}])
-    client.wait_for(job_event(job['id'], 'running'))
-    client.call('emergency')
-    assert wait_finished(client, job['id'])['state'] == 'aborted'
-    queue = client.call('ss_queue')
-    assert [j['id'] for j in queue['waiting']] == [j['id'] for j in waiting]
-    assert queue['held'] and 'emergency' in queue['hold_reason']
-    client.call('ss_clear')
+def test_emergency_stops_devices_and_job_but_keeps_waiting_jobs(client):
+    client.call('exec', 'sample_x.speed = 2')
+    try:
+        job, = client.call('ss_submit', {'source': 'move(sample_x, 40)\n'
+                                         + LOOP.format(n=100, dt=0.05)})
+        waiting = client.call('ss_submit', [{'source': 'print(1)'},
+                                            {'source': 'print(2)'}])
+        client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                        and (d['progress'] or 0) > 0)
+        client.call('emergency')
+        assert wait_finished(client, job['id'])['state'] == 'aborted'
+        wait_until(lambda: client.eval_value('sample_x.status(0)[0]') == 200)
+        stopped_at = client.eval_value('sample_x.read(0)')
+        assert stopped_at < 40
+        time.sleep(0.3)
+        assert client.eval_value('sample_x.read(0)') == stopped_at
+        queue = client.call('ss_queue')
+        assert [j['id'] for j in queue['waiting']] == [j['id'] for j in waiting]
+        assert queue['held'] and 'emergency' in queue['hold_reason']
+    finally:
+        client.call('ss_clear')
+        client.call('exec', 'sample_x.speed = 100')
+
+
+def test_hold_lets_the_current_job_finish_and_starts_nothing(client):
+    running, = client.call('ss_submit', {'source': LOOP.format(n=10, dt=0.05)})
+    nxt, = client.call('ss_submit', {'source': 'print("next")'})
+    client.wait_for(job_event(running['id'], 'running'))
+    client.call('ss_hold')
+    assert wait_finished(client, running['id'])['state'] == 'done'
+    time.sleep(0.3)
+    assert client.call('ss_job', nxt['id'])['state'] == 'queued'
+    client.call('ss_release')
+    assert wait_finished(client, nxt['id'])['state'] == 'done'
 
 
 def test_failed_job_records_its_error_and_holds(client):
