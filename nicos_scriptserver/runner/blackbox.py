@@ -1,21 +1,20 @@
 """`BlackBoxRun`: one black-box job, an opaque Python script in a child process.
 
 The script is written to a private temporary directory (so tracebacks name
-a real file and line) and run as ``python -u <file>`` in a new session, with
-stdin on /dev/null. One monitor thread reads stdout and stderr, passes them
-on line by line, and does all signalling and reaping, so `abort` only has
-to record the request and wake it.
+a real file and line) and run as ``python -u <file>`` in a new session with
+stdin on /dev/null. A monitor thread passes its output on and does all the
+signalling and reaping; `abort` only records the request and wakes it.
 
-Abort and the end of a job take down the whole session of the script: its
-process group, and members that moved to another group of the session. The
-script's process is reaped only once that is done; until then its pid is
-the group's id and cannot be reused, so signalling the group never hits a
-stranger. Processes that start a session of their own (``setsid``,
-daemonizing) escape; only a cgroup could hold them. Linux only: /proc is
-read to find what is left of the session.
+Abort, and also the end of the script, take down the whole session: the
+script's process group and members that moved to another group of it. The
+script's process is reaped only after that, so its pid (the group's id)
+cannot be reused meanwhile and a signal to the group never hits a stranger.
+Processes that start a session of their own (``setsid``) escape; only a
+cgroup could hold them. Linux only: /proc tells what is left of a session.
 """
 
 import codecs
+import contextlib
 import logging
 import os
 import re
@@ -41,7 +40,7 @@ STDERR_TAIL = 65536    # bytes of stderr kept for the error report
 DEFAULT_GRACE = 3.0    # s between SIGTERM and SIGKILL
 DRAIN = 0.5            # s to wait for EOF once the session is gone
 POLL = 0.02            # s between checks whether the session is gone
-KILL_WAIT = 5.0        # s to wait for SIGKILLed processes (stuck in D state)
+NEVER = float('inf')
 
 _FRAME = re.compile(r'\s+File "(?P<file>.*)", line (?P<line>\d+)')
 _EXCEPTION = re.compile(r'(?P<type>[A-Za-z_][\w.]*)(?::(?P<message>.*))?$')
@@ -55,10 +54,9 @@ class PauseNotSupported(RuntimeError):
 class RunResult:
     """How a black-box job ended.
 
-    *exit_code* is negative when the script was killed by that signal and
-    None when it never started (aborted before `start`). *error* is an
-    error report ``{type, message, traceback, line}`` for a failure, None
-    if the job succeeded or was aborted.
+    *exit_code* is negative if a signal killed the script, None if it never
+    started (aborted before `start`). *error* is the error report
+    ``{type, message, traceback, line}`` of a failure, else None.
     """
 
     exit_code: Optional[int]
@@ -77,34 +75,32 @@ class _Stream:
     def __init__(self, name: str, deliver: OutputCallback):
         self.name = name
         self.deliver = deliver
-        # Incremental, so a character split between two reads stays whole.
+        # Incremental, so that a character split between two reads stays whole.
         self.decoder = codecs.getincrementaldecoder('utf-8')('replace')
         self.pending = ''
         self.since = 0.0
 
     def feed(self, data: bytes, now: float) -> None:
+        """Pass on the complete lines; *data* empty means end of file."""
         text = self.pending + self.decoder.decode(data, final=not data)
-        # Only newline ends a line: str.splitlines would also split at \r.
+        # Only newline ends a line (str.splitlines would split at \r too).
         end = text.rfind('\n') + 1
         for line in text[:end].split('\n')[:-1]:
             self._send(line + '\n')
         if text[end:] and not self.pending:
             self.since = now
         self.pending = text[end:]
-        if len(self.pending) >= MAX_CHUNK:
-            cut = len(self.pending) // MAX_CHUNK * MAX_CHUNK
-            self._send(self.pending[:cut])
-            self.pending, self.since = self.pending[cut:], now
-        if not data:  # end of file: nothing will complete the line
-            self.flush(now, force=True)
+        # After the end of file nothing will complete the line; a huge line
+        # is passed on in parts rather than kept in memory.
+        self.flush(now, force=not data or len(self.pending) >= MAX_CHUNK)
 
     def flush(self, now: float, force: bool = False) -> None:
         if self.pending and (force or now >= self.since + PARTIAL_DELAY):
             self._send(self.pending)
             self.pending = ''
 
-    def deadline(self) -> Optional[float]:
-        return self.since + PARTIAL_DELAY if self.pending else None
+    def deadline(self) -> float:
+        return self.since + PARTIAL_DELAY if self.pending else NEVER
 
     def _send(self, text: str) -> None:
         for start in range(0, len(text), MAX_CHUNK):
@@ -112,7 +108,7 @@ class _Stream:
 
 
 def session_members(sid: int) -> List[Tuple[int, int]]:
-    """(pid, process group) of the live (not zombie) processes of session *sid*."""
+    """(pid, group) of the live (not zombie) processes of session *sid*."""
     members = []
     for entry in os.listdir('/proc'):
         if not entry.isdigit():
@@ -129,41 +125,38 @@ def session_members(sid: int) -> List[Tuple[int, int]]:
     return members
 
 
-def error_report(stderr: str, script_path: str,
-                 exit_code: Optional[int]) -> dict:
-    """The error report of a failed run from the end of its stderr.
+def error_report(stderr: str, script_path: str, exit_code: int) -> dict:
+    """The error report of a failed run, from the end of its stderr.
 
     The last traceback gives type, message and the innermost line in the
     script; without one, the exit status (or signal) is the message.
     """
     lines = stderr.splitlines()
     frames = [i for i, line in enumerate(lines) if _FRAME.match(line)]
-    after = frames[-1] + 1 if frames else len(lines)
+    start = after = frames[-1] + 1 if frames else len(lines)
     while after < len(lines) and lines[after][:1].isspace():
-        after += 1  # source line and carets below the innermost frame
+        after += 1  # the source line and carets below the innermost frame
     match = _EXCEPTION.match(lines[after]) if after < len(lines) else None
-    if frames and match:
-        start = frames[-1]
+    if match:
         while start > 0 and lines[start - 1][:1].isspace():
             start -= 1
         if start > 0 and lines[start - 1].startswith('Traceback ('):
             start -= 1
-        message = '\n'.join([(match.group('message') or '').strip()]
-                            + lines[after + 1:]).strip()
-        script_lines = [int(m.group('line'))
-                        for m in map(_FRAME.match, lines[start:after])
-                        if m and m.group('file') == script_path]
-        return {'type': match.group('type').rpartition('.')[2],
-                'message': message,
+        found = [int(m['line']) for m in map(_FRAME.match, lines[start:after])
+                 if m and m['file'] == script_path]
+        return {'type': match['type'].rpartition('.')[2],
+                'message': '\n'.join([match['message'] or '']
+                                     + lines[after + 1:]).strip(),
                 'traceback': '\n'.join(lines[start:]) + '\n',
-                'line': script_lines[-1] if script_lines else None}
-    last = next((line.strip() for line in reversed(lines) if line.strip()), '')
-    if exit_code is not None and exit_code < 0:
+                'line': found[-1] if found else None}
+    if exit_code < 0:
+        names = {sig.value: sig.name for sig in signal.Signals}
         kind = 'Signal'
-        message = f'the script was killed by {signal.Signals(-exit_code).name}'
+        message = ('the script was killed by '
+                   + names.get(-exit_code, f'signal {-exit_code}'))
     else:
-        kind = 'SystemExit'
-        message = f'the script exited with status {exit_code}'
+        kind, message = 'SystemExit', f'the script exited with status {exit_code}'
+    last = next((line.strip() for line in reversed(lines) if line.strip()), '')
     return {'type': kind, 'message': f'{message}: {last}' if last else message,
             'traceback': '', 'line': None}
 
@@ -172,11 +165,12 @@ class BlackBoxRun:
     """One black-box job: `start` it, `wait` for its `RunResult`, `abort` it.
 
     *env* is the complete environment of the script (default: this
-    process's); ``PYTHONIOENCODING`` defaults to UTF-8 there because the
-    output is decoded as UTF-8 (undecodable bytes become U+FFFD).
-    *on_output* gets each line of stdout and stderr with its newline, an
-    unfinished line after `PARTIAL_DELAY`, and at most `MAX_CHUNK`
-    characters at once; order is kept within each stream, not across them.
+    process's); ``PYTHONIOENCODING`` defaults to UTF-8 there, as the output
+    is decoded as UTF-8 (undecodable bytes become U+FFFD). *on_output* gets
+    each line of stdout and stderr with its newline, an unfinished line
+    after `PARTIAL_DELAY`, at most `MAX_CHUNK` characters at once; order is
+    kept within each stream, not across them. As for any script file,
+    ``sys.path[0]`` is the script's own (temporary) directory, not *cwd*.
     """
 
     can_pause = False
@@ -195,13 +189,15 @@ class BlackBoxRun:
         self.script_path: Optional[str] = None
         self.result: Optional[RunResult] = None
         self._proc: Optional[subprocess.Popen] = None
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._aborted = False
-        self._closing = False
-        self._kill_at = float('inf')
-        self._exited_at: Optional[float] = None
         self._threads: List[threading.Thread] = []
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        # Under the lock: what abort asked for, what the waiter saw, and
+        # whether the monitor has closed the wake-up pipe.
+        self._aborted = False
+        self._kill_at = NEVER
+        self._exited_at: Optional[float] = None
+        self._closing = False
 
     @property
     def pid(self) -> Optional[int]:
@@ -231,11 +227,9 @@ class BlackBoxRun:
                 raise
             self._wake_r, self._wake_w = os.pipe()
             os.set_blocking(self._wake_w, False)
-            self._threads = [
-                threading.Thread(target=target, daemon=True,
-                                 name=f'blackbox-{name}-{self._proc.pid}')
-                for name, target in (('waiter', self._wait_leader),
-                                     ('monitor', self._monitor))]
+            self._threads = [threading.Thread(
+                target=target, daemon=True, name=f'blackbox-{self.pid}')
+                for target in (self._wait_leader, self._monitor)]
             for thread in self._threads:
                 thread.start()
 
@@ -259,16 +253,17 @@ class BlackBoxRun:
 
         Returns at once (`wait` for the end). Safe from any thread, at any
         time and repeatedly; a shorter *grace* given later takes effect.
+        The result is marked aborted unless the script had exited already.
         """
         with self._lock:
             if self._closing or self.result:
                 return
-            self._aborted = True
+            self._aborted = self._aborted or self._exited_at is None
             if not self._proc:
                 self.result = RunResult(None, True, 0.0)
                 self._done.set()
                 return
-            self._kill_at = min(self._kill_at, time.monotonic() + max(grace, 0.0))
+            self._kill_at = min(self._kill_at, time.monotonic() + max(grace, 0))
             self._wake()
 
     def pause(self) -> None:
@@ -276,35 +271,28 @@ class BlackBoxRun:
         raise PauseNotSupported('black-box jobs cannot be paused; abort it instead')
 
     def _wake(self) -> None:
-        # Called with the lock held; the monitor closes the pipe under it.
-        if not self._closing:
-            try:
+        # Called with the lock held: the monitor closes the pipe under it.
+        with contextlib.suppress(BlockingIOError):  # full of wake-ups already
+            if not self._closing:
                 os.write(self._wake_w, b'.')
-            except BlockingIOError:  # full of wake-ups already
-                pass
 
     def _wait_leader(self) -> None:
-        try:
-            # WNOWAIT: the zombie keeps the group id reserved (see module doc).
+        # WNOWAIT: the zombie keeps the group id reserved (see module doc).
+        with contextlib.suppress(ChildProcessError):  # SIGCHLD is ignored
             os.waitid(os.P_PID, self._proc.pid, os.WEXITED | os.WNOWAIT)
-        except ChildProcessError:  # reaped by someone else (SIGCHLD ignored)
-            pass
         with self._lock:
             self._exited_at = time.monotonic()
             self._wake()
 
-    def _signal(self, sig: int, members: Optional[list] = None) -> None:
+    def _signal(self, sig: int) -> None:
+        """Signal the script's group and the rest of its session."""
         pid = self._proc.pid
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, sig)
-        except ProcessLookupError:
-            pass
-        for member, group in session_members(pid) if members is None else members:
+        for member, group in session_members(pid):
             if group != pid:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(member, sig)
-                except ProcessLookupError:
-                    pass
 
     def _deliver(self, stream: str, text: str) -> None:
         if self.on_output:
@@ -314,26 +302,24 @@ class BlackBoxRun:
                 log.exception('on_output failed for black-box job %s', self.pid)
 
     def _monitor(self) -> None:
+        """Pass output on; signal the session on abort, or when the script
+        has exited and left processes behind; end when they are all gone."""
+        streams = [_Stream('stdout', self._deliver),
+                   _Stream('stderr', self._deliver)]
         selector = selectors.DefaultSelector()
         selector.register(self._wake_r, selectors.EVENT_READ)
-        streams = []
-        for name, pipe in (('stdout', self._proc.stdout),
-                           ('stderr', self._proc.stderr)):
-            streams.append(_Stream(name, self._deliver))
-            selector.register(pipe, selectors.EVENT_READ, streams[-1])
+        for stream, pipe in zip(streams, (self._proc.stdout, self._proc.stderr)):
+            selector.register(pipe, selectors.EVENT_READ, stream)
         stderr = b''
-        term_sent = False
-        kill_sent = gone_at = None
-        leftovers_kill_at = float('inf')
-        timeout: Optional[float] = None
+        term_sent = kill_sent = False
+        gone_at = timeout = None
         try:
             while True:
                 for key, _ in selector.select(timeout):
-                    if key.data is None:
-                        os.read(self._wake_r, 4096)
-                        continue
                     data = os.read(key.fd, 65536)
-                    if key.data.name == 'stderr':
+                    if key.data is None:  # a wake-up
+                        continue
+                    if key.data is streams[1]:
                         stderr = (stderr + data)[-STDERR_TAIL:]
                     if not data:
                         selector.unregister(key.fileobj)
@@ -342,41 +328,35 @@ class BlackBoxRun:
                 for stream in streams:
                     stream.flush(now)
                 with self._lock:
-                    aborted, kill_at = self._aborted, self._kill_at
                     exited = self._exited_at is not None
-                alive = (session_members(self._proc.pid)
-                         if exited and gone_at is None else [])
+                    alive = (session_members(self._proc.pid)
+                             if exited and gone_at is None else [])
+                    if alive and not term_sent:  # left behind by the script
+                        self._kill_at = min(self._kill_at, now + DEFAULT_GRACE)
+                    aborted, kill_at = self._aborted, self._kill_at
                 if (aborted or alive) and not term_sent:
-                    self._signal(signal.SIGTERM, alive or None)
+                    self._signal(signal.SIGTERM)
                     term_sent = True
-                    if not aborted:  # leftovers of a script that has ended
-                        leftovers_kill_at = now + DEFAULT_GRACE
-                kill_at = min(kill_at, leftovers_kill_at)
-                if now >= kill_at and kill_sent is None:
+                if now >= kill_at and not kill_sent:
                     self._signal(signal.SIGKILL)
-                    kill_sent = now
-                if exited and gone_at is None and (
-                        not alive or
-                        kill_sent is not None and now >= kill_sent + KILL_WAIT):
+                    kill_sent = True
+                if exited and not alive and gone_at is None:
                     gone_at = now
-                pipes_open = len(selector.get_map()) > 1  # besides the wake pipe
-                if gone_at is not None and (not pipes_open or
-                                            now >= gone_at + DRAIN):
+                # Only a process outside the session can still hold a pipe
+                # open then: stop reading soon.
+                pipes_open = len(selector.get_map()) > 1
+                if gone_at is not None and (not pipes_open or now >= gone_at + DRAIN):
                     break
-                deadlines = [d for d in (s.deadline() for s in streams)
-                             if d is not None]
-                if kill_sent is None and kill_at < float('inf'):
-                    deadlines.append(kill_at)
-                if gone_at is not None:
-                    deadlines.append(gone_at + DRAIN)
-                elif exited:
-                    deadlines.append(now + POLL)
-                timeout = max(min(deadlines) - now, 0) if deadlines else None
+                deadlines = [stream.deadline() for stream in streams]
+                deadlines.append(NEVER if kill_sent else kill_at)
+                if exited:
+                    deadlines.append(now + POLL if gone_at is None else gone_at + DRAIN)
+                deadline = min(deadlines)
+                timeout = None if deadline == NEVER else max(deadline - now, 0)
         finally:
-            self._finish(selector, streams, stderr)
+            self._finish(selector, stderr)
 
-    def _finish(self, selector: selectors.BaseSelector, streams: List[_Stream],
-                stderr: bytes) -> None:
+    def _finish(self, selector: selectors.BaseSelector, stderr: bytes) -> None:
         try:
             for key in list(selector.get_map().values()):
                 if key.data:
