@@ -30,10 +30,12 @@ COMMANDS = {
     'ss_pause': 0x7010,
     'ss_resume': 0x7011,
     'ss_abort': 0x7012,
+    'ss_catalog': 0x7013,
 }
 
 # Commands that change something: refused for guests and view-only clients.
-WRITING_COMMANDS = frozenset(COMMANDS) - {'ss_queue', 'ss_job', 'ss_history'}
+WRITING_COMMANDS = frozenset(COMMANDS) - {'ss_queue', 'ss_job', 'ss_history',
+                                           'ss_catalog'}
 
 EVENTS = {
     # the waiting list or the queue's hold state changed: queue summary
@@ -42,6 +44,8 @@ EVENTS = {
     'ss_job': (0x7102, False),
     # output of a black-box job: {id, stream, text}
     'ss_output': (0x7103, False),
+    # the command catalog changed: {generation, added, changed, removed, errors}
+    'ss_catalog': (0x7104, False),
 }
 
 

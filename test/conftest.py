@@ -61,9 +61,15 @@ def start_server(datadir: Path, **instance_args) -> RunningServer:
 
 
 @pytest.fixture(scope='module')
-def server(tmp_path_factory):
+def server_args():
+    """Instance arguments of `server`; a test module may override this."""
+    return {}
+
+
+@pytest.fixture(scope='module')
+def server(tmp_path_factory, server_args):
     """One running script server shared by the tests of a module."""
-    running = start_server(tmp_path_factory.mktemp('server'))
+    running = start_server(tmp_path_factory.mktemp('server'), **server_args)
     yield running
     running.stop()
 

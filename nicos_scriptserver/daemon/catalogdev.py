@@ -1,13 +1,17 @@
-"""NICOS device that makes the instrument's command files callable."""
+"""NICOS device serving the instrument's commands, reloaded when files change."""
 
-import importlib
+import importlib.util
 import sys
+import threading
+import traceback
 import types
-from pathlib import Path
+from typing import Dict, Optional, Set
 
 from nicos import session
 from nicos.commands import usercommandWrapper
-from nicos.core import Device, Param, listof
+from nicos.core import SIMULATION, Device, Param, floatrange, listof
+
+from nicos_scriptserver.catalog import Catalog, CatalogChanges
 
 # Command files are importable as modules of this package, so one command
 # file can use another's commands (``from scriptserver_commands.sample
@@ -15,31 +19,149 @@ from nicos.core import Device, Param, listof
 PACKAGE = 'scriptserver_commands'
 
 
-class CommandCatalog(Device):
-    """The instrument's commands, loaded from the configured command folders.
+def _module_name(path: str) -> str:
+    return f'{PACKAGE}.{path.rsplit("/", 1)[-1][:-3]}'
 
-    Every public top-level function of a ``*.py`` file in a folder (files
-    starting with ``_`` are skipped) becomes a user command of the session
-    under its own name, callable from the console, scripts and jobs.
+
+class CommandCatalog(Device):
+    """The instrument's commands, discovered from files in command folders.
+
+    Every public function of a ``*.py`` file in the folders is a command
+    (see docs/COMMANDS.md): it is callable in the session under its name
+    and described in the catalog that clients read (``ss_catalog``).
+    Changed, added and removed files are noticed within `pollinterval`;
+    clients get the new catalog at once, and the session switches to the
+    new code only between jobs, so a running job keeps the version it
+    started with. A file that does not parse or import is reported in the
+    catalog and its previous commands stay available.
     """
 
     parameters = {
-        'folders': Param('Folders with command files', type=listof(str),
-                         mandatory=True),
+        'folders': Param('Folders with command files, searched in order',
+                         type=listof(str), mandatory=True),
+        'pollinterval': Param('How often the folders are checked for changes',
+                              type=floatrange(0.05, 60), default=0.25, unit='s'),
     }
 
     def doInit(self, mode):
+        self._catalog = Catalog(self.folders)
+        self._exported: Dict[str, Set[str]] = {}
+        self._pending = self._catalog.scan()
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
         package = types.ModuleType(PACKAGE)
-        package.__path__ = list(self.folders)
+        package.__path__ = list(self._catalog.folders)
         sys.modules[PACKAGE] = package
-        for folder in self.folders:
-            for path in sorted(Path(folder).glob('*.py')):
-                if not path.name.startswith('_'):
-                    self._export(importlib.import_module(f'{PACKAGE}.{path.stem}'))
+        self.apply_changes()
+        if mode != SIMULATION and getattr(session, 'daemon_device', None):
+            self._watcher = threading.Thread(target=self._watch, daemon=True,
+                                             name='command catalog watcher')
+            self._watcher.start()
 
-    def _export(self, module: types.ModuleType) -> None:
-        for name, obj in vars(module).items():
-            if (callable(obj) and not name.startswith(('_', 'estimate_'))
-                    and getattr(obj, '__module__', None) == module.__name__):
-                obj.is_usercommand = True
-                session.export(name, usercommandWrapper(obj))
+    def doShutdown(self):
+        self._stopped.set()
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog: entries, errors and a generation counter."""
+        return self._catalog
+
+    def _emit(self, changes: CatalogChanges) -> None:
+        daemon = getattr(session, 'daemon_device', None)
+        if changes and daemon is not None:
+            daemon.emit_event('ss_catalog', changes.to_dict())
+
+    def _refresh(self) -> bool:
+        """Look for changed files; announce changes, queue files to load."""
+        changes = self._catalog.refresh()
+        self._emit(changes)
+        if not (changes.changed_files or changes.removed_files):
+            return False
+        with self._lock:
+            self._pending = _merged(self._pending, changes)
+        return True
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(self.pollinterval):
+            try:
+                if self._refresh():
+                    session.daemon_device.commands_changed()
+            except Exception:
+                self.log.exception('checking the command folders failed')
+
+    def apply_changes(self) -> None:
+        """Import changed command files and update the session's commands.
+
+        Called when no job runs (setup loading, between jobs), so a job
+        always runs with the commands it started with.
+        """
+        while True:   # loading may notice further changes (see _load)
+            with self._lock:
+                pending, self._pending = self._pending, None
+            if pending is None:
+                return
+            for path in pending.removed_files:
+                self._unexport(path)
+                sys.modules.pop(_module_name(path), None)
+            for path in pending.changed_files:
+                self._load(path)
+
+    def _load(self, path: str) -> None:
+        name = _module_name(path)
+        try:
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            previous = sys.modules.get(name)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                if previous is not None:
+                    sys.modules[name] = previous
+                else:
+                    del sys.modules[name]
+                raise
+        except Exception as err:
+            self.log.warning('command file %s does not import, keeping its '
+                             'previous commands: %s', path, err)
+            # The file may have changed since it was parsed (an editor
+            # still writing it): a fresh look reports a syntax error as such.
+            self._refresh()
+            self._emit(self._catalog.mark_import_error(
+                path, _error_line(err, path), f'{type(err).__name__}: {err}'))
+            return
+        self._emit(self._catalog.clear_import_error(path))
+        self._unexport(path)
+        names = set()
+        for entry in self._catalog.commands:
+            if entry['path'] == path and callable(getattr(module, entry['name'], None)):
+                function = getattr(module, entry['name'])
+                function.is_usercommand = True
+                session.export(entry['name'], usercommandWrapper(function))
+                names.add(entry['name'])
+        self._exported[path] = names
+
+    def _unexport(self, path: str) -> None:
+        for name in self._exported.pop(path, ()):
+            session.unexport(name, warn=False)
+
+
+def _merged(first: Optional[CatalogChanges],
+            second: CatalogChanges) -> CatalogChanges:
+    """Pending file changes of two refreshes, as one."""
+    if first is None:
+        return second
+    changed = [p for p in first.changed_files if p not in second.removed_files]
+    changed += [p for p in second.changed_files if p not in changed]
+    removed = [p for p in first.removed_files if p not in second.changed_files]
+    removed += [p for p in second.removed_files if p not in removed]
+    return CatalogChanges(second.generation, changed_files=changed,
+                          removed_files=removed)
+
+
+def _error_line(err: Exception, path: str) -> Optional[int]:
+    if isinstance(err, SyntaxError) and err.filename == path:
+        return err.lineno
+    lines = [frame.lineno for frame in traceback.extract_tb(err.__traceback__)
+             if frame.filename == path]
+    return lines[-1] if lines else None

@@ -10,6 +10,7 @@ from nicos import session
 from nicos_scriptserver import jobcheck
 from nicos_scriptserver.daemon import access, queuecommands  # noqa: F401 (registers commands)
 from nicos_scriptserver.daemon.auth import HashedAccounts
+from nicos_scriptserver.daemon.catalogdev import CommandCatalog
 from nicos_scriptserver.daemon.events import EventRelay
 from nicos_scriptserver.daemon.execution import ScriptServerController
 from nicos_scriptserver.queue import (InvalidTransition, Job, JobKind,
@@ -55,15 +56,37 @@ class ScriptServerDaemon(NicosDaemon):
 
     # -- used by the command handlers ----------------------------------------
 
+    def command_catalog(self) -> Optional[CommandCatalog]:
+        """The instrument's command catalog device, if its setup is loaded."""
+        for device in list(session.devices.values()):
+            if isinstance(device, CommandCatalog):
+                return device
+        return None
+
+    def _catalog(self):
+        device = self.command_catalog()
+        return device.catalog if device else None
+
     def submit(self, specs: List[Mapping[str, Any]], user: User,
                position=None) -> List[Job]:
         """Check and queue jobs submitted by *user*."""
-        prepared = [jobcheck.prepared_spec(spec) for spec in specs]
+        catalog = self._catalog()
+        prepared = [jobcheck.prepared_spec(spec, catalog) for spec in specs]
         return self.jobs.submit(prepared, owner=user.name, position=position)
 
     def checked_edits(self, edits: Mapping[str, Any]) -> Dict[str, Any]:
         """Edits of a job, checked like a submission."""
-        return jobcheck.prepared_edits(edits)
+        return jobcheck.prepared_edits(edits, self._catalog())
+
+    def commands_changed(self) -> None:
+        """Command files changed: let the script thread reload them when idle."""
+        self._controller.queue.wake()
+
+    def before_next_job(self) -> None:
+        """Called by the script thread before it starts a job (none runs)."""
+        device = self.command_catalog()
+        if device is not None:
+            device.apply_changes()
 
     def user_for(self, job: Job) -> User:
         """The NICOS user a job runs as: its owner, with the account's level."""

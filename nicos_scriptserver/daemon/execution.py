@@ -105,9 +105,9 @@ class JobFeed:
     start-up request, emergency stops), then starts the next runnable job.
     """
 
-    def __init__(self, jobs, users):
+    def __init__(self, jobs, daemon):
         self.jobs = jobs
-        self.users = users
+        self.daemon = daemon
         self._internal = collections.deque()
         self._wakeup = threading.Condition()
         jobs.add_listener(lambda events: self.wake())
@@ -126,9 +126,10 @@ class JobFeed:
             while True:
                 if self._internal:
                     return self._internal.popleft()
+                self.daemon.before_next_job()
                 job = self.jobs.start_next()
                 if job is not None:
-                    return JobRequest(job, self.users.user_for(job), self)
+                    return JobRequest(job, self.daemon.user_for(job), self)
                 self._wakeup.wait()
 
     def finished(self, request: JobRequest, outcome: str, error) -> None:

@@ -181,6 +181,15 @@ def ss_abort(self, level=2):
     self.daemon.abort_current(self.user, int(level))
 
 
+@queue_command('ss_catalog')
+def ss_catalog(self):
+    """The instrument's commands: {generation, commands, errors}."""
+    device = self.daemon.command_catalog()
+    if device is None:
+        raise ValueError('no command catalog: the instrument setup is not loaded')
+    return device.catalog.to_dict()
+
+
 # -- stock commands whose NICOS semantics contradict the unified queue ------
 
 @command(name='unqueue')

@@ -1,0 +1,209 @@
+"""The command catalog in a real daemon: listing, hot reload, validation."""
+
+import os
+import textwrap
+import time
+
+import pytest
+
+from nicos_scriptserver.client import ServerError
+from nicos_scriptserver.instance import REPO
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope='module')
+def extra(tmp_path_factory):
+    """A second command folder the tests write into while the daemon runs."""
+    return tmp_path_factory.mktemp('commands')
+
+
+@pytest.fixture(scope='module')
+def server_args(extra):
+    return {'command_folders': [REPO / 'commands', extra]}
+
+
+@pytest.fixture
+def client(server):
+    client = server.client('user')
+    client.call('ss_clear')
+    client.call('ss_release')
+    return client
+
+
+def write(folder, name, text):
+    """Write a command file so that its change is always noticed."""
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    # Same size and same second could hide an edit from the mtime check.
+    stamp = time.time_ns() + 10_000_000
+    os.utime(path, ns=(stamp, stamp))
+    return path
+
+
+def catalog_event(predicate):
+    return lambda name, data: name == 'ss_catalog' and predicate(data)
+
+
+def run(client, source, timeout=30):
+    job, = client.call('ss_submit', {'source': source})
+    _, done = client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                              and d['state'] in ('done', 'failed', 'aborted'),
+                              timeout)
+    return done, [d[3] for n, d in client.events if n == 'message']
+
+
+def test_catalog_lists_the_instrument_commands_typed_and_documented(client):
+    catalog = client.call('ss_catalog')
+    commands = {entry['name']: entry for entry in catalog['commands']}
+    assert {'set_ei', 'get_ei', 'set_temperature', 'move_sample', 'measure',
+            'scan_temperature'} <= set(commands)
+    set_ei = commands['set_ei']
+    assert set_ei['summary'] == ('Positions the choppers to allow the specified '
+                                 'incident energy through.')
+    energy = set_ei['params'][0]
+    assert (energy['name'], energy['type'], energy['unit'], energy['min'],
+            energy['max'], energy['required']) == ('energy', 'float', 'meV', 0.5, 100, True)
+    assert commands['measure']['flags'] == {'pause_points': True, 'progress': True,
+                                            'estimate': True}
+    assert catalog['errors'] == []
+
+
+def test_new_command_file_appears_and_runs_without_restart(client, extra):
+    mark = len(client.events)
+    write(extra, 'greet.py', '''
+        def greet(who: str = 'world'):
+            """Says hello.
+
+            Args:
+                who: whom to greet.
+            """
+            print(f'hello {who}')
+        ''')
+    client.wait_for(catalog_event(lambda d: 'greet' in d['added']), 5, mark)
+    entry = next(e for e in client.call('ss_catalog')['commands'] if e['name'] == 'greet')
+    assert entry['params'][0]['default'] == 'world'
+    done, messages = run(client, "greet('neutrons')")
+    assert done['state'] == 'done'
+    assert 'hello neutrons\n' in messages
+
+
+def test_broken_file_is_reported_and_its_last_version_stays(client, extra):
+    write(extra, 'tool.py', '''
+        def tool_version():
+            """Prints the version."""
+            print('tool v1')
+        ''')
+    client.wait_for(catalog_event(lambda d: 'tool_version' in d['added']))
+    assert 'tool v1\n' in run(client, 'tool_version()')[1]
+    mark = len(client.events)
+    write(extra, 'tool.py', '''
+        def tool_version(:
+            print('tool v2')
+        ''')
+    _, event = client.wait_for(catalog_event(lambda d: d['new_errors']), 5, mark)
+    error = event['new_errors'][0]
+    assert (error['file'], error['kind'], error['line']) == ('tool.py', 'syntax', 2)
+    catalog = client.call('ss_catalog')
+    entry = next(e for e in catalog['commands'] if e['name'] == 'tool_version')
+    assert any('last good version' in w for w in entry['warnings'])
+    # The old version still runs, and so does everything else.
+    done, messages = run(client, 'tool_version()\nprint(get_ei() >= 0)')
+    assert done['state'] == 'done'
+    assert 'tool v1\n' in messages and 'True\n' in messages
+
+    mark = len(client.events)
+    write(extra, 'tool.py', '''
+        def tool_version():
+            """Prints the version."""
+            print('tool v3')
+        ''')
+    client.wait_for(catalog_event(lambda d: d['cleared_errors']), 5, mark)
+    assert client.call('ss_catalog')['errors'] == []
+    done, messages = run(client, 'tool_version()')
+    assert 'tool v3\n' in messages
+
+
+def test_import_error_keeps_the_previous_commands(client, extra):
+    write(extra, 'probe.py', '''
+        def probe():
+            """Probes."""
+            print('probe v1')
+        ''')
+    client.wait_for(catalog_event(lambda d: 'probe' in d['added']))
+    assert 'probe v1\n' in run(client, 'probe()')[1]
+    mark = len(client.events)
+    write(extra, 'probe.py', '''
+        import module_that_does_not_exist
+
+        def probe():
+            """Probes."""
+            print('probe v2')
+        ''')
+    _, event = client.wait_for(catalog_event(
+        lambda d: any(e['kind'] == 'import' for e in d['new_errors'])), 5, mark)
+    error = next(e for e in event['new_errors'] if e['kind'] == 'import')
+    assert 'module_that_does_not_exist' in error['message'] and error['line'] == 2
+    mark = len(client.events)
+    done, _ = run(client, 'probe()')
+    assert done['state'] == 'done'
+    assert ('message', 'probe v1\n') in [(n, d[3]) for n, d in client.events[mark:]
+                                         if n == 'message']
+    (extra / 'probe.py').unlink()
+    client.wait_for(catalog_event(lambda d: 'probe' in d['removed']), 5, mark)
+    done, _ = run(client, 'probe()')
+    assert done['state'] == 'failed' and done['error']['type'] == 'NameError'
+
+
+def test_running_job_keeps_the_version_it_started_with(client, extra):
+    write(extra, 'phase.py', '''
+        def which_phase():
+            """Prints the version."""
+            print('phase old')
+        ''')
+    client.wait_for(catalog_event(lambda d: 'which_phase' in d['added']))
+    mark = len(client.events)
+    job, = client.call('ss_submit', {'source': 'which_phase()\n'
+                                     'for i in range(20):\n'
+                                     '    pause_point()\n'
+                                     '    sleep(0.05)\n'
+                                     'which_phase()\n'})
+    # Pause between the two calls, change the file, resume.
+    client.wait_for(lambda n, d: n == 'message' and d[3] == 'phase old\n', 10, mark)
+    client.call('ss_pause')
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and d['state'] == 'paused')
+    mark = len(client.events)
+    write(extra, 'phase.py', '''
+        def which_phase():
+            """Prints the version."""
+            print('phase new')
+        ''')
+    client.wait_for(catalog_event(lambda d: 'which_phase' in d['changed']), 5, mark)
+    client.call('ss_resume')
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and d['state'] == 'done')
+    messages = [d[3] for n, d in client.events if n == 'message']
+    assert messages.count('phase old\n') == 2 and 'phase new\n' not in messages
+    _, messages = run(client, 'which_phase()')
+    assert 'phase new\n' in messages
+
+
+@pytest.mark.parametrize('calls, message', [
+    ([{'command': 'set_eii', 'args': {'energy': 5}}],
+     "call 1 (set_eii): unknown command 'set_eii'"),
+    ([{'command': 'set_ei', 'args': {'energy': 150}}],
+     "call 1 (set_ei): argument 'energy' = 150 is above its maximum 100 meV"),
+    ([{'command': 'set_ei', 'args': {}}],
+     "call 1 (set_ei): missing required argument 'energy'"),
+    ([{'command': 'move_sample', 'args': {'x': 1, 'theta': 'up'}}],
+     "call 1 (move_sample): argument 'theta'"),
+    ([{'command': 'set_ei', 'args': {'energy': 5, 'speed': 3}}],
+     "call 1 (set_ei): unknown argument 'speed'"),
+])
+def test_generated_calls_are_validated_against_the_catalog(client, calls, message):
+    before = client.call('ss_queue')
+    with pytest.raises(ServerError) as err:
+        client.call('ss_submit', {'kind': 'generated', 'calls': calls})
+    assert message in str(err.value)
+    assert client.call('ss_queue') == before
