@@ -61,3 +61,65 @@ def step(number, total, message=''):
     if total < 1 or not 0 <= number <= total:
         raise UsageError(f'step {number} of {total} is not possible')
     progress(number / total, message or f'step {number} of {total}')
+
+
+def _command_catalog():
+    from nicos_scriptserver.daemon.catalogdev import CommandCatalog
+    for device in list(session.devices.values()):
+        if isinstance(device, CommandCatalog):
+            return device.catalog
+    raise UsageError('no command catalog: the instrument setup is not loaded')
+
+
+def _describe_param(param):
+    text = f"{param['name']}: {param['type']}"
+    details = [param['unit']] if param['unit'] else []
+    if param['choices']:
+        details.append('one of ' + ', '.join(map(repr, param['choices'])))
+    if param['min'] is not None or param['max'] is not None:
+        low = '' if param['min'] is None else param['min']
+        high = '' if param['max'] is None else param['max']
+        details.append(f'{low}..{high}')
+    if details:
+        text += f" [{', '.join(map(str, details))}]"
+    if param['has_default']:
+        text += f" = {param['default']!r}"
+    return text
+
+
+@usercommand
+@helparglist('[text]')
+@parallel_safe
+def ListInstrumentCommands(text=''):
+    """Lists the instrument's commands: parameters (type, unit, limits,
+    default) and what each command does.
+
+    With *text*, only commands whose name or summary contains it, e.g.
+    ``ListInstrumentCommands('temperature')``. Problems with command files
+    are listed at the end.
+    """
+    catalog = _command_catalog()
+    text = text.lower()
+    for entry in catalog.commands:
+        if text in entry['name'].lower() or text in entry['summary'].lower():
+            params = ', '.join(_describe_param(p) for p in entry['params'])
+            session.log.info('%s(%s)\n    %s', entry['name'], params,
+                             entry['summary'] or '(no description)')
+            for warning in entry['warnings']:
+                session.log.warning('    %s', warning)
+    for error in catalog.errors:
+        where = f"{error['file']}, line {error['line']}" if error.get('line') \
+            else error['file']
+        session.log.warning('%s: %s', where, error['message'])
+
+
+@usercommand
+@parallel_safe
+def InstrumentCommands():
+    """Returns the instrument's command catalog as data.
+
+    A dict ``{generation, commands, errors}``; each command has its name,
+    summary, description, parameters (type, unit, limits, default, ...),
+    source file and flags. See docs/COMMANDS.md in nicos-scriptserver.
+    """
+    return _command_catalog().to_dict()

@@ -207,3 +207,15 @@ def test_generated_calls_are_validated_against_the_catalog(client, calls, messag
         client.call('ss_submit', {'kind': 'generated', 'calls': calls})
     assert message in str(err.value)
     assert client.call('ss_queue') == before
+
+
+def test_console_commands_print_and_return_the_catalog(client):
+    mark = len(client.events)
+    client.call('exec', "ListInstrumentCommands('energy')")
+    _, message = client.wait_for(lambda n, d: n == 'message' and 'set_ei(' in d[3],
+                                 10, mark)
+    assert ('set_ei(energy: float [meV, 0.5..100], '
+            'wait_for_choppers: bool = True)') in message[3]
+    assert 'Positions the choppers' in message[3]
+    catalog = client.eval_value('InstrumentCommands()')
+    assert 'set_ei' in [entry['name'] for entry in catalog['commands']]
