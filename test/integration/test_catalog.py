@@ -54,7 +54,7 @@ def run(client, source, timeout=30):
 
 
 def test_catalog_lists_the_instrument_commands_typed_and_documented(client):
-    catalog = client.call('ss_catalog')
+    catalog = client.catalog()
     commands = {entry['name']: entry for entry in catalog['commands']}
     assert {'set_ei', 'get_ei', 'set_temperature', 'move_sample', 'measure',
             'scan_temperature'} <= set(commands)
@@ -81,7 +81,7 @@ def test_new_command_file_appears_and_runs_without_restart(client, extra):
             print(f'hello {who}')
         ''')
     client.wait_for(catalog_event(lambda d: 'greet' in d['added']), 5, mark)
-    entry = next(e for e in client.call('ss_catalog')['commands'] if e['name'] == 'greet')
+    entry = next(e for e in client.catalog()['commands'] if e['name'] == 'greet')
     assert entry['params'][0]['default'] == 'world'
     done, messages = run(client, "greet('neutrons')")
     assert done['state'] == 'done'
@@ -104,7 +104,7 @@ def test_broken_file_is_reported_and_its_last_version_stays(client, extra):
     _, event = client.wait_for(catalog_event(lambda d: d['new_errors']), 5, mark)
     error = event['new_errors'][0]
     assert (error['file'], error['kind'], error['line']) == ('tool.py', 'syntax', 2)
-    catalog = client.call('ss_catalog')
+    catalog = client.catalog()
     entry = next(e for e in catalog['commands'] if e['name'] == 'tool_version')
     assert any('last good version' in w for w in entry['warnings'])
     # The old version still runs, and so does everything else.
@@ -119,7 +119,7 @@ def test_broken_file_is_reported_and_its_last_version_stays(client, extra):
             print('tool v3')
         ''')
     client.wait_for(catalog_event(lambda d: d['cleared_errors']), 5, mark)
-    assert client.call('ss_catalog')['errors'] == []
+    assert client.catalog()['errors'] == []
     done, messages = run(client, 'tool_version()')
     assert 'tool v3\n' in messages
 

@@ -1,0 +1,141 @@
+"""Command catalog in a running daemon: reply, reload latency, effect on a job.
+
+Prints figures (no pass/fail): the ``ss_catalog`` reply for ~1,000 commands
+(size and round trip), the time from saving a changed command file to a
+client receiving the ``ss_catalog`` event, and the longest stall of a busy
+running job while command files change (reloads are deferred until the job
+ends, but the watcher's parsing competes for the interpreter).
+
+Run: .venv/bin/python bench/bench_catalog_daemon.py
+"""
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_catalog import TEMPLATE
+
+from nicos_scriptserver.client import ScriptServerClient
+from nicos_scriptserver.instance import REPO, Instance
+from nicos_scriptserver.processes import ServerProcesses, free_port
+
+FILES = 1000
+SAVES = 20
+
+# A command, so that NICOS does not trace (and report) each line of the loop.
+BUSY_COMMAND = '''\
+import gc
+from time import perf_counter as now
+
+
+def busy_stalls(seconds: float, collect: bool = True):
+    """Spins for some seconds and prints the longest gaps between spins."""
+    if not collect:
+        gc.disable()
+    gaps = []
+    last = now()
+    end = last + seconds
+    while last < end:
+        t = now()
+        gaps.append(t - last)
+        last = t
+    gc.enable()
+    gaps.sort()
+    print('stall %.3f %.3f' % (gaps[-1] * 1e3, gaps[int(len(gaps) * 0.999)] * 1e3))
+'''
+
+
+def report(what: str, value: float, unit: str = 'ms', target: str = '') -> None:
+    print(f'{what:<58} {value:10.2f} {unit:<3} {target}')
+
+
+def busy_job_stall(client: ScriptServerClient, seconds: float, during=None,
+                   collect: bool = True):
+    """Run busy_stalls; call *during* while it runs; return (max, p99.9) ms."""
+    mark = len(client.events)
+    job, = client.call('ss_submit', {'source': f'busy_stalls({seconds}, {collect})'})
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and d['state'] == 'running', 30, mark)
+    if during:
+        during()
+    _, message = client.wait_for(lambda n, d: n == 'message'
+                                 and d[3].startswith('stall'), 60, mark)
+    worst, p999 = map(float, message[3].split()[1:])
+    return worst, p999
+
+
+def main() -> None:
+    print(f'# bench_catalog_daemon on {os.cpu_count()} cores, {time.ctime()}')
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / 'commands'
+        folder.mkdir()
+        for n in range(FILES):
+            (folder / f'group{n:04d}.py').write_text(TEMPLATE.format(n=n))
+        (folder / 'busy.py').write_text(BUSY_COMMAND)
+        instance = Instance(datadir=Path(tmp) / 'data', daemon_port=free_port(),
+                            cache_port=free_port(), timescale=20,
+                            command_folders=[REPO / 'commands', folder])
+        started = time.perf_counter()
+        servers = ServerProcesses(instance, allow_root=os.geteuid() == 0)
+        servers.start(timeout=300)
+        try:
+            report('daemon start with 1,000 command files', time.perf_counter() - started, 's')
+            client = ScriptServerClient().login(instance.host, instance.daemon_port,
+                                                'user', servers.passwords['user'])
+            times, times_parsed = [], []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                text = client.call('ss_catalog')
+                times.append(time.perf_counter() - t0)
+                reply = json.loads(text)
+                times_parsed.append(time.perf_counter() - t0)
+            print(f"catalog: {len(reply['commands'])} commands, "
+                  f"{len(text) / 1e6:.2f} MB of JSON")
+            report('ss_catalog round trip p50', statistics.median(times) * 1e3,
+                   'ms', '(target <= 20 ms)')
+            report('ss_catalog round trip + json.loads p50',
+                   statistics.median(times_parsed) * 1e3, 'ms')
+
+            latencies = []
+            for i in range(SAVES):
+                path = folder / f'group{i:04d}.py'
+                mark = len(client.events)
+                path.write_text(TEMPLATE.format(n=i).replace(
+                    'Positions the choppers', f'Positions (edit {i}) the choppers'))
+                saved = time.perf_counter()
+                client.wait_for(lambda n, d: n == 'ss_catalog', 10, mark)
+                latencies.append(time.perf_counter() - saved)
+            latencies.sort()
+            report('save -> ss_catalog event p50', statistics.median(latencies) * 1e3,
+                   'ms', '(target <= 500 ms)')
+            report('save -> ss_catalog event max', latencies[-1] * 1e3, 'ms')
+
+            baseline = busy_job_stall(client, 3)
+
+            def edit_many():
+                for i in range(50):
+                    (folder / f'group{100 + i:04d}.py').write_text(
+                        TEMPLATE.format(n=100 + i) + f'\n# edit {time.time()}\n')
+                    time.sleep(0.02)
+
+            changing = busy_job_stall(client, 3, edit_many)
+            quiet_nogc = busy_job_stall(client, 3, collect=False)
+            changing_nogc = busy_job_stall(client, 3, edit_many, collect=False)
+            report('running job: longest stall, no file changes', baseline[0])
+            report('running job: longest stall, 50 files changing', changing[0],
+                   'ms', '(target <= 5 ms)')
+            report('running job: p99.9 stall, 50 files changing', changing[1])
+            report('  same, cyclic GC off in the job: no changes', quiet_nogc[0])
+            report('  same, cyclic GC off in the job: 50 files changing',
+                   changing_nogc[0], 'ms')
+            client.disconnect()
+        finally:
+            servers.stop()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
