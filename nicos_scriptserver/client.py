@@ -20,6 +20,10 @@ from nicos_scriptserver import protocol
 protocol.register()
 
 
+# Stock events about waiting scripts; ScriptServerClient masks them.
+STOCK_QUEUE_EVENTS = ('request', 'blocked', 'rearranged', 'updated')
+
+
 class _LinearReadTransport(classic_client.ClientTransport):
     """NICOS's classic client transport, reading replies in linear time.
 
@@ -92,6 +96,9 @@ class ScriptServerClient(NicosClient):
             raise ServerError(self.problems[-1] if self.problems
                               else 'login failed')
         self.call('eventunmask', sorted(protocol.EVENTS))
+        # The ss_* events say everything these stock ones say about the
+        # queue; one event per change is enough.
+        self.call('eventmask', list(STOCK_QUEUE_EVENTS))
         return self
 
     def call(self, command: str, *args) -> Any:
@@ -136,6 +143,13 @@ class ScriptServerClient(NicosClient):
             if time.monotonic() > deadline:
                 raise TimeoutError(f'daemon still busy after {timeout} s')
             time.sleep(0.05)
+
+    def queue(self) -> dict:
+        """The queue, with the waiting jobs as dicts (`ss_queue` sends rows)."""
+        reply = self.call('ss_queue')
+        columns = reply.pop('columns')
+        reply['waiting'] = [dict(zip(columns, row)) for row in reply['waiting']]
+        return reply
 
     def catalog(self) -> dict:
         """The command catalog: ``{generation, commands, errors}``."""

@@ -37,6 +37,13 @@ COMMANDS = {
 WRITING_COMMANDS = frozenset(COMMANDS) - {'ss_queue', 'ss_job', 'ss_history',
                                            'ss_catalog'}
 
+# Columns of the waiting jobs in an ``ss_queue`` reply (rows, not dicts:
+# a listing of 5,000 jobs pickles in 1 ms instead of 8). The full job,
+# script included, comes from ``ss_job``.
+LISTING_COLUMNS = ('id', 'kind', 'name', 'owner', 'state', 'batch_id',
+                   'batch_index', 'batch_size', 'queued_at', 'estimate',
+                   'held', 'hold_reason', 'requeued_from')
+
 EVENTS = {
     # the waiting list or the queue's hold state changed: queue summary
     'ss_queue': (0x7101, False),

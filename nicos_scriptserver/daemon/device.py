@@ -14,7 +14,7 @@ from nicos_scriptserver.daemon.catalogdev import CommandCatalog
 from nicos_scriptserver.daemon.events import EventRelay
 from nicos_scriptserver.daemon.execution import ScriptServerController
 from nicos_scriptserver.queue import (InvalidTransition, Job, JobKind,
-                                      JobQueue)
+                                      JobQueue, JobState)
 
 
 class ScriptServerDaemon(NicosDaemon):
@@ -96,6 +96,17 @@ class ScriptServerDaemon(NicosDaemon):
                 if level is not None:
                     return User(job.owner, level)
         return User(job.owner, USER)
+
+    def job_dict(self, job: Job) -> Dict[str, Any]:
+        """A job for clients; a running job's line is read live.
+
+        The controller tracks the line; storing every line change on the
+        job would slow down every executed line of a script.
+        """
+        data = job.to_dict()
+        if job.state == JobState.RUNNING:
+            data['current_line'] = self._controller.lineno
+        return data
 
     def report_progress(self, fraction: float, message: str) -> None:
         if self.jobs.current() is not None:

@@ -3,20 +3,23 @@
 New clients get ``ss_job`` (a job changed) and ``ss_queue`` (the waiting
 list or the queue's state changed). Stock NICOS clients (GUI, console,
 IBEX) know only NICOS's request events, and only runnable jobs exist for
-them; so the runnable list is compared before and after each change and
-the difference is announced as ``request`` (new), ``blocked`` (removed or
-skipped), ``rearranged`` (order) and ``updated`` (text changed).
+them; their events are derived from the queue's events as they come:
+``request`` (a job became runnable), ``blocked`` (removed or skipped),
+``updated`` (script changed) and ``rearranged`` (order changed). The work
+per change does not grow with the number of jobs the change did not touch,
+except for listing ids when the order changed.
 """
 
 import threading
 from typing import Callable, Dict, List
 
 from nicos_scriptserver.daemon.execution import stock_request
-from nicos_scriptserver.queue import JobState
-
-_WAITING = {JobState.QUEUED.value, JobState.SKIPPED.value}
 
 Emit = Callable[[str, object], None]
+
+
+def _runnable(job: dict) -> bool:
+    return job['state'] == 'queued' and not job['held']
 
 
 class EventRelay:
@@ -26,26 +29,21 @@ class EventRelay:
         self.jobs = jobs
         self.emit = emit
         self._lock = threading.Lock()
-        self._runnable = self._runnable_now()
-
-    def _runnable_now(self) -> Dict[int, dict]:
-        return {job.id: stock_request(job) for job in self.jobs.waiting()
-                if job.runnable}
+        # Runnable waiting jobs as stock clients know them, in queue order.
+        self._runnable: Dict[int, dict] = {
+            job.id: stock_request(job) for job in jobs.waiting() if job.runnable}
 
     def __call__(self, events: List[tuple]) -> None:
         with self._lock:
-            waiting_changed = False
             for name, data in events:
                 if name == 'job_changed':
                     self.emit('ss_job', data)
-                    waiting_changed |= data['state'] in _WAITING
-                elif name in ('queue_changed', 'queue_state'):
+                    self._job_changed(data)
+                elif name == 'queue_changed':
                     self.emit('ss_queue', self.queue_summary(data))
-                    waiting_changed = True
-            # Lines and progress of the current job leave the waiting list
-            # alone: no need to compare it (it may hold thousands of jobs).
-            if waiting_changed:
-                self._stock_events()
+                    self._order_changed(data['order'], data['removed'])
+                elif name == 'queue_state':
+                    self.emit('ss_queue', self.queue_summary(data))
 
     def queue_summary(self, data: dict) -> dict:
         """What ``ss_queue`` carries: order and the queue's state."""
@@ -55,20 +53,27 @@ class EventRelay:
         summary.update(data)
         return summary
 
-    def _stock_events(self) -> None:
-        before, after = self._runnable, self._runnable_now()
-        self._runnable = after
-        gone = [i for i in before if i not in after]
-        current = self.jobs.current()
-        gone = [i for i in gone if not current or current.id != i]
-        if gone:
-            self.emit('blocked', [str(i) for i in gone])
-        for job_id, request in after.items():
-            if job_id not in before:
+    def _job_changed(self, job: dict) -> None:
+        job_id, known = job['id'], self._runnable.get(job['id'])
+        if _runnable(job):
+            request = stock_request(job)
+            self._runnable[job_id] = request
+            if known is None:
                 self.emit('request', request)
-            elif request['script'] != before[job_id]['script']:
+            elif known['script'] != request['script']:
                 self.emit('updated', request)
-        kept_before = [i for i in before if i in after]
-        kept_after = [i for i in after if i in before]
-        if kept_before != kept_after:
-            self.emit('rearranged', [str(i) for i in after])
+        elif known is not None:
+            del self._runnable[job_id]
+            # A started job is announced by NICOS itself ('processing').
+            if job['state'] != 'running':
+                self.emit('blocked', [str(job_id)])
+
+    def _order_changed(self, order: List[int], removed: List[int]) -> None:
+        gone = [str(i) for i in removed if self._runnable.pop(i, None)]
+        if gone:
+            self.emit('blocked', gone)
+        runnable = self._runnable
+        new_order = [i for i in order if i in runnable]
+        if new_order != list(runnable):
+            self._runnable = {i: runnable[i] for i in new_order}
+            self.emit('rearranged', [str(i) for i in new_order])

@@ -23,7 +23,7 @@ from nicos import session
 from nicos.commands.device import stop
 from nicos.core import Measurable, Moveable, User
 from nicos.protocols.daemon import BREAK_AFTER_LINE, BREAK_IMMEDIATE, \
-    BREAK_NOW, STATUS_RUNNING
+    BREAK_NOW
 from nicos.services.daemon.errors import RequestError
 from nicos.services.daemon.pyctl import ControlStop
 from nicospyctl.pyctl import ControllerError
@@ -147,9 +147,12 @@ class JobFeed:
 
 
 def stock_request(job) -> dict:
-    """A job in the shape of NICOS's serialized `ScriptRequest`."""
-    return {'reqid': str(job.id), 'name': job.name, 'script': job.source,
-            'user': job.owner, 'job': job.id}
+    """A job (or its dict) in the shape of NICOS's serialized `ScriptRequest`."""
+    if not isinstance(job, dict):
+        job = {'id': job.id, 'name': job.name, 'source': job.source,
+               'owner': job.owner}
+    return {'reqid': str(job['id']), 'name': job['name'],
+            'script': job['source'], 'user': job['owner'], 'job': job['id']}
 
 
 class ScriptServerController(ExecutionController):
@@ -264,17 +267,15 @@ class ScriptServerController(ExecutionController):
 
     # -- hooks of the script thread -----------------------------------------
 
-    def _observer(self, status, lineno):
-        ExecutionController._observer(self, status, lineno)
-        if status == STATUS_RUNNING and lineno > 0:
-            self.jobs.set_line(lineno)
-
     def _breakfunc(self, frame, arg):
         filename = frame.f_code.co_filename
         level = int(filename[7:]) if filename.startswith('<break>') \
             else BREAK_AFTER_LINE
         # Same condition as NICOS's own _breakfunc for really pausing here.
         if arg[1] >= level and arg[0] not in _STOP_MODES:
+            # The line is read from the controller when asked for (see
+            # ScriptServerDaemon.job_dict); a paused job stores it.
+            self.jobs.set_line(self.lineno)
             self.jobs.pause()
         ExecutionController._breakfunc(self, frame, arg)
 

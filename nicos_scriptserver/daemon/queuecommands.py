@@ -77,14 +77,25 @@ def ss_submit(self, jobs, position=None):
 
 @queue_command('ss_queue')
 def ss_queue(self):
-    """The queue: current job, waiting jobs in order, hold state."""
-    return _jobs(self).summary()
+    """The queue: current job, waiting jobs in order (rows), hold state."""
+    jobs = _jobs(self)
+    current = jobs.current()
+    return dict(jobs.state.to_dict(),
+                current=self.daemon.job_dict(current) if current else None,
+                columns=protocol.LISTING_COLUMNS,
+                waiting=[_row(job) for job in jobs.waiting()])
+
+
+def _row(job) -> list:
+    return [job.id, job.kind.value, job.name, job.owner, job.state.value,
+            job.batch_id, job.batch_index, job.batch_size, job.queued_at,
+            job.estimate, job.held, job.hold_reason, job.requeued_from]
 
 
 @queue_command('ss_job')
 def ss_job(self, job_id):
     """One job with everything about it (its content, to edit it)."""
-    return _jobs(self).get(_job_id(job_id)).to_dict()
+    return self.daemon.job_dict(_jobs(self).get(_job_id(job_id)))
 
 
 @queue_command('ss_edit')

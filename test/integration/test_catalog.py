@@ -202,11 +202,11 @@ def test_running_job_keeps_the_version_it_started_with(client, extra):
      "call 1 (set_ei): unknown argument 'speed'"),
 ])
 def test_generated_calls_are_validated_against_the_catalog(client, calls, message):
-    before = client.call('ss_queue')
+    before = client.queue()
     with pytest.raises(ServerError) as err:
         client.call('ss_submit', {'kind': 'generated', 'calls': calls})
     assert message in str(err.value)
-    assert client.call('ss_queue') == before
+    assert client.queue() == before
 
 
 def test_console_commands_print_and_return_the_catalog(client):

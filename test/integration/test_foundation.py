@@ -78,7 +78,7 @@ def test_failing_command_reports_error_and_daemon_keeps_serving(server):
     assert 'T_sample' in output and 'limit' in output
     assert client.eval_value('T_sample.read(0)') == 295.0
     # The queue holds after a failure so that somebody notices.
-    assert client.call('ss_queue')['held'] is True
+    assert client.queue()['held'] is True
     client.call('ss_release')
     _, done, _ = run_job(client, 'set_temperature(300)')
     assert done['success'] is True
