@@ -80,7 +80,8 @@ def test_pause_keeps_manual_moves_and_resume_continues(client):
                     and (d['progress'] or 0) > 0)
     client.call('ss_pause')
     paused = client.wait_for(job_event(job['id'], 'paused'))[1]
-    assert paused['current_line'] == 3   # the pause_point() line of LOOP
+    # pause_point() (line 3) or NICOS's sleep (line 5), which pauses too
+    assert paused['current_line'] in (3, 5)
     with pytest.raises(ServerError, match='already paused'):
         client.call('ss_pause')
     # While paused nothing else starts, and devices may be moved by hand.
