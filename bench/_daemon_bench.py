@@ -137,19 +137,9 @@ class TimedClient(ScriptServerClient):
                    timeout: float = 30.0, start: int = 0
                    ) -> Tuple[int, float, str, Any]:
         """(index, arrival time, name, data) of the first match from *start*."""
-        deadline = time.monotonic() + timeout
+        index = self.wait_index(predicate, timeout, start)
         with self._cond:
-            index = start
-            while True:
-                while index < len(self.events):
-                    name, data = self.events[index]
-                    index += 1
-                    if predicate(name, data):
-                        return index - 1, self.stamps[index - 1], name, data
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f'no matching event within {timeout} s')
-                self._cond.wait(remaining)
+            return (index, self.stamps[index], *self.events[index])
 
     def quiet(self, gap: float = 0.3, limit: float = 60.0) -> None:
         """Wait until no event outside NOISE arrived for *gap* seconds (or

@@ -116,22 +116,29 @@ class ScriptServerClient(NicosClient):
             raise ServerError(str(data))
         return data
 
-    def wait_for(self, predicate: Callable[[str, Any], bool],
-                 timeout: float = 30.0, start: int = 0) -> Tuple[str, Any]:
-        """Return the first event from index *start* on matching *predicate*."""
+    def wait_index(self, predicate: Callable[[str, Any], bool],
+                   timeout: float = 30.0, start: int = 0) -> int:
+        """Index in `events` of the first event from *start* on matching
+        *predicate*; waits up to *timeout* seconds for it to arrive."""
         deadline = time.monotonic() + timeout
         with self._cond:
             index = start
             while True:
                 while index < len(self.events):
                     name, data = self.events[index]
-                    index += 1
                     if predicate(name, data):
-                        return name, data
+                        return index
+                    index += 1
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(f'no matching event within {timeout} s')
                 self._cond.wait(remaining)
+
+    def wait_for(self, predicate: Callable[[str, Any], bool],
+                 timeout: float = 30.0, start: int = 0) -> Tuple[str, Any]:
+        """The first event ``(name, data)`` from index *start* on matching
+        *predicate*; waits up to *timeout* seconds for it to arrive."""
+        return self.events[self.wait_index(predicate, timeout, start)]
 
     def wait_idle(self, timeout: float = 60.0) -> dict:
         """Poll until no script runs or waits in the queue; return the status."""
