@@ -20,9 +20,10 @@ from nicos_scriptserver.queue import (InvalidTransition, Job, JobKind,
 class ScriptServerDaemon(NicosDaemon):
     """NICOS daemon of a script server, running one persistent job queue.
 
-    Every entry point (stock ``queue``/``start``/``rearrange``/``unqueue``
-    commands, the ``ss_*`` commands, console commands) acts on the same
-    queue, kept in an SQLite file. Guest logins may only watch.
+    Every entry point (the stock ``queue``/``start``/``rearrange``/
+    ``unqueue`` commands that NICOS's GUI, console and IBEX send, and the
+    ``ss_*`` commands) acts on the same queue, kept in an SQLite file.
+    Guest logins may only watch.
     """
 
     parameters = {

@@ -135,11 +135,6 @@ class JobFeed:
     def finished(self, request: JobRequest, outcome: str, error) -> None:
         self.jobs.finish(outcome, error=error)
 
-    def delete_all(self):
-        # NICOS calls this on stop and emergency stop; the unified queue
-        # keeps every waiting job (see ScriptServerController.script_stop).
-        return []
-
     def serialize_queue(self):
         """Runnable waiting jobs, as stock clients expect them."""
         return [stock_request(job) for job in self.jobs.waiting()
@@ -177,7 +172,7 @@ class ScriptServerController(ExecutionController):
                                         'name': request.name or '',
                                         'source': request.text}],
                                       request.user)
-        except QueueError as err:
+        except (QueueError, ValueError) as err:
             raise RequestError(str(err)) from None
         return str(job.id)
 
