@@ -17,3 +17,11 @@ class ClassicServer(classic.Server):
     def register_handler(self, handler, ident, client_id):
         handler.event_mask.update(EVENTS)
         return classic.Server.register_handler(self, handler, ident, client_id)
+
+    def emit(self, event, data, blobs, handler=None):
+        # NICOS serializes an event before looking at any client's mask;
+        # skip that when nobody wants it (e.g. a 10,000-id 'rearranged').
+        targets = (handler,) if handler else list(self.handlers.values())
+        if all(event in target.event_mask for target in targets):
+            return
+        classic.Server.emit(self, event, data, blobs, handler)
