@@ -8,7 +8,7 @@ setup(
                                     'gui_panels', 'gui_panels.*']),
     include_package_data=True,
     package_data={'nicos_scriptserver': ['demo/*.conf', 'demo/*.py']},
-    python_requires='>=3.9',
+    python_requires='>=3.11',
     install_requires=['nicos-pyctl', 'pyzmq', 'rsa', 'numpy<2', 'toml', 'scipy',
                       'pyepics', 'pcaspy'],
     extras_require={'gui': ['PyQt5', 'html2text', 'lttb'],
