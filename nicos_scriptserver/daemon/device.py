@@ -8,6 +8,7 @@ from nicos.services.daemon import NicosDaemon
 from nicos import session
 
 from nicos_scriptserver import jobcheck
+from nicos_scriptserver.catalog import describe_calls
 from nicos_scriptserver.daemon import access, queuecommands  # noqa: F401 (registers commands)
 from nicos_scriptserver.daemon.auth import HashedAccounts
 from nicos_scriptserver.daemon.catalogdev import CommandCatalog
@@ -102,11 +103,14 @@ class ScriptServerDaemon(NicosDaemon):
         """A job for clients; a running job's line is read live.
 
         The controller tracks the line; storing every line change on the
-        job would slow down every executed line of a script.
+        job would slow down every executed line of a script. A generated
+        job also gets its calls as readable lines, with units.
         """
         data = job.to_dict()
         if job.state == JobState.RUNNING:
             data['current_line'] = self._controller.lineno
+        if job.calls:
+            data['call_lines'] = describe_calls(job.calls, self._catalog())
         return data
 
     def report_progress(self, fraction: float, message: str) -> None:

@@ -60,6 +60,8 @@ def test_batch_of_generated_jobs_runs_in_order_with_progress(client):
     assert len({job['batch_id'] for job in jobs}) == 1
     assert [job['batch_index'] for job in jobs] == [0, 1, 2, 3]
     assert jobs[0]['source'] == "move_sample(x=1.0, theta=0.0)\n"
+    assert client.call('ss_job', jobs[0]['id'])['call_lines'] == \
+        ['move_sample(x=1.0 mm, theta=0.0 deg)']
     last = wait_finished(client, jobs[-1]['id'])
     assert last['state'] == 'done' and last['progress'] == 1.0
     started = [data['id'] for name, data in client.events
