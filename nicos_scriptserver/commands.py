@@ -64,11 +64,11 @@ def step(number, total, message=''):
 
 
 def _command_catalog():
-    from nicos_scriptserver.daemon.catalogdev import CommandCatalog
-    for device in list(session.devices.values()):
-        if isinstance(device, CommandCatalog):
-            return device.catalog
-    raise UsageError('no command catalog: the instrument setup is not loaded')
+    from nicos_scriptserver.daemon.catalogdev import find_command_catalog
+    device = find_command_catalog()
+    if device is None:
+        raise UsageError('no command catalog: the instrument setup is not loaded')
+    return device.catalog
 
 
 def _describe_param(param):

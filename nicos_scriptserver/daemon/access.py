@@ -12,6 +12,7 @@ from nicos.core import USER
 from nicos.protocols.daemon import ACTIVE_COMMANDS
 from nicos.services.daemon.handler import command_wrappers
 
+from nicos_scriptserver.protocol import WRITING_COMMANDS
 from nicos_scriptserver.readonly_expr import NotReadOnly, check_read_only
 
 # Besides ACTIVE_COMMANDS: commands that run code or touch files.
@@ -62,6 +63,7 @@ def _guard_guest_eval() -> None:
 
 
 def install() -> None:
-    """Apply the policy to all writing commands known so far."""
-    require_user_level(sorted(ACTIVE_COMMANDS | _MORE_WRITING_COMMANDS))
+    """Apply the policy to the stock and the script server's writing commands."""
+    require_user_level(sorted(ACTIVE_COMMANDS | _MORE_WRITING_COMMANDS |
+                              WRITING_COMMANDS))
     _guard_guest_eval()

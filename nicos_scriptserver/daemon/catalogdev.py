@@ -5,6 +5,7 @@ import sys
 import threading
 import traceback
 import types
+from pathlib import Path
 from typing import Dict, Optional, Set
 
 from nicos import session
@@ -20,7 +21,15 @@ PACKAGE = 'scriptserver_commands'
 
 
 def _module_name(path: str) -> str:
-    return f'{PACKAGE}.{path.rsplit("/", 1)[-1][:-3]}'
+    return f'{PACKAGE}.{Path(path).stem}'
+
+
+def find_command_catalog() -> Optional['CommandCatalog']:
+    """The session's command catalog device, if its setup is loaded."""
+    for device in list(session.devices.values()):
+        if isinstance(device, CommandCatalog):
+            return device
+    return None
 
 
 class CommandCatalog(Device):

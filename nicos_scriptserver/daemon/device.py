@@ -11,7 +11,7 @@ from nicos_scriptserver import jobcheck
 from nicos_scriptserver.catalog import describe_calls
 from nicos_scriptserver.daemon import access, queuecommands  # noqa: F401 (registers commands)
 from nicos_scriptserver.daemon.auth import HashedAccounts
-from nicos_scriptserver.daemon.catalogdev import CommandCatalog
+from nicos_scriptserver.daemon.catalogdev import find_command_catalog
 from nicos_scriptserver.daemon.events import EventRelay
 from nicos_scriptserver.daemon.execution import ScriptServerController
 from nicos_scriptserver.queue import (InvalidTransition, Job, JobKind,
@@ -58,15 +58,8 @@ class ScriptServerDaemon(NicosDaemon):
 
     # -- used by the command handlers ----------------------------------------
 
-    def command_catalog(self) -> Optional[CommandCatalog]:
-        """The instrument's command catalog device, if its setup is loaded."""
-        for device in list(session.devices.values()):
-            if isinstance(device, CommandCatalog):
-                return device
-        return None
-
     def _catalog(self):
-        device = self.command_catalog()
+        device = find_command_catalog()
         return device.catalog if device else None
 
     def submit(self, specs: List[Mapping[str, Any]], user: User,
@@ -86,7 +79,7 @@ class ScriptServerDaemon(NicosDaemon):
 
     def before_next_job(self) -> None:
         """Called by the script thread before it starts a job (none runs)."""
-        device = self.command_catalog()
+        device = find_command_catalog()
         if device is not None:
             device.apply_changes()
 

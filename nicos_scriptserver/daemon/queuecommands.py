@@ -5,16 +5,17 @@ data; refusals are error replies whose text says what was wrong. See
 docs/PROTOCOL.md. Three stock commands are re-registered because their
 NICOS semantics contradict the unified queue: ``unqueue`` (acts on jobs,
 ``'*'`` clears the waiting list), ``update`` (edits waiting jobs also while
-idle) and ``break`` (refused for black-box jobs, which cannot pause).
+idle) and ``break`` (pauses like ``ss_pause``: refused for black-box jobs).
+Which user level may call what is decided in `access`.
 """
 
 import inspect
 
-from nicos.core import USER
-from nicos.services.daemon.handler import command, command_wrappers
+from nicos.services.daemon.handler import command_wrappers
 
 from nicos_scriptserver import protocol
-from nicos_scriptserver.queue import JobKind, QueueError
+from nicos_scriptserver.daemon.catalogdev import find_command_catalog
+from nicos_scriptserver.queue import QueueError
 
 
 def _jobs(handler):
@@ -25,20 +26,13 @@ def queue_command(name: str):
     """Register ``func(handler, *args)`` as daemon command *name*.
 
     The function returns the reply. Wrong arguments, `QueueError` and bad
-    values become error replies naming the command; writing commands need
-    at least user level.
+    values become error replies naming the command.
     """
-    writing = name in protocol.WRITING_COMMANDS
-
     def deco(func):
         signature = inspect.signature(func)
         usage = f"{name}({', '.join(list(signature.parameters)[1:])})"
 
         def wrapper(handler, args):
-            if writing and handler.user.level < USER:
-                handler.send_error_reply(f'{name}: guest logins can only '
-                                         'watch; log in with a user account')
-                return
             try:
                 signature.bind(handler, *args)
             except TypeError as err:
@@ -199,7 +193,7 @@ def ss_catalog(self):
     Text, not data: the catalog keeps it ready per generation, where
     serializing a thousand entries for every request would take ~40 ms.
     """
-    device = self.daemon.command_catalog()
+    device = find_command_catalog()
     if device is None:
         raise ValueError('no command catalog: the instrument setup is not loaded')
     return device.catalog.to_json()
@@ -207,54 +201,29 @@ def ss_catalog(self):
 
 # -- stock commands whose NICOS semantics contradict the unified queue ------
 
-@command(name='unqueue')
+@queue_command('unqueue')
 def unqueue(self, reqid):
     """Remove a waiting job, or all of them with '*'."""
-    if self.user.level < USER:
-        self.send_error_reply('unqueue: guest logins can only watch')
-        return
-    try:
-        if reqid == '*':
-            _jobs(self).clear()
-        else:
-            _jobs(self).remove(_job_id(reqid))
-    except (QueueError, ValueError) as err:
-        self.send_error_reply(str(err))
-        return
-    self.send_ok_reply(None)
+    if reqid == '*':
+        _jobs(self).clear()
+    else:
+        _jobs(self).remove(_job_id(reqid))
 
 
-@command(name='update')
+@queue_command('update')
 def update(self, newcode, reason, reqid=None):
     """Replace the text of a waiting job (the current one cannot be edited)."""
-    if self.user.level < USER:
-        self.send_error_reply('update: guest logins can only watch')
-        return
-    try:
-        if reqid is None:
-            raise ValueError('no job id given: the current job cannot be '
-                             'edited; abort it, then edit and re-queue it')
-        _jobs(self).edit(_job_id(reqid),
-                         **self.daemon.checked_edits({'source': newcode}))
-    except (QueueError, ValueError) as err:
-        self.send_error_reply(str(err))
-        return
-    self.send_ok_reply(None)
+    if reqid is None:
+        raise ValueError('no job id given: the current job cannot be edited; '
+                         'abort it, then edit and re-queue it')
+    _jobs(self).edit(_job_id(reqid),
+                     **self.daemon.checked_edits({'source': newcode}))
 
 
-_stock_break = command_wrappers['break']
+@queue_command('break')
+def break_(self, level):
+    """Pause the current job (as ss_pause; black-box jobs cannot pause)."""
+    self.daemon.pause_current(self.user, int(level))
 
-
-def _break(handler, args):
-    current = _jobs(handler).current()
-    if current is not None and current.kind == JobKind.BLACKBOX:
-        handler.send_error_reply('black-box jobs cannot be paused; abort '
-                                 'the job instead')
-        return None
-    return _stock_break(handler, args)
-
-
-_break.orig_function = getattr(_stock_break, 'orig_function', _stock_break)
-command_wrappers['break'] = _break
 
 protocol.register()
