@@ -46,11 +46,20 @@ def catalog_event(predicate):
 
 
 def run(client, source, timeout=30):
+    """Run *source* as a job; return its final state and its own output."""
     job, = client.call('ss_submit', {'source': source})
     _, done = client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
                               and d['state'] in ('done', 'failed', 'aborted'),
                               timeout)
-    return done, [d[3] for n, d in client.events if n == 'message']
+    return done, [d[3] for n, d in client.events
+                  if n == 'message' and d[5] == str(job['id'])]
+
+
+def add_command(client, folder, filename, name, text):
+    """Write a new command file and wait until the catalog lists *name*."""
+    mark = len(client.events)
+    write(folder, filename, text)
+    client.wait_for(catalog_event(lambda d: name in d['added']), 5, mark)
 
 
 def test_catalog_lists_the_instrument_commands_typed_and_documented(client):
@@ -70,8 +79,7 @@ def test_catalog_lists_the_instrument_commands_typed_and_documented(client):
 
 
 def test_new_command_file_appears_and_runs_without_restart(client, extra):
-    mark = len(client.events)
-    write(extra, 'greet.py', '''
+    add_command(client, extra, 'greet.py', 'greet', '''
         def greet(who: str = 'world'):
             """Says hello.
 
@@ -80,7 +88,6 @@ def test_new_command_file_appears_and_runs_without_restart(client, extra):
             """
             print(f'hello {who}')
         ''')
-    client.wait_for(catalog_event(lambda d: 'greet' in d['added']), 5, mark)
     entry = next(e for e in client.catalog()['commands'] if e['name'] == 'greet')
     assert entry['params'][0]['default'] == 'world'
     done, messages = run(client, "greet('neutrons')")
@@ -89,12 +96,11 @@ def test_new_command_file_appears_and_runs_without_restart(client, extra):
 
 
 def test_broken_file_is_reported_and_its_last_version_stays(client, extra):
-    write(extra, 'tool.py', '''
+    add_command(client, extra, 'tool.py', 'tool_version', '''
         def tool_version():
             """Prints the version."""
             print('tool v1')
         ''')
-    client.wait_for(catalog_event(lambda d: 'tool_version' in d['added']))
     assert 'tool v1\n' in run(client, 'tool_version()')[1]
     mark = len(client.events)
     write(extra, 'tool.py', '''
@@ -125,12 +131,11 @@ def test_broken_file_is_reported_and_its_last_version_stays(client, extra):
 
 
 def test_import_error_keeps_the_previous_commands(client, extra):
-    write(extra, 'probe.py', '''
+    add_command(client, extra, 'probe.py', 'probe', '''
         def probe():
             """Probes."""
             print('probe v1')
         ''')
-    client.wait_for(catalog_event(lambda d: 'probe' in d['added']))
     assert 'probe v1\n' in run(client, 'probe()')[1]
     mark = len(client.events)
     write(extra, 'probe.py', '''
@@ -144,11 +149,9 @@ def test_import_error_keeps_the_previous_commands(client, extra):
         lambda d: any(e['kind'] == 'import' for e in d['new_errors'])), 5, mark)
     error = next(e for e in event['new_errors'] if e['kind'] == 'import')
     assert 'module_that_does_not_exist' in error['message'] and error['line'] == 2
+    done, messages = run(client, 'probe()')
+    assert done['state'] == 'done' and 'probe v1\n' in messages
     mark = len(client.events)
-    done, _ = run(client, 'probe()')
-    assert done['state'] == 'done'
-    assert ('message', 'probe v1\n') in [(n, d[3]) for n, d in client.events[mark:]
-                                         if n == 'message']
     (extra / 'probe.py').unlink()
     client.wait_for(catalog_event(lambda d: 'probe' in d['removed']), 5, mark)
     done, _ = run(client, 'probe()')
@@ -156,12 +159,11 @@ def test_import_error_keeps_the_previous_commands(client, extra):
 
 
 def test_running_job_keeps_the_version_it_started_with(client, extra):
-    write(extra, 'phase.py', '''
+    add_command(client, extra, 'phase.py', 'which_phase', '''
         def which_phase():
             """Prints the version."""
             print('phase old')
         ''')
-    client.wait_for(catalog_event(lambda d: 'which_phase' in d['added']))
     mark = len(client.events)
     job, = client.call('ss_submit', {'source': 'which_phase()\n'
                                      'for i in range(20):\n'
@@ -183,7 +185,8 @@ def test_running_job_keeps_the_version_it_started_with(client, extra):
     client.call('ss_resume')
     client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
                     and d['state'] == 'done')
-    messages = [d[3] for n, d in client.events if n == 'message']
+    messages = [d[3] for n, d in client.events
+                if n == 'message' and d[5] == str(job['id'])]
     assert messages.count('phase old\n') == 2 and 'phase new\n' not in messages
     _, messages = run(client, 'which_phase()')
     assert 'phase new\n' in messages
