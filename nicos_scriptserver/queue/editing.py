@@ -32,7 +32,7 @@ _ACTIONS = {
     'skip': ('skipped', 'abort it to stop it'),
     'unskip': ('unskipped', 'it has already left the waiting list'),
     'confirm': ('confirmed', 'it has already started'),
-    'estimate': ('given an estimate', 'it has already started'),
+    'estimate': ('given an estimate', ''),
 }
 
 
@@ -101,14 +101,46 @@ class QueueEditing:
             change.put_job(edited)
         return self._run(change)
 
-    def set_estimate(self, job_id: int, estimate: Optional[dict]) -> Change:
-        """Attach a dry run's estimate (opaque JSON-ready dict) to a waiting
-        job. Result: the job."""
-        job = self._waiting(job_id, 'estimate')
+    def set_estimate(self, job_id: int, estimate: Optional[dict],
+                     for_source: Optional[str] = None,
+                     hold_reason: Optional[str] = None) -> Change:
+        """Attach a dry run's report (opaque JSON-ready dict) to a waiting or
+        the current job. Result: the job. The report is written to disk
+        with the job's next stored change, or at once if it holds the job.
+
+        *for_source* is the script the dry run checked: if the job has been
+        edited since, the report is refused. *hold_reason* also holds a
+        waiting job back (as a failed dry run does by policy).
+        """
+        job = self._jobs.get(job_id) if isinstance(job_id, int) else None
+        if job is None or not job.state.current:
+            job = self._waiting(job_id, 'estimate')
+        if for_source is not None and job.source != for_source:
+            raise NotEditable(f'job {job_id} was edited after its dry run '
+                              'started; that dry run no longer applies')
         if estimate is not None and not isinstance(estimate, Mapping):
             raise InvalidValue(f'job {job_id}: an estimate must be a dict')
-        return self._update(job, estimate=validate.normalized(
-            estimate, f'the estimate of job {job_id}'))
+        values = {'estimate': validate.normalized(
+            estimate, f'the estimate of job {job_id}')}
+        holds = bool(hold_reason) and job.state.waiting
+        if holds:
+            values.update(held=True, hold_reason=validate.text(
+                hold_reason, 'hold reason', f'job {job_id}'))
+        # A report alone is not worth a disk write of its own (a lost one is
+        # simply redone after a restart); holding a job back is.
+        return self._update(job, durable=holds, **values)
+
+    def mark_unestimated(self, estimate: dict) -> Change:
+        """Give every waiting job that has no estimate yet *estimate* (a
+        dry run's "pending" report), in memory. Result: their ids."""
+        estimate = validate.normalized(estimate, 'the estimate')
+        change = Change(result=[], durable=False)
+        for job_id in self._order:
+            job = self._jobs[job_id]
+            if job.estimate is None:
+                change.put_job(dataclasses.replace(job, estimate=estimate))
+                change.result.append(job_id)
+        return self._run(change)
 
     def confirm(self, job_id: int) -> Change:
         """Let a job that was held back by policy run when its turn comes."""
@@ -255,9 +287,9 @@ class QueueEditing:
             raise _refusal(job, action)
         return job
 
-    def _update(self, job: Job, **values) -> Change:
+    def _update(self, job: Job, durable: bool = True, **values) -> Change:
         new = dataclasses.replace(job, **values)
-        change = Change(result=new)
+        change = Change(result=new, durable=durable)
         if new != job:
             change.put_job(new)
         return self._run(change)

@@ -178,10 +178,18 @@ class JobQueue:
         return self._do(lambda now: self._machine.edit(
             job_id, name=name, source=source, calls=calls))
 
-    def set_estimate(self, job_id: int, estimate: Optional[dict]) -> Job:
-        """Attach a dry run's estimate to a waiting job."""
-        return self._do(lambda now: self._machine.set_estimate(job_id,
-                                                               estimate))
+    def set_estimate(self, job_id: int, estimate: Optional[dict],
+                     for_source: Optional[str] = None,
+                     hold_reason: Optional[str] = None) -> Job:
+        """Attach a dry run's report to a waiting or the current job (see
+        `QueueMachine.set_estimate`); returns the job."""
+        return self._do(lambda now: self._machine.set_estimate(
+            job_id, estimate, for_source, hold_reason))
+
+    def mark_unestimated(self, estimate: dict) -> List[int]:
+        """Give waiting jobs without an estimate *estimate*, in one write;
+        returns their ids."""
+        return self._do(lambda now: self._machine.mark_unestimated(estimate))
 
     def confirm(self, job_id: int) -> Job:
         """Let a job held back by policy run when its turn comes."""
@@ -246,17 +254,22 @@ class JobQueue:
         """Make a waiting job the running job; returns it."""
         return self._do(lambda now: self._machine.start(job_id, now))
 
-    def start_next(self) -> Optional[Job]:
+    def start_next(self, ready: Optional[Callable[[Job], bool]] = None
+                   ) -> Optional[Job]:
         """Start the next runnable job, if one may start now; returns it.
 
-        Choosing and starting happen under one lock, so no other thread can
-        edit, move or start the job in between.
+        If *ready* is given and says the next runnable job is not ready
+        (its dry run has not finished), nothing starts: the queue waits
+        for that job rather than passing over it. Choosing and starting
+        happen under one lock, so no other thread can edit, move or start
+        the job in between.
         """
-        return self._do(self._start_next)
-
-    def _start_next(self, now: float) -> Change:
-        job = self._machine.next_job()
-        return Change() if job is None else self._machine.start(job.id, now)
+        def start(now: float) -> Change:
+            job = self._machine.next_job()
+            if job is None or (ready is not None and not ready(job)):
+                return Change()
+            return self._machine.start(job.id, now)
+        return self._do(start)
 
     def pause(self) -> Job:
         """The current job stopped at a pause point."""
