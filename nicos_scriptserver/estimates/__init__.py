@@ -1,0 +1,23 @@
+"""Dry-run reports and queue time predictions: pure Python.
+
+- `report`: turns what a dry run produced into the report stored on a
+  job (state, estimate and where each figure came from, devices touched,
+  problems with their lines); black-box jobs' declared estimates
+- `timeline`: expected end of the current job and expected start and end
+  of every waiting job
+
+The daemon adapter (`nicos_scriptserver.daemon.dryrun`) runs the dry runs.
+"""
+
+from nicos_scriptserver.estimates.report import (FINAL_STATES, DryRunFacts,
+                                                 blackbox_report, build_report,
+                                                 declared_estimate, not_possible,
+                                                 pending, running, summary)
+from nicos_scriptserver.estimates.timeline import (current_times,
+                                                   remaining_seconds, timeline)
+
+__all__ = [
+    'FINAL_STATES', 'DryRunFacts', 'blackbox_report', 'build_report',
+    'current_times', 'declared_estimate', 'not_possible', 'pending',
+    'remaining_seconds', 'running', 'summary', 'timeline',
+]

@@ -1,0 +1,92 @@
+"""When the current job ends and when each waiting job starts and ends.
+
+The prediction is made from the jobs' dry-run estimates, the current
+job's active time (time spent paused does not count as progress) and
+the progress it reports. Pure: computed from `Job` values and a clock
+reading, so clients can recompute it locally between events.
+
+For the current job, with estimate ``E``, active time ``a`` and reported
+progress ``f`` (0..1), the remaining time is
+
+- from the estimate alone: ``max(E - a, 0)``,
+- from progress alone: ``a * (1 - f) / f`` (the rate so far),
+- with both, the two blended by ``f``: early on the estimate counts most,
+  near the end the observed rate does.
+
+While a job is paused its remaining time stands still, so its expected
+end (and every later start) moves on with the clock. Skipped and held-back
+jobs will not run and get no times; neither does anything while the queue
+is held. A job without an estimate gets a start but no end, and the jobs
+after it get no times at all (``complete`` is then false).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Optional
+
+from nicos_scriptserver.queue.model import Job
+
+
+def job_seconds(job: Job) -> Optional[float]:
+    """The job's estimated duration in seconds, if it has one."""
+    estimate = job.estimate or {}
+    seconds = estimate.get('seconds')
+    return float(seconds) if isinstance(seconds, (int, float)) else None
+
+
+def remaining_seconds(job: Job, now: float) -> Optional[float]:
+    """Expected time until the current *job* ends (see module docstring)."""
+    active = job.active_time(now)
+    estimate = job_seconds(job)
+    by_estimate = None if estimate is None else max(estimate - active, 0.0)
+    fraction = job.progress
+    by_rate = None
+    if fraction is not None and 0.0 < fraction and active > 0.0:
+        by_rate = active * (1.0 - min(fraction, 1.0)) / fraction
+    if by_estimate is None:
+        return by_rate
+    if by_rate is None:
+        return by_estimate
+    return (1.0 - fraction) * by_estimate + fraction * by_rate
+
+
+def current_times(job: Job, now: float) -> Dict[str, Any]:
+    """Elapsed (pauses included), active and remaining time of *job*."""
+    remaining = remaining_seconds(job, now)
+    return {
+        'id': job.id,
+        'state': job.state.value,
+        'estimate': job_seconds(job),
+        'elapsed': job.elapsed(now),
+        'active': job.active_time(now),
+        'progress': job.progress,
+        'remaining': remaining,
+        'expected_end': None if remaining is None else now + remaining,
+    }
+
+
+def timeline(current: Optional[Job], waiting: Iterable[Job], now: float,
+             queue_held: bool = False) -> Dict[str, Any]:
+    """Predicted times of the current job and every waiting job."""
+    result: Dict[str, Any] = {'now': now, 'held': queue_held,
+                              'current': None, 'jobs': [], 'queue_end': None}
+    clock: Optional[float] = now
+    if current is not None:
+        result['current'] = current_times(current, now)
+        clock = result['current']['expected_end']
+    if queue_held:
+        clock = None
+    complete = clock is not None
+    for job in waiting:
+        runs = job.runnable
+        start = clock if runs else None
+        seconds = job_seconds(job)
+        end = None if start is None or seconds is None else start + seconds
+        result['jobs'].append({'id': job.id, 'estimate': seconds,
+                               'expected_start': start, 'expected_end': end})
+        if runs:
+            clock = end
+            complete = complete and end is not None
+    result['queue_end'] = clock
+    result['complete'] = complete
+    return result
