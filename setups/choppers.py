@@ -13,7 +13,7 @@ CHOPPERS = ('chopper1', 'chopper2', 'chopper3')
 
 devices = {}
 for _name in CHOPPERS:
-    devices[_name + '_speed'] = device('nicos.devices.generic.VirtualMotor',
+    devices[_name + '_speed'] = device('nicos_scriptserver.devices.DemoMotor',
         requires = user_only,
         description = f'{_name} rotation speed',
         unit = 'Hz',
@@ -21,7 +21,7 @@ for _name in CHOPPERS:
         fmtstr = '%.1f',
         speed = 150 * instance.timescale,
     )
-    devices[_name + '_phase'] = device('nicos.devices.generic.VirtualMotor',
+    devices[_name + '_phase'] = device('nicos_scriptserver.devices.DemoMotor',
         requires = user_only,
         description = f'{_name} phase relative to the source pulse',
         unit = 'deg',

@@ -9,7 +9,7 @@ instance = Instance.from_env()
 user_only = {'level': 'user'}
 
 devices = dict(
-    T_sample = device('nicos.devices.generic.VirtualMotor',
+    T_sample = device('nicos_scriptserver.devices.DemoMotor',
         requires = user_only,
         description = 'sample temperature; ramps linearly at `speed` K/s',
         unit = 'K',
@@ -18,7 +18,7 @@ devices = dict(
         fmtstr = '%.2f',
         speed = 2 * instance.timescale,
     ),
-    sample_x = device('nicos.devices.generic.VirtualMotor',
+    sample_x = device('nicos_scriptserver.devices.DemoMotor',
         requires = user_only,
         description = 'sample stage translation across the beam',
         unit = 'mm',
@@ -26,7 +26,7 @@ devices = dict(
         fmtstr = '%.2f',
         speed = 5 * instance.timescale,
     ),
-    sample_theta = device('nicos.devices.generic.VirtualMotor',
+    sample_theta = device('nicos_scriptserver.devices.DemoMotor',
         requires = user_only,
         description = 'sample rotation about the vertical axis',
         unit = 'deg',
