@@ -19,6 +19,8 @@ ENV_DAEMON_PORT = 'SCRIPTSERVER_DAEMON_PORT'
 ENV_CACHE_PORT = 'SCRIPTSERVER_CACHE_PORT'
 ENV_TIMESCALE = 'SCRIPTSERVER_TIMESCALE'
 ENV_COMMANDS = 'SCRIPTSERVER_COMMANDS'
+ENV_DRY_RUN_POLICY = 'SCRIPTSERVER_DRY_RUN_POLICY'
+ENV_DRY_RUN_LIMIT = 'SCRIPTSERVER_DRY_RUN_LIMIT'
 INSTRUMENT = 'nicos_scriptserver.demo'
 
 
@@ -34,6 +36,10 @@ class Instance:
     timescale: float = 1.0
     command_folders: List[Path] = field(
         default_factory=lambda: [REPO / 'commands'])
+    # The daemon's dryrunpolicy: hold, mark or off.
+    dry_run_policy: str = 'hold'
+    # Wall seconds after which a dry run is cut off.
+    dry_run_limit: float = 60.0
 
     @classmethod
     def from_env(cls, environ=os.environ) -> 'Instance':
@@ -47,6 +53,8 @@ class Instance:
             daemon_port=int(environ.get(ENV_DAEMON_PORT, cls.daemon_port)),
             cache_port=int(environ.get(ENV_CACHE_PORT, cls.cache_port)),
             timescale=float(environ.get(ENV_TIMESCALE, cls.timescale)),
+            dry_run_policy=environ.get(ENV_DRY_RUN_POLICY, cls.dry_run_policy),
+            dry_run_limit=float(environ.get(ENV_DRY_RUN_LIMIT, cls.dry_run_limit)),
             **({'command_folders': [Path(p) for p in folders.split(os.pathsep)]}
                if folders else {}))
 
@@ -60,6 +68,8 @@ class Instance:
             ENV_CACHE_PORT: str(self.cache_port),
             ENV_TIMESCALE: repr(self.timescale),
             ENV_COMMANDS: os.pathsep.join(str(p) for p in self.command_folders),
+            ENV_DRY_RUN_POLICY: self.dry_run_policy,
+            ENV_DRY_RUN_LIMIT: repr(self.dry_run_limit),
         }
 
     @property

@@ -31,11 +31,15 @@ COMMANDS = {
     'ss_resume': 0x7011,
     'ss_abort': 0x7012,
     'ss_catalog': 0x7013,
+    'ss_confirm': 0x7014,
+    'ss_dryrun': 0x7015,
+    'ss_timeline': 0x7016,
 }
 
 # Commands that change something: refused for guests and view-only clients.
+# A dry run runs the user's script (simulated), so it needs a user too.
 WRITING_COMMANDS = frozenset(COMMANDS) - {'ss_queue', 'ss_job', 'ss_history',
-                                           'ss_catalog'}
+                                           'ss_catalog', 'ss_timeline'}
 
 # Columns of the waiting jobs in an ``ss_queue`` reply (rows, not dicts:
 # a listing of 5,000 jobs pickles in 1 ms instead of 8). The full job,
@@ -53,6 +57,8 @@ EVENTS = {
     'ss_output': (0x7103, False),
     # the command catalog changed: {generation, added, changed, removed, errors}
     'ss_catalog': (0x7104, False),
+    # expected times changed (see ss_timeline): the timeline
+    'ss_timeline': (0x7105, False),
 }
 
 

@@ -137,6 +137,13 @@ class Catalog:
         message); kinds are folder, read, syntax, import and conflict."""
         return list(self._snapshot.errors)
 
+    def files(self) -> List[Tuple[int, str, bool]]:
+        """``(folder index, path, has an error)`` of every command file."""
+        with self._lock:
+            return [(state.folder, path, state.parsed.error is not None
+                     or state.import_error is not None)
+                    for path, state in self._files.items()]
+
     def to_dict(self) -> Dict[str, Any]:
         """``{generation, commands, errors}``, ready for JSON."""
         snapshot = self._snapshot

@@ -1,18 +1,22 @@
 """NICOS device serving the instrument's commands, reloaded when files change."""
 
+import functools
 import importlib.util
+import shutil
 import sys
+import tempfile
 import threading
 import traceback
 import types
 from pathlib import Path
-from typing import Dict, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
 from nicos import session
 from nicos.commands import usercommandWrapper
 from nicos.core import SIMULATION, Device, Param, floatrange, listof
 
 from nicos_scriptserver.catalog import Catalog, CatalogChanges
+from nicos_scriptserver.catalog.parse import ESTIMATE_PREFIX
 
 # Command files are importable as modules of this package, so one command
 # file can use another's commands (``from scriptserver_commands.sample
@@ -58,6 +62,12 @@ class CommandCatalog(Device):
         self._pending = self._catalog.scan()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._loaded: Dict[str, str] = {}   # path -> text of the version run
+        self._snapshot_lock = threading.Lock()
+        self._snapshots: List[Tuple[int, List[str]]] = []
+        self._snapshot_root = None
+        if mode != SIMULATION:
+            self._snapshot_root = tempfile.mkdtemp(prefix='scriptserver-dry-run-')
         package = types.ModuleType(PACKAGE)
         package.__path__ = list(self._catalog.folders)
         sys.modules[PACKAGE] = package
@@ -69,6 +79,8 @@ class CommandCatalog(Device):
 
     def doShutdown(self):
         self._stopped.set()
+        if self._snapshot_root:
+            shutil.rmtree(self._snapshot_root, ignore_errors=True)
 
     @property
     def catalog(self) -> Catalog:
@@ -110,20 +122,56 @@ class CommandCatalog(Device):
             if pending is None:
                 return
             for path in pending.removed_files:
+                self._loaded.pop(path, None)
                 self._unexport(path)
                 sys.modules.pop(_module_name(path), None)
             for path in pending.changed_files:
                 self._load(path)
 
+    def dry_run_folders(self) -> List[str]:
+        """Folders holding the command files as a job starting now runs them.
+
+        A dry run runs in another process, which reads command files from
+        folders. A file with an error is given in the version this session
+        runs (its last good one); the others as they are on disk (the
+        session imports them before the next job). Made once per catalog
+        generation.
+        """
+        with self._snapshot_lock:
+            generation = self._catalog.generation
+            if self._snapshots and self._snapshots[-1][0] == generation:
+                return self._snapshots[-1][1]
+            root = Path(self._snapshot_root) / f'generation-{generation}'
+            folders = [root / str(index)
+                       for index in range(len(self._catalog.folders))]
+            for folder in folders:
+                folder.mkdir(parents=True, exist_ok=True)
+            for index, path, broken in self._catalog.files():
+                text = self._loaded.get(path) if broken else _read(path)
+                if text is not None:
+                    (folders[index] / Path(path).name).write_text(text)
+            self._snapshots.append((generation, [str(f) for f in folders]))
+            # A dry run that started from the one before may still import.
+            while len(self._snapshots) > 2:
+                shutil.rmtree(Path(self._snapshot_root) /
+                              f'generation-{self._snapshots.pop(0)[0]}',
+                              ignore_errors=True)
+            return self._snapshots[-1][1]
+
     def _load(self, path: str) -> None:
         name = _module_name(path)
         try:
+            text = _read(path)
             spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(spec)
             previous = sys.modules.get(name)
             sys.modules[name] = module
             try:
-                spec.loader.exec_module(module)
+                if text is None:
+                    raise OSError(f'{path} cannot be read')
+                # From the text kept for dry runs, not the file again: both
+                # must run the same version.
+                exec(compile(text, path, 'exec'), module.__dict__)
             except BaseException:
                 if previous is not None:
                     sys.modules[name] = previous
@@ -140,12 +188,16 @@ class CommandCatalog(Device):
                 path, _error_line(err, path), f'{type(err).__name__}: {err}'))
             return
         self._emit(self._catalog.clear_import_error(path))
+        self._loaded[path] = text
         self._unexport(path)
         names = set()
         for entry in self._catalog.commands:
             if entry['path'] == path and callable(getattr(module, entry['name'], None)):
                 function = getattr(module, entry['name'])
                 function.is_usercommand = True
+                estimate = getattr(module, ESTIMATE_PREFIX + entry['name'], None)
+                if session.mode == SIMULATION and callable(estimate):
+                    function = timed_by_estimate(function, estimate)
                 session.export(entry['name'], usercommandWrapper(function))
                 names.add(entry['name'])
         self._exported[path] = names
@@ -153,6 +205,27 @@ class CommandCatalog(Device):
     def _unexport(self, path: str) -> None:
         for name in self._exported.pop(path, ()):
             session.unexport(name, warn=False)
+
+
+def timed_by_estimate(function, estimate):
+    """In a dry run, let the command's estimate function give its duration.
+
+    The command still runs (simulated), so device limits are checked; then
+    the simulated clock is set to where the estimate says the command
+    ends, and the figure is sent to the daemon, which reports its source.
+    """
+    @functools.wraps(function)
+    def timed(*args, **kwargs):
+        started = session.clock.time
+        result = function(*args, **kwargs)
+        seconds = float(estimate(*args, **kwargs))
+        session.clock.time = started + seconds
+        sender = getattr(session, 'log_sender', None)
+        if sender is not None:
+            sender.add_result({'estimate_function': function.__name__,
+                               'seconds': seconds})
+        return result
+    return timed
 
 
 def _merged(first: Optional[CatalogChanges],
@@ -166,6 +239,14 @@ def _merged(first: Optional[CatalogChanges],
     removed += [p for p in second.removed_files if p not in removed]
     return CatalogChanges(second.generation, changed_files=changed,
                           removed_files=removed)
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding='utf-8') as file:
+            return file.read()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _error_line(err: Exception, path: str) -> Optional[int]:

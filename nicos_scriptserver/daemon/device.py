@@ -1,8 +1,12 @@
 """The script server's NICOS daemon device."""
 
+import contextlib
+import threading
+import time
 from typing import Any, Dict, List, Mapping, Optional
 
-from nicos.core import USER, Override, Param, User, oneof
+from nicos.core import (USER, Override, Param, User, floatrange, intrange,
+                        oneof)
 from nicos.protocols.daemon import BREAK_NOW, STATUS_STOPPING
 from nicos.services.daemon import NicosDaemon
 from nicos import session
@@ -12,8 +16,12 @@ from nicos_scriptserver.catalog import describe_calls
 from nicos_scriptserver.daemon import access, queuecommands  # noqa: F401 (registers commands)
 from nicos_scriptserver.daemon.auth import HashedAccounts
 from nicos_scriptserver.daemon.catalogdev import find_command_catalog
+from nicos_scriptserver.daemon.dryruns import DryRunScheduler
 from nicos_scriptserver.daemon.events import EventRelay
 from nicos_scriptserver.daemon.execution import ScriptServerController
+from nicos_scriptserver.daemon.timelineevents import TimelineEmitter
+from nicos_scriptserver.estimates import (blackbox_report, not_possible,
+                                          timeline)
 from nicos_scriptserver.queue import (InvalidTransition, Job, JobKind,
                                       JobQueue, JobState)
 
@@ -33,6 +41,17 @@ class ScriptServerDaemon(NicosDaemon):
         'failurepolicy': Param('What the queue does after a job failed: hold '
                                '(start nothing until released) or continue',
                                type=oneof('hold', 'continue'), default='hold'),
+        'dryrunpolicy': Param('Dry runs of queued jobs: hold (a job starts '
+                              'only after its dry run, and one whose dry run '
+                              'found a problem waits for a user to confirm '
+                              'or edit it), mark (only report problems) or '
+                              'off', type=oneof('hold', 'mark', 'off'),
+                              default='hold'),
+        'dryrunworkers': Param('How many dry runs may run at once',
+                               type=intrange(1, 8), default=1),
+        'dryrunlimit': Param('Wall time after which a dry run is cut off and '
+                             'reported as failed', type=floatrange(1, 3600),
+                             default=60, unit='s'),
     }
 
     parameter_overrides = {
@@ -49,7 +68,21 @@ class ScriptServerDaemon(NicosDaemon):
         self._controller = ScriptServerController(self, self.simmode,
                                                   self.autosimulate)
         self.jobs.add_listener(EventRelay(self.jobs, self.emit_event))
+        self._timeline_events = TimelineEmitter(self.timeline, self.emit_event)
+        self.jobs.add_listener(self._timeline_events)
         self._blackbox = None
+        self._starting_now = threading.local()
+        self._dryruns = None
+        if self.dryrunpolicy != 'off':
+            self._dryruns = DryRunScheduler(
+                self.jobs, self.user_for, self.dryrunworkers,
+                self.dryrunlimit, self.dryrunpolicy, self.log)
+
+    def quit(self, signum=None):
+        self._timeline_events.stop()
+        if self._dryruns is not None:
+            self._dryruns.stop()
+        NicosDaemon.quit(self, signum)
 
     @property
     def jobs(self) -> JobQueue:
@@ -67,7 +100,25 @@ class ScriptServerDaemon(NicosDaemon):
         """Check and queue jobs submitted by *user*."""
         catalog = self._catalog()
         prepared = [jobcheck.prepared_spec(spec, catalog) for spec in specs]
-        return self.jobs.submit(prepared, owner=user.name, position=position)
+        jobs = self.jobs.submit(prepared, owner=user.name, position=position)
+        if getattr(self._starting_now, 'active', False) and self._dryruns:
+            for job in jobs:
+                self._dryruns.run_unchecked(job.id)
+            self._controller.queue.wake()
+        return jobs
+
+    @contextlib.contextmanager
+    def starting_now(self):
+        """Jobs submitted in this block do not wait for their dry run.
+
+        For NICOS's ``start`` command: "run this now", as typed at a
+        console, whose clients wait for the script to start at once.
+        """
+        self._starting_now.active = True
+        try:
+            yield
+        finally:
+            self._starting_now.active = False
 
     def checked_edits(self, edits: Mapping[str, Any]) -> Dict[str, Any]:
         """Edits of a job, checked like a submission."""
@@ -82,6 +133,21 @@ class ScriptServerDaemon(NicosDaemon):
         device = find_command_catalog()
         if device is not None:
             device.apply_changes()
+        if self._dryruns is not None:
+            self._dryruns.start()
+
+    def job_ready(self, job: Job) -> bool:
+        """Whether *job* may start (its dry run is done, if it must be)."""
+        return self._dryruns is None or self._dryruns.ready(job)
+
+    def dry_run(self, spec: Mapping[str, Any], user: User) -> Dict[str, Any]:
+        """Check and dry-run a job that is not queued; returns the report."""
+        prepared = jobcheck.prepared_spec(spec, self._catalog())
+        if prepared['kind'] == JobKind.BLACKBOX.value:
+            return blackbox_report(prepared['source'])
+        if self._dryruns is None:
+            return not_possible('dry runs are off (dryrunpolicy)')
+        return self._dryruns.validate(prepared['source'], user)
 
     def user_for(self, job: Job) -> User:
         """The NICOS user a job runs as: its owner, with the account's level."""
@@ -105,6 +171,11 @@ class ScriptServerDaemon(NicosDaemon):
         if job.calls:
             data['call_lines'] = describe_calls(job.calls, self._catalog())
         return data
+
+    def timeline(self) -> Dict[str, Any]:
+        """Expected times of the current and the waiting jobs, now."""
+        return timeline(self.jobs.current(), self.jobs.waiting(), time.time(),
+                        self.jobs.state.held)
 
     def report_progress(self, fraction: float, message: str) -> None:
         if self.jobs.current() is not None:

@@ -13,6 +13,7 @@ current job without dropping the waiting ones.
 """
 
 import collections
+import contextlib
 import sys
 import threading
 import time
@@ -127,7 +128,7 @@ class JobFeed:
                 if self._internal:
                     return self._internal.popleft()
                 self.daemon.before_next_job()
-                job = self.jobs.start_next()
+                job = self.jobs.start_next(self.daemon.job_ready)
                 if job is not None:
                     return JobRequest(job, self.daemon.user_for(job), self)
                 self._wakeup.wait()
@@ -167,11 +168,17 @@ class ScriptServerController(ExecutionController):
                 or request.settrace:
             # NICOS's own start-up request, emergency stops, debug runs.
             return ExecutionController.new_request(self, request, notify)
+        # A script without a name is a line typed at a NICOS console
+        # (GUI console panel, nicos-client), which runs at once there;
+        # those clients take "idle" after it as "done".
+        typed = contextlib.nullcontext() if request.name \
+            else self.daemon.starting_now()
         try:
-            job, = self.daemon.submit([{'kind': JobKind.AWARE.value,
-                                        'name': request.name or '',
-                                        'source': request.text}],
-                                      request.user)
+            with typed:
+                job, = self.daemon.submit([{'kind': JobKind.AWARE.value,
+                                            'name': request.name or '',
+                                            'source': request.text}],
+                                          request.user)
         except (QueueError, ValueError) as err:
             raise RequestError(str(err)) from None
         return str(job.id)

@@ -15,6 +15,7 @@ from nicos.services.daemon.handler import command_wrappers
 
 from nicos_scriptserver import protocol
 from nicos_scriptserver.daemon.catalogdev import find_command_catalog
+from nicos_scriptserver.estimates import summary
 from nicos_scriptserver.queue import QueueError
 
 
@@ -83,7 +84,8 @@ def ss_queue(self):
 def _row(job) -> list:
     return [job.id, job.kind.value, job.name, job.owner, job.state.value,
             job.batch_id, job.batch_index, job.batch_size, job.queued_at,
-            job.estimate, job.held, job.hold_reason, job.requeued_from]
+            summary(job.estimate), job.held, job.hold_reason,
+            job.requeued_from]
 
 
 @queue_command('ss_job')
@@ -186,6 +188,24 @@ def ss_abort(self, level=2):
     self.daemon.abort_current(self.user, int(level))
 
 
+@queue_command('ss_confirm')
+def ss_confirm(self, job_id):
+    """Let a job that was held back (e.g. by its dry run) run in its turn."""
+    return _jobs(self).confirm(_job_id(job_id)).to_dict()
+
+
+@queue_command('ss_dryrun')
+def ss_dryrun(self, job):
+    """Check and dry-run a job spec without queueing it; reply: the report."""
+    return self.daemon.dry_run(job, self.user)
+
+
+@queue_command('ss_timeline')
+def ss_timeline(self):
+    """Expected end of the current job and start/end of the waiting ones."""
+    return self.daemon.timeline()
+
+
 @queue_command('ss_catalog')
 def ss_catalog(self):
     """The instrument's commands as JSON text: {generation, commands, errors}.
@@ -218,6 +238,19 @@ def update(self, newcode, reason, reqid=None):
                          'abort it, then edit and re-queue it')
     _jobs(self).edit(_job_id(reqid),
                      **self.daemon.checked_edits({'source': newcode}))
+
+
+def _start_now(stock_start):
+    """NICOS's ``start`` ("run this now", refused while a job runs): the job
+    does not wait for its dry run, as a console's user expects."""
+    def start(handler, args):
+        with handler.daemon.starting_now():
+            stock_start(handler, args)
+    start.orig_function = getattr(stock_start, 'orig_function', stock_start)
+    return start
+
+
+command_wrappers['start'] = _start_now(command_wrappers['start'])
 
 
 @queue_command('break')

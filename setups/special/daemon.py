@@ -14,6 +14,8 @@ devices = dict(
         authenticators = ['Auth'],
         server = instance.daemon_address,
         queuefile = str(instance.datadir / 'queue.sqlite'),
+        dryrunpolicy = instance.dry_run_policy,
+        dryrunlimit = instance.dry_run_limit,
         loglevel = 'info',
     ),
 )

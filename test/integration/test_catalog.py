@@ -154,7 +154,15 @@ def test_import_error_keeps_the_previous_commands(client, extra):
     mark = len(client.events)
     (extra / 'probe.py').unlink()
     client.wait_for(catalog_event(lambda d: 'probe' in d['removed']), 5, mark)
-    done, _ = run(client, 'probe()')
+    # Its dry run already finds the command missing: the job is held back.
+    job, = client.call('ss_submit', {'source': 'probe()'})
+    _, held = client.wait_for(lambda n, d: n == 'ss_job' and
+                              d['id'] == job['id'] and d['held'], 30)
+    assert "NameError: name 'probe' is not defined (line 1)" in held['hold_reason']
+    mark = len(client.events)
+    client.call('ss_confirm', job['id'])
+    _, done = client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                              and d['state'] in ('done', 'failed'), 30, mark)
     assert done['state'] == 'failed' and done['error']['type'] == 'NameError'
 
 

@@ -72,7 +72,13 @@ def test_measure_counts_for_the_requested_frames(server):
 
 def test_failing_command_reports_error_and_daemon_keeps_serving(server):
     client = server.client('user')
-    reqid, done, events = run_job(client, 'set_temperature(1000)')
+    # "start" runs at once, without waiting for the dry run that would
+    # hold the job back (see test_dryrun.py).
+    start = len(client.events)
+    reqid = client.call('start', 'job.py', 'set_temperature(1000)')
+    _, done = client.wait_for(
+        lambda name, data: name == 'done' and data['reqid'] == reqid, 60, start)
+    events = client.events[start:]
     assert done['success'] is False
     output = ''.join(messages_of(events, reqid))
     assert 'T_sample' in output and 'limit' in output

@@ -225,6 +225,13 @@ def test_hold_lets_the_current_job_finish_and_starts_nothing(client):
 
 def test_failed_job_records_its_error_and_holds(client):
     job, = client.call('ss_submit', {'source': 'x = 1\nset_temperature(1000)\n'})
+    # The dry run finds the problem first and holds the job back; a user
+    # who insists confirms it.
+    held = client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                           and d['held'], 30)[1]
+    assert held['estimate']['state'] == 'failed'
+    assert held['state'] == 'queued'
+    client.call('ss_confirm', job['id'])
     failed = wait_finished(client, job['id'])
     assert failed['state'] == 'failed'
     assert failed['error']['line'] == 2

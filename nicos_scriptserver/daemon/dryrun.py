@@ -1,0 +1,169 @@
+"""One dry run of a script, in NICOS's own simulation process.
+
+NICOS's `SimulationSupervisor` cannot be cancelled, always waits up to
+ten minutes, and reports through the running request. `DryRunProcess`
+starts the same stock ``nicos-simulate`` program and speaks its protocol
+(pickled messages on a ZeroMQ DEALER socket), but in its own process
+group at low CPU priority, with a wall-time limit, and it can be
+cancelled. Instead of an empty message (which makes the child read device
+values from the cache, which no poller keeps current here) it sends the
+daemon's current device values, so a dry run starts where the instrument
+is.
+"""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from os import path
+from typing import Any, Dict, List, Optional
+
+import zmq
+from nicos import config
+from nicos.core.sessions.simulation import (SIM_BLOCK_RES, SIM_END_RES,
+                                            SIM_MESSAGE, SIM_RESULT)
+from nicos.utils.messaging import nicos_zmq_ctx
+
+from nicos_scriptserver.estimates import DryRunFacts
+
+#: Where SCHED_IDLE is missing: added to the daemon's nice value.
+NICENESS = 10
+# How often the loop looks at the clock and the cancel flag.
+_POLL_MS = 50
+
+
+class DryRunProcess:
+    """Dry-runs *script* as *user* (``'name,level'``) with *setups*,
+    starting from device *values*; *env* adds to the child's environment.
+
+    `run` blocks until the result, the *time_limit* (wall seconds) or
+    `cancel`; it never raises for what happens in the child.
+    """
+
+    def __init__(self, script: str, setups: List[str], user: str,
+                 values: Dict[str, Any], time_limit: float,
+                 env: Optional[Dict[str, str]] = None):
+        self.script = script
+        self.env = env
+        self.setups = setups
+        self.user = user
+        self.values = values
+        self.time_limit = time_limit
+        self._cancelled = threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        """Stop the dry run; `run` returns soon after."""
+        self._cancelled.set()
+
+    def run(self) -> DryRunFacts:
+        facts = DryRunFacts()
+        started = time.monotonic()
+        socket = nicos_zmq_ctx.socket(zmq.DEALER)
+        stderr = tempfile.TemporaryFile()
+        proc = None
+        try:
+            port = socket.bind_to_random_port('tcp://127.0.0.1')
+            proc = self._spawn(f'tcp://127.0.0.1:{port}', stderr)
+            socket.send(pickle.dumps(self.values, 2))
+            self._receive(socket, proc, facts, started)
+        finally:
+            socket.close(linger=0)
+            if proc is not None:
+                facts.exit_code = _reap(proc)
+            if facts.end is None and not facts.timed_out:
+                facts.records.extend(_stderr_records(stderr))
+            stderr.close()
+            facts.wall_seconds = time.monotonic() - started
+        return facts
+
+    def _spawn(self, address: str, stderr) -> subprocess.Popen:
+        program = path.join(config.nicos_root, 'bin', 'nicos-simulate')
+        proc = subprocess.Popen(
+            [sys.executable, program, address, uuid.uuid4().hex,
+             ','.join(self.setups), self.user],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
+            close_fds=True, start_new_session=True,
+            env=dict(os.environ, **(self.env or {})))
+        _deprioritize(proc.pid)
+        try:
+            proc.stdin.write(self.script.encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        return proc
+
+    def _receive(self, socket, proc, facts: DryRunFacts, started: float):
+        block = 0
+        while True:
+            if self.cancelled:
+                return
+            if time.monotonic() - started > self.time_limit:
+                facts.timed_out = True
+                return
+            if not socket.poll(_POLL_MS):
+                if proc.poll() is not None and not socket.poll(0):
+                    return
+                continue
+            kind, message = pickle.loads(socket.recv())
+            if kind == SIM_MESSAGE:
+                # [logger, created, levelno, text, exc_text, reqid]
+                facts.records.append((message[2], message[3], message[4]))
+            elif kind == SIM_BLOCK_RES:
+                facts.block_seconds[message[0]] = message[1]
+                block = message[0] + 1
+            elif kind == SIM_RESULT and isinstance(message, dict) \
+                    and 'estimate_function' in message:
+                facts.function_estimates.setdefault(block, []).append(
+                    {'command': message['estimate_function'],
+                     'seconds': float(message['seconds'])})
+            elif kind == SIM_END_RES:
+                facts.end = (message[0], message[1])
+                return
+
+
+def _deprioritize(pid: int) -> None:
+    """Let the dry run have only CPU time that nothing else wants.
+
+    Under SCHED_IDLE the real run (and every other process) preempts a dry
+    run at once; a nice value alone still lets it delay the daemon's
+    wake-ups between jobs.
+    """
+    try:
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+        return
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid,
+                       os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)
+    except OSError:
+        pass   # it already exited; _receive notices
+
+
+def _reap(proc: subprocess.Popen) -> Optional[int]:
+    """End the child's whole process group (it may have spawned more).
+
+    After its result the child only shuts its session down, which nobody
+    needs to wait for.
+    """
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return proc.wait()
+
+
+def _stderr_records(stderr) -> list:
+    stderr.seek(0)
+    text = stderr.read()[-4000:].decode('utf-8', 'replace').strip()
+    return [(40, 'dry-run process error output', text)] if text else []

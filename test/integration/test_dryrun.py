@@ -1,0 +1,194 @@
+"""Dry runs, estimates and the queue's timeline, on a real daemon."""
+
+import time
+
+import pytest
+
+from nicos_scriptserver.client import ServerError
+
+pytestmark = pytest.mark.integration
+
+FINAL = ('ok', 'failed', 'not possible')
+DRY_RUN_LIMIT = 8.0
+
+
+@pytest.fixture(scope='module')
+def server_args():
+    return {'dry_run_limit': DRY_RUN_LIMIT}
+
+
+@pytest.fixture
+def client(server):
+    """A user client on an empty, released queue with no job running."""
+    client = server.client('user')
+    client.call('ss_clear')
+    current = client.queue()['current']
+    if current:
+        client.call('ss_abort')
+        finished(client, current['id'])
+    client.call('ss_release')
+    return client
+
+
+def job_changed(job_id, condition):
+    return lambda name, data: (name == 'ss_job' and data['id'] == job_id
+                               and condition(data))
+
+
+def estimated(client, job_id, timeout=30.0):
+    """The job as soon as its (latest) dry run has finished."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.call('ss_job', job_id)
+        if (job['estimate'] or {}).get('state') in FINAL:
+            return job
+        assert time.monotonic() < deadline, f'no estimate for job {job_id}'
+        time.sleep(0.05)
+
+
+def finished(client, job_id, timeout=60.0):
+    return client.wait_for(job_changed(
+        job_id, lambda d: d['state'] in ('done', 'failed', 'aborted')),
+        timeout)[1]
+
+
+def submit(client, source, **spec):
+    return client.call('ss_submit', dict(spec, source=source))[0]
+
+
+def test_estimate_of_a_ramp_and_frames_is_within_ten_percent(client):
+    finished(client, submit(client, 'set_temperature(295)')['id'])
+    # 80 K at 40 K/s, then 1600 frames at 200 Hz: 2 s + 8 s at timescale 20.
+    job = submit(client, 'set_temperature(215)\nmeasure(frames=1600)\n')
+    report = estimated(client, job['id'])['estimate']
+    assert report['state'] == 'ok'
+    assert report['seconds'] == pytest.approx(10.0, rel=0.01)
+    assert report['sources'] == {'dry run': pytest.approx(2.0, rel=0.01),
+                                 'estimate function': pytest.approx(8.0)}
+    assert report['lines'][1]['functions'] == ['estimate_measure']
+    assert report['devices']['T_sample']['min'] == '215.00'
+    done = finished(client, job['id'])
+    took = done['finished_at'] - done['started_at']
+    assert done['state'] == 'done'
+    assert took == pytest.approx(report['seconds'], rel=0.10)
+
+
+def test_limit_violation_is_flagged_and_held_before_it_runs(client):
+    job = submit(client, 'move_sample(1, 2)\nset_temperature(1000)\n')
+    after = submit(client, 'print("after")')
+    held = estimated(client, job['id'])
+    assert held['held'] and held['state'] == 'queued' and not held['started_at']
+    problem, = [p for p in held['estimate']['problems'] if p['kind'] != 'warning']
+    assert problem['kind'] == 'limit' and problem['line'] == 2
+    assert 'T_sample' in problem['message'] and '1000' in problem['message']
+    assert held['hold_reason'].startswith('dry run: LimitError')
+    # The queue passes over it; nothing of it ran.
+    assert finished(client, after['id'])['state'] == 'done'
+    assert client.call('ss_job', job['id'])['state'] == 'queued'
+    listing = client.queue()['waiting']
+    assert listing[0]['estimate']['state'] == 'failed'
+    assert 'T_sample' in listing[0]['estimate']['problem']
+    # Editing it gives it a new dry run; a good script is not held.
+    client.call('ss_edit', job['id'], {'source': 'set_temperature(300)'})
+    fixed = estimated(client, job['id'])
+    assert fixed['estimate']['state'] == 'ok'
+    client.call('ss_confirm', job['id'])
+    assert finished(client, job['id'])['state'] == 'done'
+
+
+def test_moving_a_job_moves_the_predicted_starts(client):
+    blocker = submit(client, 'pause_point()\nsleep(60)')
+    client.wait_for(job_changed(blocker['id'], lambda d: d['state'] == 'running'))
+    client.call('ss_pause')
+    client.wait_for(job_changed(blocker['id'], lambda d: d['state'] == 'paused'))
+    first = submit(client, 'sleep(20)')
+    second = submit(client, 'sleep(30)')
+    assert estimated(client, first['id'])['estimate']['seconds'] == 20
+    assert estimated(client, second['id'])['estimate']['seconds'] == 30
+
+    def starts():
+        timeline = client.call('ss_timeline')
+        end = timeline['current']['expected_end']
+        return {item['id']: item['expected_start'] - end
+                for item in timeline['jobs']}
+
+    assert starts() == {first['id']: 0, second['id']: pytest.approx(20)}
+    mark = len(client.events)
+    client.call('ss_move', second['id'], 'top')
+    assert starts() == {second['id']: 0, first['id']: pytest.approx(30)}
+    # Clients are told as well.
+    _, event = client.wait_for(lambda n, d: n == 'ss_timeline' and
+                               [j['id'] for j in d['jobs']] ==
+                               [second['id'], first['id']], 5, mark)
+    assert [j['estimate'] for j in event['jobs']] == [30, 20]
+    client.call('ss_abort')
+
+
+def test_elapsed_counts_pauses_and_expected_end_moves_while_paused(client):
+    job = submit(client, 'for i in range(100):\n    pause_point()\n'
+                         '    progress((i + 1) / 100)\n    sleep(0.05)\n')
+    assert estimated(client, job['id'])['estimate']['seconds'] == \
+        pytest.approx(5.0)
+    client.wait_for(job_changed(job['id'], lambda d: (d['progress'] or 0) > 0.1))
+    client.call('ss_pause')
+    client.wait_for(job_changed(job['id'], lambda d: d['state'] == 'paused'))
+    before = client.call('ss_timeline')['current']
+    time.sleep(1.0)   # the pause itself is what is measured
+    during = client.call('ss_timeline')['current']
+    assert during['elapsed'] - before['elapsed'] == pytest.approx(1.0, abs=0.2)
+    assert during['active'] == pytest.approx(before['active'], abs=0.01)
+    assert during['remaining'] == pytest.approx(before['remaining'], abs=0.01)
+    assert during['expected_end'] - before['expected_end'] == \
+        pytest.approx(1.0, abs=0.2)
+    client.call('ss_resume')
+    done = finished(client, job['id'])
+    assert done['paused_total'] >= 1.0
+    took = done['finished_at'] - done['started_at']
+    assert took == pytest.approx(5.0 + done['paused_total'], rel=0.15)
+
+
+def test_explicit_dry_run_reports_without_queueing(client, server):
+    report = client.call('ss_dryrun', {'source': 'set_ei(20)\nmeasure(seconds=3)'})
+    assert report['state'] == 'ok' and report['seconds'] > 3
+    assert set(report['devices']) >= {'chopper1_speed', 'chopper1_phase'}
+    assert client.queue()['waiting'] == []
+    generated = client.call('ss_dryrun', {'kind': 'generated', 'calls': [
+        {'command': 'set_temperature', 'args': {'kelvin': 310}}]})
+    assert generated['state'] == 'ok' and generated['lines'][0]['line'] == 1
+    for bad in (400, 'hot'):
+        with pytest.raises(ServerError, match='kelvin'):
+            client.call('ss_dryrun', {'kind': 'generated', 'calls': [
+                {'command': 'set_temperature', 'args': {'kelvin': bad}}]})
+    with pytest.raises(ServerError, match='line 1'):
+        client.call('ss_dryrun', {'source': 'measure(frames=)'})
+    with pytest.raises(ServerError, match='guest'):
+        server.client('guest').call('ss_dryrun', {'source': 'get_ei()'})
+
+
+def test_endless_dry_run_is_cut_off_and_a_crashed_one_changes_nothing(client):
+    waiting = submit(client, 'pause_point()\nsleep(60)')
+    client.wait_for(job_changed(waiting['id'], lambda d: d['state'] == 'running'))
+    started = time.monotonic()
+    report = client.call('ss_dryrun', {'source': 'while True:\n    x = 1\n'})
+    assert time.monotonic() - started < DRY_RUN_LIMIT + 5
+    assert report['state'] == 'failed'
+    assert report['problems'][-1]['kind'] == 'timeout'
+    assert f'{DRY_RUN_LIMIT:g} s' in report['problems'][-1]['message']
+
+    report = client.call('ss_dryrun', {'source': 'import os\n'
+                                       'os.kill(os.getpid(), 9)\n'})
+    assert report['state'] == 'failed'
+    assert report['problems'][-1]['kind'] == 'crash'
+    # The daemon, its current job and the queue are untouched.
+    assert client.call('ss_job', waiting['id'])['state'] == 'running'
+    assert client.eval_value('1 + 1') == 2
+    client.call('ss_abort')
+
+
+def test_blackbox_jobs_get_their_declared_estimate(client):
+    job = submit(client, '# estimate: 2 min\nprint("hi")\n', kind='blackbox')
+    report = estimated(client, job['id'])['estimate']
+    assert report['state'] == 'not possible'
+    assert report['seconds'] == 120 and report['sources'] == {'declared': 120}
+    plain = client.call('ss_dryrun', {'kind': 'blackbox', 'source': 'print(1)'})
+    assert plain['seconds'] is None and 'declare' in plain['reason']
