@@ -65,10 +65,11 @@ def make_stock_setups(root: Path, package: str = 'ssbench_stock') -> str:
     return f'{package}.demo'
 
 
-def start_ours(datadir: Path, allow_root: bool,
-               timescale: float = 20.0) -> ServerProcesses:
+def start_ours(datadir: Path, allow_root: bool, timescale: float = 20.0,
+               dry_run_policy: str = 'hold') -> ServerProcesses:
     instance = Instance(datadir=datadir, daemon_port=free_port(),
-                        cache_port=free_port(), timescale=timescale)
+                        cache_port=free_port(), timescale=timescale,
+                        dry_run_policy=dry_run_policy)
     return ServerProcesses(instance, allow_root=allow_root).start()
 
 

@@ -708,7 +708,9 @@ def main():
     clients = []
     try:
         t0 = time.perf_counter()
-        ours = start_ours(tmp / 'ours', ALLOW_ROOT)
+        # The queue engine itself, as the stock twin has it: no dry runs
+        # (bench_dryrun.py measures what they cost).
+        ours = start_ours(tmp / 'ours', ALLOW_ROOT, dry_run_policy='off')
         stock = start_stock(tmp / 'stock', tmp / 'stockpkg', ALLOW_ROOT)
         say(f'servers up in {time.perf_counter() - t0:.1f} s '
             f'(ours :{ours.instance.daemon_port}, stock :{stock.instance.daemon_port})')
