@@ -88,3 +88,18 @@ def server_factory(tmp_path):
     yield start
     for running in started:
         running.stop()
+
+
+@pytest.fixture
+def client(server):
+    """A user client on `server`, with an empty, released queue and no job
+    running (the module's earlier tests may have left some)."""
+    client = server.client('user')
+    client.call('ss_clear')
+    current = client.queue()['current']
+    if current:
+        client.call('ss_abort')
+        client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == current['id']
+                        and d['state'] in ('done', 'failed', 'aborted'))
+    client.call('ss_release')
+    return client

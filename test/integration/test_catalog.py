@@ -23,14 +23,6 @@ def server_args(extra):
     return {'command_folders': [REPO / 'commands', extra]}
 
 
-@pytest.fixture
-def client(server):
-    client = server.client('user')
-    client.call('ss_clear')
-    client.call('ss_release')
-    return client
-
-
 def write(folder, name, text):
     """Write a command file so that its change is always noticed."""
     path = folder / name

@@ -17,19 +17,6 @@ def server_args():
     return {'dry_run_limit': DRY_RUN_LIMIT}
 
 
-@pytest.fixture
-def client(server):
-    """A user client on an empty, released queue with no job running."""
-    client = server.client('user')
-    client.call('ss_clear')
-    current = client.queue()['current']
-    if current:
-        client.call('ss_abort')
-        finished(client, current['id'])
-    client.call('ss_release')
-    return client
-
-
 def job_changed(job_id, condition):
     return lambda name, data: (name == 'ss_job' and data['id'] == job_id
                                and condition(data))

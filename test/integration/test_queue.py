@@ -20,20 +20,6 @@ LOOP = ('for i in range({n}):\n'
         '    sleep({dt})\n')
 
 
-@pytest.fixture
-def client(server):
-    """A user client on an empty, released queue with no job running."""
-    client = server.client('user')
-    client.call('ss_clear')
-    current = client.queue()['current']
-    if current:
-        client.call('ss_abort')
-        client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == current['id']
-                        and d['state'] in ('done', 'failed', 'aborted'))
-    client.call('ss_release')
-    return client
-
-
 def wait_until(condition, timeout=30.0):
     deadline = time.monotonic() + timeout
     while not condition():
