@@ -1,0 +1,118 @@
+"""Tier-1 login at the proxy: a token made at each start, kept hashed.
+
+The proxy makes a fresh token at every start (the OS's CSPRNG) and keeps
+only its salted scrypt hash; the clear token goes once to the PV
+publisher, from which authorised GUIs read it, and is then forgotten. A
+restart makes every previous token useless. Failed logins are counted per
+peer address and lock that peer out for a while; what was attempted is
+never kept or logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import rsa
+
+from nicos_scriptserver.passwords import hash_secret, new_secret, verify_secret
+from nicos_scriptserver.proxy.protocol import VIEWER, WRITER, ProtocolError
+
+RSA_PREFIX = 'RSA:'
+
+
+@dataclass
+class LoginPolicy:
+    """Who may log in at the proxy, and how failures are limited."""
+
+    #: The login name that goes with the token (published beside it).
+    user: str = 'scriptserver'
+    #: If set, this login with any password may watch (read-only).
+    viewer: Optional[str] = None
+    max_failures: int = 5
+    #: Failures older than this are forgotten; a locked-out peer waits it.
+    window: float = 60.0
+
+
+class TokenLogin:
+    """Checks tier-1 logins against this start's token."""
+
+    def __init__(self, policy: LoginPolicy,
+                 clock: Callable[[], float] = time.monotonic):
+        self.policy = policy
+        self._clock = clock
+        self._hash = ''
+        self._failures: Dict[str, List[float]] = {}
+        self._lock = threading.Lock()
+
+    def new_token(self) -> str:
+        """Make this start's token; returns it in clear (once) and keeps
+        only its hash."""
+        token = new_secret()
+        self._hash = hash_secret(token)
+        return token
+
+    def check(self, peer: str, login: str, password: str) -> str:
+        """The role (writer or viewer) of a login, or `ProtocolError`."""
+        with self._lock:
+            failures = self._recent(peer)
+            if len(failures) >= self.policy.max_failures:
+                wait = self.policy.window - (self._clock() - failures[0])
+                raise ProtocolError(f'too many failed logins; try again in '
+                                    f'{max(wait, 1):.0f} s')
+        if login == self.policy.user and self._hash and \
+                verify_secret(password, self._hash):
+            return WRITER
+        if self.policy.viewer is not None and login == self.policy.viewer:
+            return VIEWER
+        with self._lock:
+            self._recent(peer).append(self._clock())
+        raise ProtocolError('Invalid username or password!')
+
+    def _recent(self, peer: str) -> List[float]:
+        cutoff = self._clock() - self.policy.window
+        recent = [t for t in self._failures.get(peer, []) if t > cutoff]
+        self._failures[peer] = recent
+        return recent
+
+
+@dataclass
+class Handshake:
+    """One client connection's RSA key, as NICOS makes one per connection."""
+
+    public: rsa.PublicKey = field(repr=False)
+    private: rsa.PrivateKey = field(repr=False)
+
+    @classmethod
+    def new(cls) -> 'Handshake':
+        public, private = rsa.newkeys(512)
+        return cls(public, private)
+
+    @property
+    def public_base64(self) -> str:
+        return base64.b64encode(self.public.save_pkcs1()).decode('ascii')
+
+    def password(self, sent: str) -> str:
+        """The password as the client meant it: plain, or ``RSA:`` +
+        base64 of it encrypted with this connection's key."""
+        if not sent.startswith(RSA_PREFIX):
+            return sent
+        try:
+            return rsa.decrypt(base64.b64decode(sent[len(RSA_PREFIX):]),
+                               self.private).decode('utf-8')
+        except (ValueError, rsa.DecryptionError, UnicodeDecodeError):
+            raise ProtocolError('Invalid username or password!') from None
+
+
+def login_fields(args: list) -> tuple:
+    """(login, passwd) of an ``authenticate`` request, checked."""
+    if len(args) != 1 or not isinstance(args[0], dict):
+        raise ProtocolError('authenticate takes one object {login, passwd, '
+                            'display}')
+    login, passwd = args[0].get('login'), args[0].get('passwd')
+    if not isinstance(login, str) or not isinstance(passwd, str):
+        raise ProtocolError('authenticate needs login and passwd as text')
+    return login, passwd
