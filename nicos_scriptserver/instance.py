@@ -40,6 +40,11 @@ class Instance:
     dry_run_policy: str = 'hold'
     # Wall seconds after which a dry run is cut off.
     dry_run_limit: float = 60.0
+    # The proxy owns the port the IBEX GUI connects to; the daemon moved.
+    proxy_port: int = 1301
+    # The embedded CA server of the token and user-name PVs.
+    pv_port: int = 5064
+    pv_prefix: str = 'SCRIPTSERVER:'
 
     @classmethod
     def from_env(cls, environ=os.environ) -> 'Instance':
@@ -75,6 +80,10 @@ class Instance:
     @property
     def daemon_address(self) -> str:
         return f'{self.host}:{self.daemon_port}'
+
+    @property
+    def proxy_address(self) -> str:
+        return f'{self.host}:{self.proxy_port}'
 
     @property
     def cache_address(self) -> str:

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from nicos_scriptserver.accounts import ensure_accounts
 from nicos_scriptserver.instance import REPO, Instance
@@ -57,12 +57,16 @@ def port_open(host: str, port: int) -> bool:
 
 
 class ServerProcesses:
-    """The cache and daemon of one instance, as child processes."""
+    """The cache, daemon and (optionally) proxy of one instance, as child
+    processes."""
 
     def __init__(self, instance: Instance, allow_root: bool = False,
-                 env: Optional[Dict[str, str]] = None):
+                 env: Optional[Dict[str, str]] = None, proxy: bool = False,
+                 proxy_args: Sequence[str] = ()):
         self.instance = instance
         self.allow_root = allow_root
+        self.proxy = proxy
+        self.proxy_args = list(proxy_args)
         self.env = dict(os.environ, **instance.to_env(), **(env or {}))
         self.env['PYTHONPATH'] = os.pathsep.join(
             filter(None, [str(REPO), self.env.get('PYTHONPATH')]))
@@ -85,6 +89,30 @@ class ServerProcesses:
             args.append('--allow-root')
         return self._spawn(service, args)
 
+    def start_proxy(self, timeout: float = 30.0) -> subprocess.Popen:
+        """Start the proxy and wait until it serves (token published)."""
+        inst = self.instance
+        out = inst.logdir / 'proxy.out'
+        offset = out.stat().st_size if out.exists() else 0
+        proc = self._spawn('proxy', [
+            '-m', 'nicos_scriptserver.proxy', '--data', str(inst.datadir),
+            '--listen', inst.proxy_address, '--daemon', inst.daemon_address,
+            '--pv-port', str(inst.pv_port), '--pv-prefix', inst.pv_prefix,
+            *self.proxy_args])
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(out, 'rb') as fp:
+                fp.seek(offset)
+                if b'proxy ready on' in fp.read():
+                    return proc
+            if proc.poll() is not None:
+                raise StartupError(f'the proxy exited with status '
+                                   f'{proc.returncode}; see {out}')
+            if time.monotonic() > deadline:
+                raise StartupError(f'the proxy did not start within '
+                                   f'{timeout:.0f} s; see {out}')
+            time.sleep(0.05)
+
     def _wait_port(self, name: str, port: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         proc = self.procs[name]
@@ -98,7 +126,7 @@ class ServerProcesses:
             time.sleep(0.05)
 
     def start(self, timeout: float = 60.0) -> 'ServerProcesses':
-        """Start cache and daemon and wait until the daemon serves the demo."""
+        """Start cache, daemon and proxy; wait until they serve the demo."""
         self.instance.datadir.mkdir(parents=True, exist_ok=True)
         self.passwords = ensure_accounts(self.instance.datadir)
         try:
@@ -107,6 +135,8 @@ class ServerProcesses:
             self.start_service('daemon')
             self._wait_port('daemon', self.instance.daemon_port, timeout)
             self.wait_ready(timeout)
+            if self.proxy:
+                self.start_proxy(timeout)
         except BaseException:
             self.stop()
             raise

@@ -1,4 +1,4 @@
-"""Start a script server (cache and daemon) in the foreground.
+"""Start a script server (cache, daemon and proxy) in the foreground.
 
 Prints where to connect and how to log in, then waits; Ctrl-C or SIGTERM
 stops every process it started.
@@ -22,8 +22,10 @@ def _banner(instance: Instance, passwords: dict) -> str:
     return f"""
 nicos-scriptserver is running the demo instrument.
 
-  NICOS daemon   {host}:{port}   (loopback only)
+  NICOS daemon   {host}:{port}   (loopback only; NICOS GUI, console, CLI)
+  proxy          {instance.proxy_address}   (loopback only; IBEX GUI, NICOS protocol over ZeroMQ/JSON)
   NICOS cache    {instance.cache_address}
+  PVs            {instance.pv_prefix}USER, {instance.pv_prefix}TOKEN   (Channel Access on {host}:{instance.pv_port})
   data and logs  {instance.datadir}   (logs in {instance.logdir})
 
 Log in as one of (passwords are kept in {secrets_path(instance.datadir)}):
@@ -34,6 +36,12 @@ Log in as one of (passwords are kept in {secrets_path(instance.datadir)}):
 Connect with the NICOS console client:
   INSTRUMENT=nicos_scriptserver.demo {venv_bin}/python \\
       {REPO}/.venv/nicos-root/nicos-3.12.2/bin/nicos-client user:{passwords['user']}@{host}:{port}
+
+Through the proxy, log in as the name on {instance.pv_prefix}USER with the
+token on {instance.pv_prefix}TOKEN (a new token at every start; only the CA
+users allowed by the access-security file, by default you, may read it):
+  EPICS_CA_ADDR_LIST={host}:{instance.pv_port} EPICS_CA_AUTO_ADDR_LIST=NO {venv_bin}/python -c \
+      "import epics; print(epics.caget('{instance.pv_prefix}TOKEN', as_string=True))"
 
 Stop with Ctrl-C.
 """
@@ -47,6 +55,10 @@ def main(argv=None) -> int:
                         help='daemon port (default %(default)s)')
     parser.add_argument('--cache-port', type=int, default=Instance.cache_port,
                         help='cache port (default %(default)s)')
+    parser.add_argument('--proxy-port', type=int, default=Instance.proxy_port,
+                        help='proxy port (default %(default)s, the IBEX GUI\'s)')
+    parser.add_argument('--pv-port', type=int, default=Instance.pv_port,
+                        help='CA server port of the token PVs (default %(default)s)')
     parser.add_argument('--timescale', type=float, default=1.0,
                         help='speed factor of the demo devices (default 1)')
     parser.add_argument('--allow-root', action='store_true',
@@ -54,13 +66,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     instance = Instance(datadir=args.data.resolve(), daemon_port=args.port,
-                        cache_port=args.cache_port, timescale=args.timescale)
-    for name, port in (('daemon', instance.daemon_port),
-                       ('cache', instance.cache_port)):
+                        cache_port=args.cache_port, proxy_port=args.proxy_port,
+                        pv_port=args.pv_port, timescale=args.timescale)
+    for name, port, option in (('daemon', instance.daemon_port, 'port'),
+                               ('cache', instance.cache_port, 'cache-port'),
+                               ('proxy', instance.proxy_port, 'proxy-port')):
         if port_open(instance.host, port):
             print(f'port {port} for the {name} is in use: is a server already '
-                  f'running? Choose another with --{"port" if name == "daemon" else "cache-port"}.',
-                  file=sys.stderr)
+                  f'running? Choose another with --{option}.', file=sys.stderr)
             return 2
     if os.geteuid() == 0 and args.allow_root:
         print('warning: running as root; a deployment names a service user '
@@ -69,7 +82,7 @@ def main(argv=None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    servers = ServerProcesses(instance, allow_root=args.allow_root)
+    servers = ServerProcesses(instance, allow_root=args.allow_root, proxy=True)
     print(f'starting the script server in {instance.datadir} ...', flush=True)
     try:
         servers.start()

@@ -52,12 +52,17 @@ class RunningServer:
         self.processes.stop()
 
 
-def start_server(datadir: Path, **instance_args) -> RunningServer:
+def start_server(datadir: Path, proxy: bool = False, proxy_args=(),
+                 **instance_args) -> RunningServer:
+    """Start cache and daemon (and the proxy with its PVs if *proxy*)."""
     instance = Instance(datadir=datadir, daemon_port=free_port(),
-                        cache_port=free_port(),
+                        cache_port=free_port(), proxy_port=free_port(),
+                        pv_port=free_port(),
                         timescale=instance_args.pop('timescale', TEST_TIMESCALE),
                         **instance_args)
-    return RunningServer(ServerProcesses(instance, allow_root=ALLOW_ROOT).start())
+    return RunningServer(ServerProcesses(
+        instance, allow_root=ALLOW_ROOT, proxy=proxy,
+        proxy_args=proxy_args).start())
 
 
 @pytest.fixture(scope='module')

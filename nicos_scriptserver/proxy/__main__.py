@@ -1,0 +1,155 @@
+"""Run the localhost proxy: ``python -m nicos_scriptserver.proxy --data DIR``.
+
+It refuses to start on a non-loopback address, with a secrets file that
+others can read, or when the daemon refuses its tier-2 logins. Once it
+serves, it makes this start's token, publishes it with the login name on
+the token/user PVs, and forgets it (only a salted hash stays).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+from nicos_scriptserver.accounts import InsecureFile, read_secrets
+from nicos_scriptserver.proxy.daemonlink import LinkError
+from nicos_scriptserver.proxy.login import LoginPolicy, TokenLogin
+from nicos_scriptserver.proxy.protocol import VIEWER, WRITER
+from nicos_scriptserver.proxy.server import ConfigError, ProxyConfig, \
+    ProxyServer
+
+log = logging.getLogger('nicos_scriptserver.proxy')
+
+
+def _address(text: str) -> Tuple[str, int]:
+    host, sep, port = text.rpartition(':')
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f'{text!r} is not HOST:PORT')
+    return host.strip('[]'), int(port)
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog='python -m nicos_scriptserver.proxy',
+        description='The script server\'s localhost proxy (two-tier login).')
+    parser.add_argument('--data', type=Path, required=True,
+                        help='the instance\'s data directory (etc/secrets.toml, log/)')
+    parser.add_argument('--listen', type=_address, default=('127.0.0.1', 1301),
+                        help='loopback HOST:PORT to serve (default 127.0.0.1:1301; '
+                        'port 0 picks a free one)')
+    parser.add_argument('--daemon', type=_address, default=('127.0.0.1', 1302),
+                        help='the NICOS daemon (default 127.0.0.1:1302)')
+    parser.add_argument('--login', default='scriptserver',
+                        help='the tier-1 login name that goes with the token')
+    parser.add_argument('--viewer-login',
+                        help='a tier-1 login name that may watch without the '
+                        'token (default: no read-only logins)')
+    parser.add_argument('--writer-account', default='user',
+                        help='NICOS account (in secrets.toml) for token holders')
+    parser.add_argument('--viewer-account', default='guest',
+                        help='NICOS account (in secrets.toml) for viewers')
+    parser.add_argument('--pvs', choices=('embedded', 'external', 'off'),
+                        default='embedded',
+                        help='publish token and user name on our own CA server '
+                        '(embedded), on existing PVs (external), or not at all')
+    parser.add_argument('--pv-prefix', default='SCRIPTSERVER:',
+                        help='PV names are PREFIX + TOKEN and PREFIX + USER')
+    parser.add_argument('--pv-port', type=int, default=5064,
+                        help='CA server port of the embedded PV server')
+    parser.add_argument('--token-reader', action='append', default=[],
+                        help='CA user name that may read the token PV '
+                        '(repeatable; default: the user running the proxy)')
+    parser.add_argument('--token-reader-host', action='append', default=[],
+                        help='CA host name a token reader must come from '
+                        '(repeatable; default: any)')
+    parser.add_argument('--private-user-pv', action='store_true',
+                        help='the user-name PV is readable by token readers only')
+    return parser.parse_args(argv)
+
+
+def _setup_logging(logdir: Path) -> None:
+    logdir.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter('%(asctime)s %(levelname)s %(message)s')
+    root = logging.getLogger('nicos_scriptserver')
+    root.setLevel(logging.INFO)
+    for handler in (logging.FileHandler(logdir / 'proxy.log'),
+                    logging.StreamHandler(sys.stderr)):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+
+
+def _accounts(args: argparse.Namespace) -> dict:
+    secrets = read_secrets(args.data)
+    wanted = {WRITER: args.writer_account}
+    if args.viewer_login:
+        wanted[VIEWER] = args.viewer_account
+    accounts = {}
+    for role, name in wanted.items():
+        if name not in secrets:
+            raise ConfigError(f'account {name!r} for {role}s is not in the '
+                              'secrets file')
+        accounts[role] = (name, secrets[name][0])
+    return accounts
+
+
+def _publisher(args: argparse.Namespace):
+    if args.pvs == 'off':
+        return None
+    if args.pvs == 'external':
+        from nicos_scriptserver.pvs.external import ExternalPublisher
+        return ExternalPublisher(args.pv_prefix)
+    from nicos_scriptserver.pvs.acf import AccessRules
+    from nicos_scriptserver.pvs.server import CredentialPVs
+    me = getpass.getuser()
+    rules = AccessRules(token_readers=tuple(args.token_reader or [me]),
+                        token_reader_hosts=tuple(args.token_reader_host),
+                        writers=(me,),
+                        user_pv_public=not args.private_user_pv)
+    pvs = CredentialPVs(args.pv_prefix, args.pv_port, rules,
+                        args.data / 'run')
+    pvs.start()
+    return pvs
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    _setup_logging(args.data / 'log')
+    try:
+        config = ProxyConfig(accounts=_accounts(args),
+                             listen_host=args.listen[0], listen_port=args.listen[1],
+                             daemon_host=args.daemon[0], daemon_port=args.daemon[1])
+        login = TokenLogin(LoginPolicy(user=args.login, viewer=args.viewer_login))
+        server = ProxyServer(config, login)
+        port = server.bind()
+        publisher = _publisher(args)
+    except (ConfigError, InsecureFile, LinkError, OSError) as err:
+        log.error('the proxy does not start: %s', err)
+        return 2
+    if publisher is not None:
+        publisher.publish(args.login, login.new_token())
+        log.info('published the login name and a new token on %sUSER and '
+                 '%sTOKEN', args.pv_prefix, args.pv_prefix)
+    else:
+        login.new_token()
+        log.warning('no PVs: nobody can learn this start\'s token')
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: server.stop())
+    log.info('proxy serving on %s:%d for the daemon at %s:%d', config.listen_host,
+             port, config.daemon_host, config.daemon_port)
+    print(f'proxy ready on {config.listen_host}:{port}', flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        if hasattr(publisher, 'stop'):
+            publisher.stop()
+    log.info('proxy stopped')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""The proxy's tier-2 connections: logged-in classic-protocol links to the daemon.
+
+Why not NICOS's own clients: its ZeroMQ client mishandles error replies,
+and `NicosClient` gives each request a blocking call. The proxy serves
+every client from one thread, so a link here is split in two: setting it
+up (connect, banner, login, event connection) blocks and happens outside
+the serving loop; requests are sent whole (sockets keep a timeout, so a
+stuck daemon cannot hang the loop forever) and replies are read as they
+arrive, whenever the loop's poller says the socket is readable.
+
+The daemon is trusted, so replies are unpickled (the classic serializer);
+what is sent to it are arguments the proxy has already checked to be
+plain JSON data.
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+import socket
+import uuid
+from typing import Any, List, Optional, Tuple
+
+import rsa
+from nicos.protocols.daemon import DAEMON_EVENTS
+from nicos.protocols.daemon.classic import ACK, ENQ, LENGTH, NAK, STX, \
+    command2code
+
+from nicos_scriptserver import protocol
+
+protocol.register()
+
+#: (ok, payload) of one daemon reply.
+Reply = Tuple[bool, Any]
+
+
+class LinkError(ConnectionError):
+    """The daemon cannot be reached, refused the login or broke the link."""
+
+
+class ReplyReader:
+    """Splits the daemon's byte stream into replies (sans-I/O)."""
+
+    def __init__(self):
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> List[Tuple[bool, bytes]]:
+        """Add received bytes; return the (ok, raw payload) replies completed."""
+        self._buffer += data
+        replies = []
+        while self._buffer:
+            start = self._buffer[:1]
+            if start == ACK:
+                del self._buffer[:1]
+                replies.append((True, b''))
+                continue
+            if start not in (STX, NAK):
+                raise LinkError(f'the daemon sent an invalid reply start {bytes(start)!r}')
+            if len(self._buffer) < 1 + LENGTH.size:
+                break
+            length, = LENGTH.unpack_from(self._buffer, 1)
+            end = 1 + LENGTH.size + length
+            if len(self._buffer) < end:
+                break
+            replies.append((start == STX, bytes(self._buffer[1 + LENGTH.size:end])))
+            del self._buffer[:end]
+        return replies
+
+
+def encode_request(command: str, args: list) -> bytes:
+    """One classic-protocol request frame."""
+    try:
+        code = command2code[command]
+    except KeyError:
+        raise LinkError(f'{command} is not a daemon command') from None
+    data = pickle.dumps(list(args), 2)
+    return ENQ + code + LENGTH.pack(len(data)) + data
+
+
+def decode_payload(raw: bytes) -> Any:
+    return pickle.loads(raw, encoding='latin1') if raw else None
+
+
+class DaemonLink:
+    """One logged-in connection to the daemon, with one request at a time."""
+
+    def __init__(self, host: str, port: int, login: str, password: str,
+                 timeout: float = 10.0):
+        self.address = (host, port)
+        self.login = login
+        self._password = password
+        self.timeout = timeout
+        self.sock: Optional[socket.socket] = None
+        self.event_sock: Optional[socket.socket] = None
+        self.banner: dict = {}
+        self.user_level: int = -1
+        self.busy = False
+        self._reader = ReplyReader()
+
+    # -- setting up (blocking) ---------------------------------------------
+
+    def open(self) -> 'DaemonLink':
+        """Connect, log in, open and mask the event connection."""
+        client_id = uuid.uuid4().bytes
+        try:
+            self.sock = socket.create_connection(self.address, self.timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock.sendall(client_id)
+            ok, self.banner = self._blocking_reply()
+            key = rsa.PublicKey.load_pkcs1(base64.b64decode(self.banner['rsakey']))
+            secret = base64.b64encode(rsa.encrypt(self._password.encode(), key))
+            ok, reply = self.call('authenticate', [{
+                'login': self.login, 'passwd': 'RSA:' + secret.decode(),
+                'display': 'nicos-scriptserver proxy'}])
+            if not ok:
+                raise LinkError(f'the daemon refused the proxy\'s login as '
+                                f'{self.login!r}: {reply}')
+            self.user_level = reply['user_level']
+            # The daemon queues events for every handler until its event
+            # connection exists; without one it would stall and drop us.
+            self.event_sock = socket.create_connection(self.address, self.timeout)
+            self.event_sock.sendall(client_id)
+            ok, reply = self.call('eventmask', [sorted(DAEMON_EVENTS)])
+            if not ok:
+                raise LinkError(f'the daemon refused the event mask: {reply}')
+        except (OSError, KeyError, ValueError, TypeError) as err:
+            self.close()
+            raise LinkError(f'cannot log into the daemon at '
+                            f'{self.address[0]}:{self.address[1]}: {err}') from err
+        except LinkError:
+            self.close()
+            raise
+        return self
+
+    def call(self, command: str, args: list) -> Reply:
+        """Send a request and wait for its reply (setup and tests only)."""
+        self.send(command, args)
+        return self._blocking_reply()
+
+    def _blocking_reply(self) -> Reply:
+        while True:
+            data = self.sock.recv(65536)
+            if not data:
+                raise LinkError('the daemon closed the connection')
+            replies = self._reader.feed(data)
+            if replies:
+                self.busy = False
+                ok, raw = replies[0]
+                return ok, decode_payload(raw)
+
+    # -- serving: read only when the poller says the socket is readable ---
+
+    def send(self, command: str, args: list) -> None:
+        """Send one request; its reply comes through `read_reply`."""
+        try:
+            self.sock.sendall(encode_request(command, args))
+        except OSError as err:
+            raise LinkError(f'sending to the daemon failed: {err}') from err
+        self.busy = True
+
+    def read_reply(self) -> Optional[Reply]:
+        """Read what is available; the reply once it is complete."""
+        try:
+            data = self.sock.recv(1 << 20)
+        except TimeoutError:
+            return None
+        except OSError as err:
+            raise LinkError(f'the daemon connection broke: {err}') from err
+        if not data:
+            raise LinkError('the daemon closed the connection')
+        replies = self._reader.feed(data)
+        if not replies:
+            return None
+        if len(replies) > 1:
+            raise LinkError('the daemon sent a reply nobody asked for')
+        self.busy = False
+        ok, raw = replies[0]
+        return ok, decode_payload(raw)
+
+    def discard_events(self) -> None:
+        """Read and drop event bytes (everything is masked; a few arrive
+        before the mask is set)."""
+        try:
+            data = self.event_sock.recv(1 << 16)
+        except TimeoutError:
+            return
+        except OSError as err:
+            raise LinkError(f'the daemon event connection broke: {err}') from err
+        if not data:
+            raise LinkError('the daemon closed the event connection')
+
+    def close(self) -> None:
+        for sock in (self.sock, self.event_sock):
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+        self.sock = self.event_sock = None
+        self.busy = False
