@@ -4,9 +4,10 @@ Why not NICOS's own clients: its ZeroMQ client mishandles error replies,
 and `NicosClient` gives each request a blocking call. The proxy serves
 every client from one thread, so a link here is split in two: setting it
 up (connect, banner, login, event connection) blocks and happens outside
-the serving loop; requests are sent whole (sockets keep a timeout, so a
-stuck daemon cannot hang the loop forever) and replies are read as they
-arrive, whenever the loop's poller says the socket is readable.
+the serving loop; then the sockets turn non-blocking: requests are sent
+whole (a large one waits at most the link's timeout for the daemon to
+take it) and replies are read as they arrive, whenever the loop's poller
+says the socket is readable.
 
 The daemon is trusted, so replies are unpickled (the classic serializer);
 what is sent to it are arguments the proxy has already checked to be
@@ -150,10 +151,26 @@ class DaemonLink:
 
     # -- serving: read only when the poller says the socket is readable ---
 
+    def serve(self) -> None:
+        """Switch to serving: non-blocking reads (a timeout would cost a
+        poll() call before every read and write)."""
+        self.sock.setblocking(False)
+        self.event_sock.setblocking(False)
+
     def send(self, command: str, args: list) -> None:
         """Send one request; its reply comes through `read_reply`."""
+        data = encode_request(command, args)
         try:
-            self.sock.sendall(encode_request(command, args))
+            if self.sock.gettimeout() == 0.0:
+                sent = self.sock.send(data)
+                if sent < len(data):
+                    # Larger than the socket buffer: wait for the daemon
+                    # to take the rest, within the timeout.
+                    self.sock.settimeout(self.timeout)
+                    self.sock.sendall(data[sent:])
+                    self.sock.setblocking(False)
+            else:
+                self.sock.sendall(data)
         except OSError as err:
             raise LinkError(f'sending to the daemon failed: {err}') from err
         self.busy = True
@@ -161,8 +178,8 @@ class DaemonLink:
     def read_reply(self) -> Optional[Reply]:
         """Read what is available; the reply once it is complete."""
         try:
-            data = self.sock.recv(1 << 20)
-        except TimeoutError:
+            data = self.sock.recv(65536)
+        except (BlockingIOError, TimeoutError):
             return None
         except OSError as err:
             raise LinkError(f'the daemon connection broke: {err}') from err
@@ -182,7 +199,7 @@ class DaemonLink:
         before the mask is set)."""
         try:
             data = self.event_sock.recv(1 << 16)
-        except TimeoutError:
+        except (BlockingIOError, TimeoutError):
             return
         except OSError as err:
             raise LinkError(f'the daemon event connection broke: {err}') from err

@@ -57,6 +57,7 @@ class LinkPool:
         """Open one link now (`LinkError` if the daemon refuses it), the
         others in the background."""
         link = self._opener()
+        link.serve()
         self.links.append(link)
         self.user_level = link.user_level
         self._changed()
@@ -92,6 +93,7 @@ class LinkPool:
         if self._stopping.is_set():
             link.close()
             return
+        link.serve()
         self.links.append(link)
         self.user_level = link.user_level
         log.info('%s link logged into the daemon as %r (level %d)',

@@ -162,10 +162,29 @@ def to_json(value: Any) -> Any:
                         'which cannot be sent as JSON')
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode('utf-8', 'replace')
+    raise TypeError(type(value).__name__)
+
+
+def encode_json(value: Any) -> bytes:
+    """*value* as JSON text (`to_json`'s rules). Replies are encoded by the
+    C encoder directly; only those it refuses (non-finite floats, odd dict
+    keys) take the slow way through `to_json`."""
+    try:
+        text = json.dumps(value, default=_plain, allow_nan=False,
+                          separators=(',', ':'))
+    except (TypeError, ValueError):
+        text = json.dumps(to_json(value), allow_nan=False, separators=(',', ':'))
+    return text.encode('utf-8')
+
+
 def ok_reply(payload: Any) -> List[bytes]:
     """The frames of a successful reply."""
-    return [b'ok', b'', json.dumps(to_json(payload), allow_nan=False,
-                                   separators=(',', ':')).encode('utf-8')]
+    return [b'ok', b'', encode_json(payload)]
 
 
 def error_reply(text: str) -> List[bytes]:

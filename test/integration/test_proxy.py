@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import pwd
+import socket
 import subprocess
 import sys
 import time
@@ -332,3 +333,83 @@ def test_failed_logins_lock_out_and_a_restart_makes_old_tokens_useless(server):
         with pytest.raises(ProxyError, match='Invalid'):
             client.login(user, old)
         assert client.login(user, new) == 10
+
+
+def _ip(*args, check=True):
+    return subprocess.run(['ip', *args], capture_output=True, text=True,
+                          timeout=30, check=check)
+
+
+@pytest.fixture
+def netns():
+    """A network namespace joined to this one by a veth pair:
+    (namespace, address of our end, address of its end)."""
+    name, ours, theirs = f'ssp{os.getpid()}', f'ssh{os.getpid()}', f'ssn{os.getpid()}'
+    try:
+        _ip('netns', 'add', name)
+    except (OSError, subprocess.CalledProcessError) as err:
+        pytest.skip(f'cannot create a network namespace here: {err}')
+    try:
+        _ip('link', 'add', ours, 'type', 'veth', 'peer', 'name', theirs)
+        _ip('link', 'set', theirs, 'netns', name)
+        _ip('addr', 'add', '10.231.7.1/30', 'dev', ours)
+        _ip('link', 'set', ours, 'up')
+        _ip('-n', name, 'addr', 'add', '10.231.7.2/30', 'dev', theirs)
+        _ip('-n', name, 'link', 'set', theirs, 'up')
+        yield name, '10.231.7.1', '10.231.7.2'
+    finally:
+        _ip('netns', 'del', name, check=False)
+        _ip('link', 'del', ours, check=False)
+
+
+REMOTE_CLIENT = '''
+import socket, sys, zmq
+host, port = sys.argv[1], int(sys.argv[2])
+try:
+    socket.create_connection((host, port), 3).close()
+    print('tcp connected')
+except OSError as err:
+    print('tcp refused', err)
+sock = zmq.Context().socket(zmq.REQ)
+sock.linger = 0
+sock.rcvtimeo = 2000
+sock.connect(f'tcp://{host}:{port}')
+sock.send_multipart([b'getbanner', b'', b'[]'])
+try:
+    print('zmq reply', sock.recv_multipart()[0])
+except zmq.Again:
+    print('zmq no reply')
+'''
+
+
+def test_connection_from_another_host_is_refused(server, netns):
+    name, our_address, _ = netns
+    port = server.instance.proxy_port
+    # The other host reaches our veth address, where the proxy is not
+    # listening; the proxy's loopback socket is not routable from there.
+    out = subprocess.run(['ip', 'netns', 'exec', name, sys.executable, '-c',
+                          REMOTE_CLIENT, our_address, str(port)],
+                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert 'tcp refused' in out.stdout, out.stdout + out.stderr
+    assert 'zmq no reply' in out.stdout, out.stdout + out.stderr
+    # From here the same port answers.
+    with connect(server) as client:
+        assert client.call('getbanner')['protocol_version'] == 23
+
+
+def test_every_process_of_the_server_has_only_loopback_sockets(server, writer):
+    # A dry run and a job, so that the daemon's children exist for a while.
+    writer.call('ss_submit', {'kind': 'aware', 'source': 'sleep(2)'})
+    procs = [psutil.Process(proc.pid) for proc in server.processes.procs.values()]
+    assert {'cache', 'daemon', 'proxy'} <= set(server.processes.procs)
+    seen = []
+    for proc in procs:
+        for member in [proc, *proc.children(recursive=True)]:
+            for conn in member.net_connections(kind='inet'):
+                seen.append((member.pid, conn.type, conn.laddr))
+                assert conn.laddr.ip == '::1' or conn.laddr.ip.startswith('127.'), \
+                    (member.cmdline(), conn)
+    # Both kinds were looked at: TCP (listeners, links) and UDP (cache, CA).
+    assert {socket.SOCK_STREAM, socket.SOCK_DGRAM} <= {kind for _, kind, _ in seen}
+    if writer.call('ss_queue')['current']:
+        writer.call('ss_abort')
