@@ -132,15 +132,19 @@ class ServerProcesses:
         try:
             self.start_service('cache')
             self._wait_port('cache', self.instance.cache_port, timeout)
-            self.start_service('daemon')
-            self._wait_port('daemon', self.instance.daemon_port, timeout)
-            self.wait_ready(timeout)
+            self.start_daemon(timeout)
             if self.proxy:
                 self.start_proxy(timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def start_daemon(self, timeout: float = 60.0) -> None:
+        """Start the daemon (again) and wait until it serves the demo."""
+        self.start_service('daemon')
+        self._wait_port('daemon', self.instance.daemon_port, timeout)
+        self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until an admin login works and the instrument setups are loaded."""

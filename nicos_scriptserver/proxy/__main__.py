@@ -22,6 +22,7 @@ from nicos_scriptserver.proxy.login import LoginPolicy, TokenLogin
 from nicos_scriptserver.proxy.protocol import VIEWER, WRITER
 from nicos_scriptserver.proxy.server import ConfigError, ProxyConfig, \
     ProxyServer
+from nicos_scriptserver.pvs.external import PublishError
 
 log = logging.getLogger('nicos_scriptserver.proxy')
 
@@ -127,16 +128,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         server = ProxyServer(config, login)
         port = server.bind()
         publisher = _publisher(args)
-    except (ConfigError, InsecureFile, LinkError, OSError) as err:
+        if publisher is not None:
+            publisher.publish(args.login, login.new_token())
+            log.info('published the login name and a new token on %sUSER and '
+                     '%sTOKEN', args.pv_prefix, args.pv_prefix)
+        else:
+            login.new_token()
+            log.warning('no PVs: nobody can learn this start\'s token')
+    except (ConfigError, InsecureFile, LinkError, PublishError, OSError,
+            ValueError) as err:
         log.error('the proxy does not start: %s', err)
         return 2
-    if publisher is not None:
-        publisher.publish(args.login, login.new_token())
-        log.info('published the login name and a new token on %sUSER and '
-                 '%sTOKEN', args.pv_prefix, args.pv_prefix)
-    else:
-        login.new_token()
-        log.warning('no PVs: nobody can learn this start\'s token')
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.stop())
     log.info('proxy serving on %s:%d for the daemon at %s:%d', config.listen_host,

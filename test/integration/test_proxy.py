@@ -1,10 +1,11 @@
 """The localhost proxy with a real daemon, its PVs and real ZeroMQ clients."""
 
-import base64
+import getpass
 import json
 import os
 import pickle
 import pwd
+import select
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 import zmq
 
 from nicos_scriptserver.instance import REPO
+from nicos_scriptserver.processes import free_port
 from nicos_scriptserver.proxy.client import ProxyClient, ProxyError
 from nicos_scriptserver.proxy.protocol import MAX_REQUEST_BYTES
 
@@ -49,22 +51,24 @@ def server_args():
     return {'proxy': True, 'proxy_args': ['--viewer-login', VIEWER_LOGIN]}
 
 
-def read_pvs(server, *suffixes, as_user=None):
-    """PV states as a separate CA client process (as *as_user* if given)."""
-    inst = server.instance
-    env = dict(os.environ, EPICS_CA_ADDR_LIST=f'127.0.0.1:{inst.pv_port}',
+def read_pvs(server, *suffixes, as_user=None, port=None, prefix=None):
+    """PV states as a separate CA client process (as *as_user* if given);
+    the server's own PVs unless *port* and *prefix* say otherwise."""
+    port = port or server.instance.pv_port
+    prefix = prefix or server.instance.pv_prefix
+    env = dict(os.environ, EPICS_CA_ADDR_LIST=f'127.0.0.1:{port}',
                EPICS_CA_AUTO_ADDR_LIST='NO')
     if as_user:
         entry = pwd.getpwnam(as_user)
         env.update(HOME='/', USER=as_user, LOGNAME=as_user,
                    AS_UID=str(entry.pw_uid), AS_GID=str(entry.pw_gid))
-    names = [inst.pv_prefix + suffix for suffix in suffixes]
+    names = [prefix + suffix for suffix in suffixes]
     out = subprocess.run([sys.executable, '-c', READ_PVS, *names], env=env,
                          cwd='/', capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     states = json.loads(out.stdout.strip().splitlines()[-1])
-    return {name[len(inst.pv_prefix):]: state for name, state in states.items()}
+    return {name[len(prefix):]: state for name, state in states.items()}
 
 
 def credentials(server):
@@ -413,3 +417,80 @@ def test_every_process_of_the_server_has_only_loopback_sockets(server, writer):
     assert {socket.SOCK_STREAM, socket.SOCK_DGRAM} <= {kind for _, kind, _ in seen}
     if writer.call('ss_queue')['current']:
         writer.call('ss_abort')
+
+
+def test_clients_of_the_proxy_outlive_a_daemon_restart(server_factory, tmp_path):
+    running = server_factory(datadir=tmp_path / 'data', proxy=True)
+    user, token = credentials(running)
+    client = connect(running)
+    client.login(user, token)
+    assert client.call('getstatus')
+    daemon = running.processes.procs['daemon']
+    daemon.kill()
+    daemon.wait()
+    # Clients learn at once (the IBEX GUI gives up after 500 ms) ...
+    start = time.monotonic()
+    with pytest.raises(ProxyError, match='daemon'):
+        client.call('getstatus')
+    assert time.monotonic() - start < 0.5
+    with pytest.raises(ProxyError, match='the daemon is not reachable'):
+        client.call('getstatus')
+    # ... and are served again, still logged in, once it is back.
+    running.processes.start_daemon()
+
+    def served():
+        try:
+            return client.call('getstatus')
+        except ProxyError:
+            return None
+    assert wait_until(served, timeout=30)['status']
+
+
+def wait_line(proc, text, timeout=30.0):
+    """Read *proc*'s stdout until a line containing *text* arrives."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        if select.select([proc.stdout], [], [], 0.2)[0]:
+            line = proc.stdout.readline()
+            seen.append(line)
+            if text in line:
+                return line
+            if not line and proc.poll() is not None:
+                break
+    raise AssertionError(f'no {text!r} from {proc.args[:4]}: {"".join(seen)}')
+
+
+def test_token_published_to_an_external_pv_server(server, tmp_path):
+    """The block-server configuration: existing PVs, written over CA."""
+    me, pv_port, proxy_port = getpass.getuser(), free_port(), free_port()
+    started = []
+    try:
+        pvs = subprocess.Popen(
+            [sys.executable, '-m', 'nicos_scriptserver.pvs', '--prefix', 'EXT:',
+             '--port', str(pv_port), '--reader', me, '--writer', me,
+             '--workdir', str(tmp_path)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        started.append(pvs)
+        wait_line(pvs, 'pvs ready')
+        env = dict(os.environ, EPICS_CA_ADDR_LIST=f'127.0.0.1:{pv_port}',
+                   EPICS_CA_AUTO_ADDR_LIST='NO')
+        proxy = subprocess.Popen(
+            [sys.executable, '-m', 'nicos_scriptserver.proxy', '--data',
+             str(server.instance.datadir), '--listen', f'127.0.0.1:{proxy_port}',
+             '--daemon', server.instance.daemon_address, '--pvs', 'external',
+             '--pv-prefix', 'EXT:'],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        started.append(proxy)
+        wait_line(proxy, 'proxy ready')
+        pvs_seen = read_pvs(server, 'USER', 'TOKEN', port=pv_port, prefix='EXT:')
+        user, token = pvs_seen['USER']['value'], pvs_seen['TOKEN']['value']
+        assert user == 'scriptserver' and token
+        with ProxyClient('127.0.0.1', proxy_port) as client:
+            assert client.login(user, token) == 10
+            assert client.call('getstatus')['status']
+    finally:
+        for proc in started:
+            proc.terminate()
+            proc.wait(15)
