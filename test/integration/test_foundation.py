@@ -145,10 +145,11 @@ def test_stock_console_client_drives_the_demo(server, tmp_path):
 
 
 def test_demo_command_serves_and_stops_cleanly(tmp_path):
-    port, cache_port = free_port(), free_port()
+    port, cache_port, proxy_port = free_port(), free_port(), free_port()
     args = [sys.executable, '-m', 'nicos_scriptserver.serve', '--data',
             str(tmp_path / 'demo'), '--port', str(port), '--cache-port',
-            str(cache_port), '--timescale', '20']
+            str(cache_port), '--proxy-port', str(proxy_port), '--pv-port',
+            str(free_port()), '--timescale', '20']
     if os.geteuid() == 0:
         args.append('--allow-root')
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -161,9 +162,10 @@ def test_demo_command_serves_and_stops_cleanly(tmp_path):
                 break
         banner = ''.join(output)
         assert f'127.0.0.1:{port}' in banner, banner
+        assert f'proxy          127.0.0.1:{proxy_port}' in banner, banner
         password = re.search(r'^  user  / (\S+)$', banner, re.M).group(1)
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) == 2
+        assert len(children) == 3  # cache, daemon, proxy
 
         client = ScriptServerClient().login('127.0.0.1', port, 'user', password)
         assert client.eval_value('session.experiment.name') == 'Exp'
