@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from nicos_scriptserver.accounts import ensure_accounts
 from nicos_scriptserver.instance import REPO, Instance
@@ -99,30 +99,32 @@ class ServerProcesses:
             '--listen', inst.proxy_address, '--daemon', inst.daemon_address,
             '--pv-port', str(inst.pv_port), '--pv-prefix', inst.pv_prefix,
             *self.proxy_args])
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def printed_ready() -> bool:
             with open(out, 'rb') as fp:
                 fp.seek(offset)
-                if b'proxy ready on' in fp.read():
-                    return proc
-            if proc.poll() is not None:
-                raise StartupError(f'the proxy exited with status '
-                                   f'{proc.returncode}; see {out}')
-            if time.monotonic() > deadline:
-                raise StartupError(f'the proxy did not start within '
-                                   f'{timeout:.0f} s; see {out}')
-            time.sleep(0.05)
+                return b'proxy ready on' in fp.read()
+        self._wait('proxy', printed_ready, 'did not get ready', timeout)
+        return proc
 
     def _wait_port(self, name: str, port: int, timeout: float) -> None:
+        self._wait(name, lambda: port_open(self.instance.host, port),
+                   f'not listening on port {port}', timeout)
+
+    def _wait(self, name: str, ready: Callable[[], bool], failure: str,
+              timeout: float) -> None:
+        """Wait until *ready*; `StartupError` if service *name* exits or
+        the time is up."""
         deadline = time.monotonic() + timeout
         proc = self.procs[name]
-        while not port_open(self.instance.host, port):
+        out = self.instance.logdir / f'{name}.out'
+        while not ready():
             if proc.poll() is not None:
-                raise StartupError(f'{name} exited with status {proc.returncode}; '
-                                   f'see {self.instance.logdir / (name + ".out")}')
+                raise StartupError(f'{name} exited with status '
+                                   f'{proc.returncode}; see {out}')
             if time.monotonic() > deadline:
-                raise StartupError(f'{name} not listening on port {port} after '
-                                   f'{timeout:.0f} s; see {self.instance.logdir}')
+                raise StartupError(f'{name} {failure} after {timeout:.0f} s; '
+                                   f'see {out}')
             time.sleep(0.05)
 
     def start(self, timeout: float = 60.0) -> 'ServerProcesses':

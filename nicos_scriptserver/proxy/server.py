@@ -161,8 +161,7 @@ class ProxyServer:
         self.post(lambda: None)
 
     def serve_forever(self) -> None:
-        poller = zmq.Poller()
-        fd_links: Dict[int, Tuple[LinkPool, DaemonLink, bool]] = {}
+        """Serve until `stop`; closes every socket on the way out."""
         next_sweep = time.monotonic() + 1.0
         try:
             while not self._stopping.is_set():
@@ -263,11 +262,9 @@ class ProxyServer:
             self._forward(session.role, Forward(envelope, command, args))
 
     def _banner(self) -> dict:
-        versions = {}
-        for pool in self.pools.values():
-            for link in pool.links:
-                versions = link.banner
-        return banner(self.handshake.public_base64, versions)
+        daemon_banner = next((link.banner for pool in self.pools.values()
+                              for link in pool.links), {})
+        return banner(self.handshake.public_base64, daemon_banner)
 
     def _authenticate(self, session: Session, envelope: List[bytes],
                       args: list) -> None:
