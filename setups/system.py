@@ -13,7 +13,8 @@ sysconfig = dict(
     notifiers = [],
 )
 
-modules = ['nicos.commands.standard', 'nicos_scriptserver.commands']
+modules = ['nicos.commands.standard', 'nicos_scriptserver.commands',
+           'nicos_scriptserver.jobcommands']
 
 devices = dict(
     DEMO = device('nicos.devices.instrument.Instrument',

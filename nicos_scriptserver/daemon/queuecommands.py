@@ -17,6 +17,7 @@ from nicos_scriptserver import protocol
 from nicos_scriptserver.daemon.catalogdev import find_command_catalog
 from nicos_scriptserver.estimates import summary
 from nicos_scriptserver.queue import QueueError
+from nicos_scriptserver.queue.validate import as_job_id
 
 
 def _jobs(handler):
@@ -53,15 +54,6 @@ def queue_command(name: str):
     return deco
 
 
-def _job_id(value) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f'{value!r} is not a job id')
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f'{value!r} is not a job id') from None
-
-
 @queue_command('ss_submit')
 def ss_submit(self, jobs, position=None):
     """Submit one job (a dict) or a batch (a list of dicts); reply: the jobs."""
@@ -91,50 +83,50 @@ def _row(job) -> list:
 @queue_command('ss_job')
 def ss_job(self, job_id):
     """One job with everything about it (its content, to edit it)."""
-    return self.daemon.job_dict(_jobs(self).get(_job_id(job_id)))
+    return self.daemon.job_dict(_jobs(self).get(as_job_id(job_id)))
 
 
 @queue_command('ss_edit')
 def ss_edit(self, job_id, changes):
     """Edit a waiting job: changes is a dict of name/source/calls."""
     edits = self.daemon.checked_edits(dict(changes))
-    return _jobs(self).edit(_job_id(job_id), **edits).to_dict()
+    return _jobs(self).edit(as_job_id(job_id), **edits).to_dict()
 
 
 @queue_command('ss_move')
 def ss_move(self, job_id, to):
     """Move a waiting job to an index, or 'up'/'down'/'top'/'bottom'."""
-    _jobs(self).move(_job_id(job_id), to)
+    _jobs(self).move(as_job_id(job_id), to)
 
 
 @queue_command('ss_skip')
 def ss_skip(self, job_id):
     """Skip a waiting job: it stays in the queue but does not run."""
-    _jobs(self).skip(_job_id(job_id))
+    _jobs(self).skip(as_job_id(job_id))
 
 
 @queue_command('ss_unskip')
 def ss_unskip(self, job_id):
     """Let a skipped job run again in its place."""
-    _jobs(self).unskip(_job_id(job_id))
+    _jobs(self).unskip(as_job_id(job_id))
 
 
 @queue_command('ss_repeat')
 def ss_repeat(self, job_id, times=1):
     """Queue copies of a job right after it; reply: the new jobs."""
-    return [job.to_dict() for job in _jobs(self).repeat(_job_id(job_id), int(times))]
+    return [job.to_dict() for job in _jobs(self).repeat(as_job_id(job_id), int(times))]
 
 
 @queue_command('ss_duplicate')
 def ss_duplicate(self, job_id):
     """Queue one copy of a job right after it; reply: the new job."""
-    return _jobs(self).duplicate(_job_id(job_id)).to_dict()
+    return _jobs(self).duplicate(as_job_id(job_id)).to_dict()
 
 
 @queue_command('ss_remove')
 def ss_remove(self, job_id):
     """Remove a waiting job."""
-    _jobs(self).remove(_job_id(job_id))
+    _jobs(self).remove(as_job_id(job_id))
 
 
 @queue_command('ss_clear')
@@ -147,14 +139,14 @@ def ss_clear(self):
 def ss_requeue(self, job_id, changes=None, position=None):
     """Queue an aborted/failed/interrupted job again, optionally edited."""
     edits = self.daemon.checked_edits(dict(changes or {}))
-    return _jobs(self).requeue(_job_id(job_id), edits, position=position,
+    return _jobs(self).requeue(as_job_id(job_id), edits, position=position,
                                owner=self.user.name).to_dict()
 
 
 @queue_command('ss_history')
 def ss_history(self, limit=50, before=None):
     """Finished jobs, newest first, with their results and error reports."""
-    before = None if before is None else _job_id(before)
+    before = None if before is None else as_job_id(before)
     return [job.to_dict() for job in _jobs(self).history(int(limit), before)]
 
 
@@ -191,7 +183,7 @@ def ss_abort(self, level=2):
 @queue_command('ss_confirm')
 def ss_confirm(self, job_id):
     """Let a job that was held back (e.g. by its dry run) run in its turn."""
-    return _jobs(self).confirm(_job_id(job_id)).to_dict()
+    return _jobs(self).confirm(as_job_id(job_id)).to_dict()
 
 
 @queue_command('ss_dryrun')
@@ -227,7 +219,7 @@ def unqueue(self, reqid):
     if reqid == '*':
         _jobs(self).clear()
     else:
-        _jobs(self).remove(_job_id(reqid))
+        _jobs(self).remove(as_job_id(reqid))
 
 
 @queue_command('update')
@@ -236,7 +228,7 @@ def update(self, newcode, reason, reqid=None):
     if reqid is None:
         raise ValueError('no job id given: the current job cannot be edited; '
                          'abort it, then edit and re-queue it')
-    _jobs(self).edit(_job_id(reqid),
+    _jobs(self).edit(as_job_id(reqid),
                      **self.daemon.checked_edits({'source': newcode}))
 
 

@@ -28,6 +28,16 @@ def normalized(value: Any, what: str) -> Any:
         raise InvalidValue(f'{what} cannot be sent to clients: {err}') from None
 
 
+def as_job_id(value: Any) -> int:
+    """A job id as a client may give it (an int, or its text)."""
+    if not isinstance(value, bool):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            pass
+    raise InvalidValue(f'{value!r} is not a job id')
+
+
 def spec_fields(spec: Any, label: str) -> Dict[str, Any]:
     """The job fields given by the submitted *spec* (a dict)."""
     if not isinstance(spec, Mapping):

@@ -1,0 +1,120 @@
+"""The job commands a user types at a NICOS console, in a real daemon.
+
+A console sends a line as a script (``start``), or, while a job runs, for
+execution at once (``exec``); both are used here as the stock console
+client uses them.
+"""
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+LOOP = ('for i in range(400):\n'
+        '    pause_point()\n'
+        '    progress((i + 1) / 400, f"step {i + 1}")\n'
+        '    sleep(0.02)\n')
+
+
+def console(client, line):
+    """Execute *line* at once, as a console's "execute now"; return what
+    it printed."""
+    mark = len(client.events)
+    client.call('exec', line)
+    # Output (and errors) of the line come as messages, in order: a marker
+    # printed after it says that all of it has arrived.
+    end = f'-- end of output {mark} --'
+    client.call('exec', f'printinfo({end!r})')
+    client.wait_for(lambda n, d: n == 'message' and end in d[3], 10, mark)
+    return ''.join(d[3] for n, d in client.events[mark:] if n == 'message')
+
+
+def waiting(client):
+    return [(job['id'], job['kind'], job['name'], job['state'])
+            for job in client.queue()['waiting']]
+
+
+def job_state(client, job_id, *states, timeout=60):
+    return client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job_id
+                           and d['state'] in states, timeout)[1]
+
+
+def test_submit_list_and_rearrange_from_the_console(server, client, tmp_path):
+    client.call('ss_hold')
+    script = tmp_path / 'scan.py'
+    script.write_text('set_temperature(250)\n')
+    out = console(client, "SubmitCall('set_ei', energy=25)")
+    assert 'Queued job' in out
+    console(client, f"SubmitScript({str(script)!r}, name='scan')")
+    console(client, f"SubmitScript({str(script)!r}, blackbox=True)")
+    (call, kind_a, name_a, _), (scan, kind_b, _, _), (box, kind_c, name_c, _) = \
+        waiting(client)
+    assert (kind_a, name_a, kind_b, kind_c, name_c) == \
+        ('generated', 'set_ei', 'aware', 'blackbox', 'scan.py')
+    assert client.call('ss_job', call)['calls'] == [
+        {'command': 'set_ei', 'args': {'energy': 25}}]
+
+    console(client, f"MoveJob({box}, 'top')")
+    console(client, f'SkipJob({scan})')
+    out = console(client, f'RepeatJob({call}, 2)')
+    copies = [job_id for job_id, *_ in waiting(client)][2:4]
+    assert [job_id for job_id, *_ in waiting(client)] == [box, call, *copies, scan]
+    assert f'Job {call} repeated as {copies[0]}, {copies[1]}' in out
+    console(client, f'RemoveJob({copies[1]})')
+    console(client, f'UnskipJob({scan})')
+    assert waiting(client) == [(box, 'blackbox', 'scan.py', 'queued'),
+                               (call, 'generated', 'set_ei', 'queued'),
+                               (copies[0], 'generated', 'set_ei', 'queued'),
+                               (scan, 'aware', 'scan', 'queued')]
+    listing = console(client, 'ListJobs()')
+    assert 'No job is running.' in listing
+    for job_id in (box, call, copies[0], scan):
+        assert f' {job_id} ' in listing
+    assert 'The queue is held' in listing
+
+
+def test_bad_console_input_gets_a_clear_message_and_changes_nothing(server, client):
+    client.call('ss_hold')
+    console(client, "SubmitCall('set_ei', energy=25)")
+    before = waiting(client)
+    for line, expected in (
+            ('SkipJob(99999)', 'no job 99999'),
+            ("MoveJob('x', 0)", "'x' is not a job id"),
+            (f'MoveJob({before[0][0]}, 7)', 'cannot move job'),
+            ("SubmitCall('set_ei', energy=1e9)", 'above its maximum'),
+            ("SubmitCall('no_such_command')", 'no_such_command'),
+            ("SubmitScript('/nonexistent/file.py')", 'cannot read script'),
+            ('ResumeJob()', 'no job is running')):
+        assert expected in console(client, line), line
+    assert waiting(client) == before
+
+
+def test_pause_resume_abort_and_requeue_while_a_job_runs(server, client):
+    job, = client.call('ss_submit', {'source': LOOP, 'name': 'loop'})
+    job_state(client, job['id'], 'running')
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and (d['progress'] or 0) > 0, 30)
+    listing = console(client, 'ListJobs()')
+    assert f"Running: job {job['id']} 'loop'" in listing and 'expected end' in listing
+    console(client, 'PauseJob()')
+    job_state(client, job['id'], 'paused')
+    console(client, 'ResumeJob()')
+    job_state(client, job['id'], 'running')
+    console(client, 'AbortJob()')
+    job_state(client, job['id'], 'aborted')
+    assert client.queue()['held']
+    finished = console(client, 'ListFinishedJobs(3)')
+    assert f"{job['id']}" in finished and 'aborted' in finished
+    console(client, f"RequeueJob({job['id']})")
+    again, = client.queue()['waiting']
+    assert again['requeued_from'] == job['id']
+    console(client, 'ReleaseQueue()')
+    job_state(client, again['id'], 'running')
+    console(client, 'AbortJob()')
+    job_state(client, again['id'], 'aborted')
+
+
+def test_a_console_line_queues_a_job_that_then_runs(server, client):
+    client.call('start', '', "SubmitCall('set_ei', energy=20)")
+    submitted = client.wait_for(lambda n, d: n == 'ss_job' and d['kind'] == 'generated'
+                                and d['state'] == 'queued', 30)[1]
+    assert job_state(client, submitted['id'], 'done', 'failed')['state'] == 'done'
