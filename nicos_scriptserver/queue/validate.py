@@ -30,10 +30,11 @@ def normalized(value: Any, what: str) -> Any:
 
 def as_job_id(value: Any) -> int:
     """A job id as a client may give it (an int, or its text)."""
-    if not isinstance(value, bool):
+    if not isinstance(value, bool) and not (isinstance(value, float)
+                                            and not value.is_integer()):
         try:
             return int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             pass
     raise InvalidValue(f'{value!r} is not a job id')
 
