@@ -5,9 +5,17 @@ execution at once (``exec``); both are used here as the stock console
 client uses them.
 """
 
+import os
+import subprocess
+import sys
+
 import pytest
 
+from nicos_scriptserver.instance import REPO
+
 pytestmark = pytest.mark.integration
+
+NICOS_CLIENT = REPO / '.venv' / 'nicos-root' / 'nicos-3.12.2' / 'bin' / 'nicos-client'
 
 LOOP = ('for i in range(400):\n'
         '    pause_point()\n'
@@ -118,3 +126,20 @@ def test_a_console_line_queues_a_job_that_then_runs(server, client):
     submitted = client.wait_for(lambda n, d: n == 'ss_job' and d['kind'] == 'generated'
                                 and d['state'] == 'queued', 30)[1]
     assert job_state(client, submitted['id'], 'done', 'failed')['state'] == 'done'
+
+
+def test_the_stock_console_client_lists_and_submits(server, client, tmp_path):
+    env = dict(os.environ, INSTRUMENT='nicos_scriptserver.demo', HOME=str(tmp_path))
+    login = f"user:{server.passwords['user']}@127.0.0.1:{server.instance.daemon_port}"
+    result = subprocess.run(
+        [sys.executable, str(NICOS_CLIENT), login, '-c',
+         "SubmitCall('set_ei', energy=30); ListJobs()"],
+        env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    # The line ran as the current job; the call waits behind it.
+    assert 'Queued job' in result.stdout and 'Running: job' in result.stdout
+    assert '| set_ei' in result.stdout or ' set_ei ' in result.stdout
+    submitted = client.wait_for(lambda n, d: n == 'ss_job' and d['kind'] == 'generated',
+                                30)[1]
+    assert job_state(client, submitted['id'], 'done', 'failed')['state'] == 'done'
+    assert client.call('ss_job', submitted['id'])['calls'][0]['args'] == {'energy': 30}
