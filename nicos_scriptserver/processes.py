@@ -6,7 +6,6 @@ in the terminal reaches only the supervisor, which then stops them in
 order) and die with the supervisor if it is killed (PR_SET_PDEATHSIG).
 """
 
-import ctypes
 import os
 import signal
 import socket
@@ -17,17 +16,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from nicos_scriptserver.accounts import ensure_accounts
 from nicos_scriptserver.instance import REPO, Instance
-
-_PR_SET_PDEATHSIG = 1
-
+from nicos_scriptserver.lifetime import die_with_parent
 
 class StartupError(RuntimeError):
     """A service did not come up; the message points at its log."""
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = '127.0.0.1', span: int = 1) -> int:
@@ -79,7 +71,7 @@ class ServerProcesses:
             proc = subprocess.Popen(
                 [sys.executable, *args], env=self.env, stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_die_with_parent)
+                start_new_session=True, preexec_fn=die_with_parent())
         self.procs[name] = proc
         return proc
 

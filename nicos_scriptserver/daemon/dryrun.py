@@ -30,6 +30,7 @@ from nicos.core.sessions.simulation import (SIM_BLOCK_RES, SIM_END_RES,
 from nicos.utils.messaging import nicos_zmq_ctx
 
 from nicos_scriptserver.estimates import DryRunFacts
+from nicos_scriptserver.lifetime import die_with_parent
 
 #: Where SCHED_IDLE is missing: added to the daemon's nice value.
 NICENESS = 10
@@ -92,6 +93,7 @@ class DryRunProcess:
              ','.join(self.setups), self.user],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
             close_fds=True, start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGKILL),
             env=dict(os.environ, **(self.env or {})))
         _deprioritize(proc.pid)
         try:

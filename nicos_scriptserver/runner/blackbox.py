@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
+from nicos_scriptserver.lifetime import die_with_parent
+
 log = logging.getLogger(__name__)
 
 #: Called with ``('stdout' | 'stderr', text)`` from the monitor thread.
@@ -221,7 +223,8 @@ class BlackBoxRun:
                     [self.python, '-u', self.script_path], cwd=self.cwd,
                     env=self.env, stdin=subprocess.DEVNULL, bufsize=0,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    start_new_session=True)
+                    start_new_session=True,
+                    preexec_fn=die_with_parent(signal.SIGKILL))
             except BaseException:
                 shutil.rmtree(tmpdir, ignore_errors=True)
                 raise

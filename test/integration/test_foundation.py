@@ -179,3 +179,25 @@ def test_demo_command_serves_and_stops_cleanly(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_killed_daemon_leaves_no_job_or_dry_run_behind(server_factory):
+    running = server_factory()
+    user = running.client('user')
+    # A black-box job that runs for a long time, and a dry run that would
+    # loop until its limit, both children of the daemon.
+    user.call('ss_submit', {'kind': 'blackbox', 'source': 'import time\ntime.sleep(600)'})
+    user.call('ss_submit', {'source': 'while True:\n    sleep(1)'})
+    daemon = psutil.Process(running.processes.procs['daemon'].pid)
+
+    def children():
+        return [p for p in daemon.children(recursive=True)
+                if p.status() != psutil.STATUS_ZOMBIE]
+    deadline = time.monotonic() + 30
+    while len(children()) < 2:
+        assert time.monotonic() < deadline, 'the job and the dry run did not start'
+        time.sleep(0.05)
+    orphans = children()
+    daemon.kill()
+    gone, alive = psutil.wait_procs(orphans, timeout=10)
+    assert not alive, [p.cmdline() for p in alive]
