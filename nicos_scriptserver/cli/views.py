@@ -1,0 +1,174 @@
+"""What the subcommands print, made from the server's replies.
+
+Pure functions of reply data (and the clock), so they are unit-tested
+without a server. ``queue`` here is an `ss_queue` reply whose rows were
+turned into dicts (`waiting_jobs`), ``timeline`` an `ss_timeline` reply.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from nicos_scriptserver.cli.formatting import NONE, clock, duration, \
+    estimate_text, first_line, key_values, percent, progress_bar, table
+
+
+def waiting_jobs(queue: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The waiting rows of an `ss_queue` reply as dicts."""
+    return [dict(zip(queue['columns'], row)) for row in queue['waiting']]
+
+
+def hold_text(queue: Dict[str, Any]) -> str:
+    """``no`` or ``yes (reason)``."""
+    if not queue.get('held'):
+        return 'no'
+    reason = queue.get('hold_reason')
+    return f'yes ({reason})' if reason else 'yes'
+
+
+def queue_end_text(timeline: Dict[str, Any], now: float) -> str:
+    """When the queue should be empty, or why that is not known."""
+    if timeline.get('held'):
+        return 'not while the queue is held'
+    if timeline.get('queue_end') is None or not timeline.get('complete', True):
+        return 'unknown (a job has no estimate)'
+    return clock(timeline['queue_end'], now)
+
+
+def current_pairs(job: Optional[Dict[str, Any]],
+                  times: Optional[Dict[str, Any]], now: float) -> list:
+    """The current job as (key, value) pairs."""
+    if not job:
+        return [('job', 'none running')]
+    times = times or {}
+    return [
+        ('job', f'{job["id"]} {job.get("name") or ""}'.rstrip()),
+        ('state', job.get('state')),
+        ('progress', percent(job.get('progress'))),
+        ('message', job.get('progress_message')),
+        ('line', job.get('current_line')),
+        ('elapsed', duration(times.get('elapsed'))),
+        ('expected end', clock(times.get('expected_end'), now)),
+    ]
+
+
+def status_text(queue: Dict[str, Any], timeline: Dict[str, Any],
+                now: float) -> str:
+    """The `status` subcommand: current job, then the queue's state."""
+    runnable = [job for job in waiting_jobs(queue) if job['state'] == 'queued']
+    return key_values(
+        current_pairs(queue.get('current'), timeline.get('current'), now) + [
+            ('queue held', hold_text(queue)),
+            ('waiting', f'{len(queue["waiting"])} ({len(runnable)} to run)'),
+            ('queue ends', queue_end_text(timeline, now)),
+        ])
+
+
+def queue_table(queue: Dict[str, Any], timeline: Dict[str, Any],
+                now: float) -> str:
+    """The `queue` subcommand: one row per waiting job, in running order."""
+    jobs = waiting_jobs(queue)
+    if not jobs:
+        return 'the queue is empty'
+    starts = {entry['id']: entry.get('expected_start')
+              for entry in timeline.get('jobs', [])}
+    rows = []
+    for index, job in enumerate(jobs):
+        state = job['state'] + (' (held back)' if job.get('held') else '')
+        rows.append([index, job['id'], job['kind'], job['name'], job['owner'],
+                     state, estimate_text(job.get('estimate')),
+                     clock(starts.get(job['id']), now)])
+    return table(['pos', 'id', 'kind', 'name', 'owner', 'state', 'estimate',
+                  'expected start'], rows)
+
+
+def error_text(error: Optional[Dict[str, Any]]) -> str:
+    """A job's error report on one line: ``line 3: ZeroDivisionError: ...``."""
+    if not error:
+        return ''
+    message = first_line(error.get('message'))
+    what = f'{error["type"]}: {message}' if error.get('type') else message
+    line = error.get('line')
+    return f'line {line}: {what}' if line is not None else what
+
+
+def history_table(jobs: List[Dict[str, Any]], now: float) -> str:
+    """The `history` subcommand: finished jobs, last finished first."""
+    if not jobs:
+        return 'no finished jobs'
+    rows = [[job['id'], job['name'], job['owner'], job['state'],
+             clock(job.get('finished_at'), now), error_text(job.get('error'))]
+            for job in jobs]
+    return table(['id', 'name', 'owner', 'outcome', 'finished', 'error'], rows)
+
+
+def limits_text(param: Dict[str, Any]) -> str:
+    """``0.5..100``, ``>= 1``, ``< 10`` or '' for an unbounded parameter."""
+    low, high = param.get('min'), param.get('max')
+    low_in = param.get('min_inclusive', True)
+    high_in = param.get('max_inclusive', True)
+    if low is not None and high is not None and low_in and high_in:
+        return f'{low}..{high}'
+    parts = []
+    if low is not None:
+        parts.append(f'{">=" if low_in else ">"} {low}')
+    if high is not None:
+        parts.append(f'{"<=" if high_in else "<"} {high}')
+    return ', '.join(parts)
+
+
+def param_text(param: Dict[str, Any]) -> str:
+    """``energy: float [meV] (0.5..100)``, ``wait: bool = True``."""
+    kind = param.get('type') or 'any'
+    if kind == 'list' and param.get('item_type'):
+        kind = f'list[{param["item_type"]}]'
+    if param.get('nullable'):
+        kind += ' | None'
+    out = f'{param["name"]}: {kind}'
+    if param.get('unit'):
+        out += f' [{param["unit"]}]'
+    limits = limits_text(param)
+    if limits:
+        out += f' ({limits})'
+    if param.get('choices'):
+        out += ' {' + ', '.join(map(repr, param['choices'])) + '}'
+    if param.get('has_default'):
+        default = param.get('default_source') or repr(param.get('default'))
+        out += f' = {default}'
+    return out
+
+
+def catalog_text(catalog: Dict[str, Any]) -> str:
+    """The `commands` subcommand: each command, its parameters, its summary."""
+    blocks = []
+    for entry in catalog.get('commands', []):
+        params = ', '.join(param_text(p) for p in entry.get('params', []))
+        summary = first_line(entry.get('summary')) or '(no description)'
+        blocks.append(f'{entry["name"]}({params})\n    {summary}')
+    if not blocks:
+        blocks.append('no commands')
+    for error in catalog.get('errors', []):
+        where = error.get('file') or error.get('path') or NONE
+        if error.get('line'):
+            where += f':{error["line"]}'
+        blocks.append(f'error in {where}: {error.get("message")}')
+    return '\n'.join(blocks)
+
+
+def watch_frame(queue: Dict[str, Any], timeline: Dict[str, Any],
+                now: float) -> str:
+    """One frame of `watch`: the current job with a bar, then the queue."""
+    job = queue.get('current')
+    times = timeline.get('current') or {}
+    if job:
+        head = f'job {job["id"]} {job.get("name") or ""}  [{job["state"]}]'
+        lines = [head, progress_bar(job.get('progress'))]
+        if job.get('progress_message'):
+            lines.append(job['progress_message'])
+        lines.append(f'elapsed {duration(times.get("elapsed"))}, expected end '
+                     f'{clock(times.get("expected_end"), now)}')
+    else:
+        lines = ['no job running']
+    lines.append(f'waiting {len(queue["waiting"])}, held {hold_text(queue)}, '
+                 f'queue ends {queue_end_text(timeline, now)}')
+    return '\n'.join(lines)

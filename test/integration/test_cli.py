@@ -1,0 +1,248 @@
+"""The command-line client against a real daemon and proxy, as a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nicos_scriptserver.processes import free_port
+
+pytestmark = pytest.mark.integration
+
+LONG_JOB = 'for i in range(600):\n    pause_point()\n    sleep(0.05)\n'
+
+
+@pytest.fixture(scope='module')
+def server_args():
+    return {'proxy': True}
+
+
+def run(args, env=None, stdin=None):
+    """Run the CLI with *args*; the completed process (text output)."""
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(('EPICS_CA_', 'NICOS_SCRIPTSERVER_'))}
+    return subprocess.run([sys.executable, '-m', 'nicos_scriptserver.cli',
+                           *args], env=dict(base, **(env or {})), input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+def cli(server, *args, env=None, stdin=None):
+    """Run the CLI through the test server's proxy."""
+    instance = server.instance
+    return run(['--proxy', f'{instance.host}:{instance.proxy_port}',
+                '--pv-port', str(instance.pv_port), *args], env, stdin)
+
+
+def ok(result):
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ''
+    return result.stdout
+
+
+def wait_until(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, 'condition not met in time'
+        time.sleep(0.05)
+    return result
+
+
+def waiting(client):
+    return [(job['id'], job['state']) for job in client.queue()['waiting']]
+
+
+def submit(client, name, source='pass'):
+    job, = client.call('ss_submit', {'name': name, 'source': source})
+    return job['id']
+
+
+def start_long_job(client):
+    """Submit a job that runs until aborted; its id once it runs."""
+    job_id = submit(client, 'long', LONG_JOB)
+    wait_until(lambda: client.call('ss_job', job_id)['state'] == 'running')
+    return job_id
+
+
+def test_submit_a_file_and_see_it_in_queue_and_status(server, client,
+                                                      tmp_path):
+    client.call('ss_hold')
+    first = submit(client, 'first')
+    script = tmp_path / 'scan.py'
+    script.write_text('pause_point()\n')
+    out = ok(cli(server, 'submit', str(script), '--name', 'my scan',
+                 '--position', 'top'))
+    assert out.startswith('queued job ')
+    new = int(out.split()[2])
+    assert waiting(client) == [(new, 'queued'), (first, 'queued')]
+    assert client.call('ss_job', new)['source'] == 'pause_point()\n'
+
+    table = ok(cli(server, 'queue')).splitlines()
+    assert table[0].split()[:3] == ['pos', 'id', 'kind']
+    assert table[2].split()[:5] == ['0', str(new), 'aware', 'my', 'scan']
+
+    status = ok(cli(server, 'status'))
+    assert 'none running' in status
+    assert ['queue', 'held:', 'yes', '(held', 'by', 'user)'] in [
+        line.split() for line in status.splitlines()]
+    assert ['waiting:', '2', '(2', 'to', 'run)'] in [
+        line.split() for line in status.splitlines()]
+
+    data = json.loads(ok(cli(server, '--json', 'queue')))
+    assert [row[0] for row in data['queue']['waiting']] == [new, first]
+
+
+def test_submit_a_command_call_as_a_generated_job(server, client):
+    client.call('ss_hold')
+    out = ok(cli(server, 'submit', '--call', 'set_ei', 'energy=25',
+                 'wait_for_choppers=False'))
+    job = client.call('ss_job', int(out.split()[2]))
+    assert job['kind'] == 'generated'
+    assert job['calls'] == [{'command': 'set_ei', 'args': {
+        'energy': 25, 'wait_for_choppers': False}}]
+
+    refused = cli(server, 'submit', '--call', 'set_ei', 'energy=250')
+    assert refused.returncode == 1
+    assert 'above its maximum 100 meV' in refused.stderr
+    assert 'Traceback' not in refused.stderr
+    assert len(client.queue()['waiting']) == 1
+
+
+def test_move_skip_unskip_repeat_remove(server, client):
+    client.call('ss_hold')
+    a, b, c = (submit(client, name) for name in 'abc')
+    assert 'moved job' in ok(cli(server, 'move', str(c), 'top'))
+    ok(cli(server, 'move', str(a), '2'))
+    assert [i for i, _ in waiting(client)] == [c, b, a]
+
+    ok(cli(server, 'skip', str(b)))
+    assert (b, 'skipped') in waiting(client)
+    ok(cli(server, 'unskip', str(b)))
+    assert (b, 'queued') in waiting(client)
+
+    out = ok(cli(server, 'repeat', str(c), '--times', '2'))
+    ids = [i for i, _ in waiting(client)]
+    assert len(ids) == 5 and ids[0] == c and ids[3:] == [b, a]
+    assert out == f'repeated job {c} as {ids[1]}, {ids[2]}\n'
+
+    ok(cli(server, 'remove', str(a)))
+    assert a not in [i for i, _ in waiting(client)]
+
+
+def test_edit_runs_the_editor_and_sends_the_change(server, client, tmp_path):
+    client.call('ss_hold')
+    job_id = submit(client, 'edit me', 'x = 1\n')
+    editor = tmp_path / 'editor.sh'
+    editor.write_text('#!/bin/sh\nsed -i "s/x = 1/x = 2/" "$1"\n')
+    editor.chmod(0o755)
+    assert ok(cli(server, 'edit', str(job_id), env={'EDITOR': str(editor)})
+              ).startswith(f'edited job {job_id}')
+    assert client.call('ss_job', job_id)['source'] == 'x = 2\n'
+
+    assert ok(cli(server, 'edit', str(job_id), env={'EDITOR': 'true'})) == \
+        f'job {job_id} unchanged\n'
+
+
+def test_pause_resume_watch_and_abort_the_current_job(server, client):
+    job_id = start_long_job(client)
+    ok(cli(server, 'pause'))
+    wait_until(lambda: client.call('ss_job', job_id)['state'] == 'paused')
+    assert ['state:', 'paused'] in [line.split() for line in
+                                    ok(cli(server, 'status')).splitlines()]
+
+    ok(cli(server, 'resume'))
+    wait_until(lambda: client.call('ss_job', job_id)['state'] == 'running')
+    frame = ok(cli(server, 'watch', '--once')).splitlines()
+    assert frame[0] == f'job {job_id} long  [running]'
+    assert frame[1].startswith('[') and 'elapsed' in frame[2]
+    assert 'queue ends' in frame[-1]
+    frames = ok(cli(server, '--json', 'watch', '--count', '2')).splitlines()
+    assert [json.loads(f)['queue']['current']['id'] for f in frames] == \
+        [job_id, job_id]
+
+    assert 'held' in ok(cli(server, 'abort'))
+    wait_until(lambda: client.call('ss_job', job_id)['state'] == 'aborted')
+    assert client.queue()['held']
+    ok(cli(server, 'release'))
+    assert not client.queue()['held']
+    ok(cli(server, 'hold'))
+    assert client.queue()['held']
+
+
+def test_history_shows_outcomes_and_the_failing_line(server, client):
+    job_id = submit(client, 'broken', 'x = 1\ny = x / 0\n')
+    # Its dry run fails too, which holds the job back until confirmed.
+    wait_until(lambda: client.call('ss_job', job_id)['held'])
+    assert '(held back)' in ok(cli(server, 'queue'))
+    ok(cli(server, 'confirm', str(job_id)))
+    wait_until(lambda: client.call('ss_job', job_id)['state'] == 'failed')
+    lines = ok(cli(server, 'history', '--limit', '1')).splitlines()
+    assert len(lines) == 3
+    assert lines[2].split()[:4] == [str(job_id), 'broken', 'user', 'failed']
+    assert 'line 2: ZeroDivisionError' in lines[2]
+
+
+def test_commands_lists_the_catalog(server, client):
+    out = ok(cli(server, 'commands'))
+    assert 'set_ei(energy: float [meV] (0.5..100), wait_for_choppers: bool ' \
+           '= True)\n    Positions the choppers' in out
+    catalog = json.loads(ok(cli(server, '--json', 'commands')))
+    assert 'set_ei' in [entry['name'] for entry in catalog['commands']]
+
+
+def test_refused_requests_and_bad_usage(server, client):
+    unknown = cli(server, 'skip', '999999')
+    assert unknown.returncode == 1
+    assert unknown.stderr == ('nicos-scriptserver: ss_skip: no job 999999 in '
+                              'the queue\n')
+    for usage in (['move', '1'], ['skip', 'x'], ['frobnicate'],
+                  ['submit', 'a.py', 'b.py'], ['move', '1', 'sideways']):
+        result = cli(server, *usage)
+        assert result.returncode == 2, usage
+        assert 'Traceback' not in result.stderr
+    assert run(['--proxy', 'localhost', 'status']).returncode == 2
+
+
+def test_nothing_listening_is_reported_with_the_address(server):
+    port = free_port()
+    result = run(['--proxy', f'127.0.0.1:{port}', 'status'])
+    assert result.returncode == 3
+    assert f'cannot connect to the proxy at 127.0.0.1:{port}' in result.stderr
+
+
+def test_wrong_or_unreadable_token_fails_the_login(server):
+    wrong = cli(server, '--token-file', '-', 'status', stdin='nonsense\n')
+    assert wrong.returncode == 4
+    assert 'login at the proxy' in wrong.stderr
+    assert 'Invalid username or password' in wrong.stderr
+
+    unreadable = cli(server, '--pv-prefix', 'NOPE:', 'status')
+    assert unreadable.returncode == 4
+    assert unreadable.stderr == (
+        'nicos-scriptserver: cannot read NOPE:TOKEN: not connected / no read '
+        'access; is the server running? are you allowed to read it?\n')
+
+
+def test_token_from_the_environment(server, client):
+    pvs = json.loads(ok(cli(server, '--json', 'status')))  # PV login works
+    assert 'queue' in pvs
+    wrong = cli(server, 'status', env={'NICOS_SCRIPTSERVER_TOKEN': 'bad'})
+    assert wrong.returncode == 4
+
+
+def test_straight_to_the_daemon_with_a_password(server, client, tmp_path):
+    client.call('ss_hold')
+    script = tmp_path / 'direct.py'
+    script.write_text('pass\n')
+    address = f'{server.instance.host}:{server.instance.daemon_port}'
+    password = {'NICOS_SCRIPTSERVER_PASSWORD': server.passwords['user']}
+    out = ok(run(['--daemon', address, '--user', 'user', 'submit',
+                  str(script)], env=password))
+    job = client.call('ss_job', int(out.split()[2]))
+    assert (job['name'], job['owner']) == ('direct.py', 'user')
+
+    wrong = run(['--daemon', address, '--user', 'user', 'status'],
+                env={'NICOS_SCRIPTSERVER_PASSWORD': 'wrong'})
+    assert wrong.returncode == 4 and 'login at the daemon' in wrong.stderr

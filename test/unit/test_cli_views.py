@@ -1,0 +1,114 @@
+"""What the subcommands print, from replies shaped as the server sends them."""
+
+import time
+
+from nicos_scriptserver.cli.views import catalog_text, history_table, \
+    param_text, queue_table, status_text, watch_frame
+
+NOW = time.mktime((2024, 5, 6, 12, 0, 0, 0, 0, -1))
+COLUMNS = ['id', 'kind', 'name', 'owner', 'state', 'batch_id', 'batch_index',
+           'batch_size', 'queued_at', 'estimate', 'held', 'hold_reason',
+           'requeued_from']
+
+
+def row(job_id, name, state='queued', seconds=None, held=False):
+    estimate = {'state': 'ok', 'seconds': seconds, 'problems': 0,
+                'problem': None}
+    return [job_id, 'aware', name, 'user', state, None, None, None, NOW,
+            estimate, held, '', None]
+
+
+CURRENT = {'id': 7, 'name': 'scan.py', 'state': 'running', 'progress': 0.25,
+           'progress_message': 'T = 10 K', 'current_line': 4}
+QUEUE = {'current': CURRENT, 'columns': COLUMNS, 'held': False,
+         'hold_reason': '',
+         'waiting': [row(8, 'a.py', seconds=90), row(9, 'b.py', 'skipped', seconds=30)]}
+TIMELINE = {'now': NOW, 'held': False, 'complete': True,
+            'current': {'id': 7, 'elapsed': 125.0,
+                        'expected_end': NOW + 300},
+            'jobs': [{'id': 8, 'expected_start': NOW + 300},
+                     {'id': 9, 'expected_start': None}],
+            'queue_end': NOW + 390}
+
+
+def test_status_shows_the_current_job_and_when_the_queue_ends():
+    out = status_text(QUEUE, TIMELINE, NOW)
+    assert 'job:          7 scan.py' in out
+    assert 'progress:     25%' in out
+    assert 'message:      T = 10 K' in out
+    assert 'line:         4' in out
+    assert 'elapsed:      2m05s' in out
+    assert 'expected end: 12:05:00' in out
+    assert 'queue held:   no' in out
+    assert 'waiting:      2 (1 to run)' in out
+    assert 'queue ends:   12:06:30' in out
+
+
+def test_status_of_an_idle_held_queue_says_why_no_end_is_known():
+    queue = dict(QUEUE, current=None, held=True, hold_reason='job aborted')
+    timeline = dict(TIMELINE, current=None, held=True, queue_end=None)
+    out = status_text(queue, timeline, NOW)
+    assert out.startswith('job:        none running')
+    assert 'yes (job aborted)' in out
+    assert 'not while the queue is held' in out
+
+
+def test_queue_table_lists_positions_estimates_and_start_times():
+    lines = queue_table(QUEUE, TIMELINE, NOW).splitlines()
+    assert lines[0].split() == ['pos', 'id', 'kind', 'name', 'owner', 'state',
+                                'estimate', 'expected', 'start']
+    assert lines[2].split() == ['0', '8', 'aware', 'a.py', 'user', 'queued',
+                                '1m30s', '12:05:00']
+    assert lines[3].split() == ['1', '9', 'aware', 'b.py', 'user', 'skipped',
+                                '30s', '-']
+
+
+def test_an_empty_queue_says_so():
+    assert queue_table(dict(QUEUE, waiting=[]), TIMELINE, NOW) == \
+        'the queue is empty'
+
+
+def test_history_shows_outcome_and_the_line_that_failed():
+    jobs = [{'id': 3, 'name': 'bad.py', 'owner': 'user', 'state': 'failed',
+             'finished_at': NOW, 'error': {'type': 'ZeroDivisionError',
+                                           'message': 'division by zero\nmore',
+                                           'line': 2}},
+            {'id': 2, 'name': 'ok.py', 'owner': 'user', 'state': 'done',
+             'finished_at': NOW, 'error': None}]
+    lines = history_table(jobs, NOW).splitlines()
+    assert lines[2].endswith('failed   12:00:00  line 2: ZeroDivisionError: '
+                             'division by zero')
+    assert lines[3].split() == ['2', 'ok.py', 'user', 'done', '12:00:00', '-']
+
+
+def test_parameters_show_type_unit_limits_choices_and_default():
+    energy = {'name': 'energy', 'type': 'float', 'unit': 'meV', 'min': 0.5,
+              'max': 100, 'min_inclusive': True, 'max_inclusive': True,
+              'has_default': False}
+    assert param_text(energy) == 'energy: float [meV] (0.5..100)'
+    frames = {'name': 'frames', 'type': 'int', 'nullable': True, 'min': 0,
+              'min_inclusive': False, 'max': None, 'has_default': True,
+              'default': None}
+    assert param_text(frames) == 'frames: int | None (> 0) = None'
+    mode = {'name': 'mode', 'type': 'str', 'choices': ['fast', 'slow'],
+            'has_default': True, 'default': 'fast'}
+    assert param_text(mode) == "mode: str {'fast', 'slow'} = 'fast'"
+
+
+def test_catalog_lists_commands_with_their_summary_and_errors():
+    catalog = {'commands': [{'name': 'get_ei', 'params': [],
+                             'summary': 'The incident energy.\nMore.'}],
+               'errors': [{'file': 'broken.py', 'line': 3,
+                           'message': 'invalid syntax'}]}
+    assert catalog_text(catalog).splitlines() == [
+        'get_ei()', '    The incident energy.',
+        'error in broken.py:3: invalid syntax']
+
+
+def test_watch_frame_has_a_progress_bar_and_the_expected_ends():
+    lines = watch_frame(QUEUE, TIMELINE, NOW).splitlines()
+    assert lines[0] == 'job 7 scan.py  [running]'
+    assert lines[1].startswith('[#######.') and lines[1].endswith(' 25%')
+    assert lines[2] == 'T = 10 K'
+    assert lines[3] == 'elapsed 2m05s, expected end 12:05:00'
+    assert lines[4] == 'waiting 2, held no, queue ends 12:06:30'
