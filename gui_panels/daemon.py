@@ -1,0 +1,47 @@
+"""Talking to the script server from panels: requests whose refusals the
+panel shows itself, and the event subscription."""
+
+from typing import Any
+
+from nicos.protocols.daemon import ACTIVE_COMMANDS
+
+from nicos_scriptserver import protocol
+
+SS_EVENTS = sorted(protocol.EVENTS)
+
+
+class Refused(Exception):
+    """The daemon refused a request; the text says why."""
+
+
+def request(client, command: str, *args) -> Any:
+    """Send *command* and return the reply; a refusal raises `Refused`.
+
+    ``client.ask`` reports refusals in NICOS's error window and returns
+    None, but a panel has to show the reason where the user acted (on the
+    form field, next to the button). Broken connections are still handled
+    by the client as usual.
+    """
+    if not client.isconnected:
+        raise Refused('not connected to a server')
+    if client.viewonly and (command in ACTIVE_COMMANDS
+                            or command in protocol.WRITING_COMMANDS):
+        raise Refused('the GUI is in view-only mode')
+    try:
+        with client.lock:
+            client.transport.send_command(command, args)
+            ok, data = client.transport.recv_reply()
+    except Exception as err:
+        client.handle_error(err)
+        raise Refused(f'connection to the server broke: {err}') from err
+    if not ok:
+        raise Refused(str(data))
+    return data
+
+
+def subscribe(client) -> None:
+    """Ask the daemon for the ss_* events, which it masks at first."""
+    client.ask('eventunmask', SS_EVENTS, quiet=True)
+
+
+__all__ = ['Refused', 'request', 'subscribe']

@@ -1,0 +1,71 @@
+"""Texts for durations, clock times, estimates and command calls."""
+
+import time
+from typing import Any, Optional
+
+
+def duration(seconds: Optional[float]) -> str:
+    """``'45 s'``, ``'3 min 20 s'``, ``'2 h 05 min'``; empty if unknown."""
+    if seconds is None:
+        return ''
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f'{seconds} s'
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f'{minutes} min {seconds:02d} s' if seconds else f'{minutes} min'
+    hours, minutes = divmod(minutes, 60)
+    return f'{hours} h {minutes:02d} min'
+
+
+def clock(epoch: Optional[float], now: Optional[float] = None) -> str:
+    """Local time of day; with the date if it is not today."""
+    if epoch is None:
+        return ''
+    when = time.localtime(epoch)
+    today = time.localtime(time.time() if now is None else now)
+    if when[:3] == today[:3]:
+        return time.strftime('%H:%M:%S', when)
+    return time.strftime('%d %b %H:%M', when)
+
+
+def estimate(summary: Optional[dict]) -> str:
+    """An estimate report (or its summary) in a table cell."""
+    if not summary:
+        return ''
+    state = summary.get('state')
+    if summary.get('seconds') is not None and state in ('ok', 'not possible'):
+        return duration(summary['seconds'])
+    return {'pending': 'dry run waiting', 'running': 'dry run…',
+            'failed': 'dry run failed', 'not possible': 'unknown'}.get(
+                state, state or '')
+
+
+def number(val: float) -> str:
+    """``25`` for 25.0, ``1.5``, ``1e-07``: a float as short as exact."""
+    short = f'{val:g}'
+    return short if float(short) == val else repr(val)
+
+
+def value(val: Any, unit: Optional[str] = None) -> str:
+    """An argument value as a user would type it, with its unit."""
+    if isinstance(val, float):
+        text = number(val)
+    else:
+        text = repr(val) if isinstance(val, str) else str(val)
+    return f'{text} {unit}' if unit and val is not None else text
+
+
+def call(command: str, args: dict, units: Optional[dict] = None) -> str:
+    """``set_ei(energy=25 meV, wait=True)``: a call as a readable line."""
+    units = units or {}
+    inner = ', '.join(f'{name}={value(val, units.get(name))}'
+                      for name, val in args.items())
+    return f'{command}({inner})'
+
+
+def reflow(text: str) -> str:
+    """Docstring text with its paragraphs' hard line breaks removed."""
+    paragraphs = [' '.join(line.strip() for line in part.splitlines())
+                  for part in text.strip().split('\n\n')]
+    return '\n\n'.join(part for part in paragraphs if part)

@@ -1,0 +1,135 @@
+"""The finished jobs (``ss_history``), with their outcome and error
+report, and re-queueing of failed, aborted or interrupted ones."""
+
+from typing import List, Optional
+
+from nicos.guisupport.qt import QAbstractItemView, QBrush, QColor, \
+    QHBoxLayout, QHeaderView, QLabel, QPlainTextEdit, QPushButton, \
+    QSplitter, Qt, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+
+from gui_panels import fmt
+from gui_panels.daemon import Refused, request
+from gui_panels.jobdialog import monospace
+
+REQUEUEABLE = ('aborted', 'failed', 'interrupted')
+OUTCOME_COLORS = {'done': '#2e7d32', 'failed': '#c62828',
+                  'aborted': '#b26a00', 'interrupted': '#b26a00'}
+
+
+def report_text(job: dict) -> str:
+    """A finished job's outcome, result and error report."""
+    lines = [f"Job {job['id']} “{job.get('name') or ''}” ({job.get('kind')}, "
+             f"by {job.get('owner')}) {job['state']}"
+             + (f" after {fmt.duration(job['finished_at'] - job['started_at'])}"
+                if job.get('started_at') and job.get('finished_at') else '')
+             + '.']
+    if job.get('started_at'):
+        seconds = (job.get('estimate') or {}).get('seconds')
+        lines.append(f"Started {fmt.clock(job['started_at'])}, finished "
+                     f"{fmt.clock(job.get('finished_at'))}"
+                     + (f' (estimate {fmt.duration(seconds)})'
+                        if seconds is not None else '') + '.')
+    if job.get('requeued_from'):
+        lines.append(f"Re-run of job {job['requeued_from']}.")
+    if job.get('result'):
+        lines.append(f"Result: {job['result']}")
+    error = job.get('error')
+    if error:
+        where = f" (line {error['line']})" if error.get('line') else ''
+        lines += ['', f"{error.get('type', 'Error')}{where}: "
+                      f"{error.get('message', '')}"]
+        if error.get('traceback'):
+            lines += ['', error['traceback'].rstrip()]
+    return '\n'.join(lines)
+
+
+class HistoryView(QWidget):
+    """Finished jobs, last finished first; select one to see its report."""
+
+    def __init__(self, parent, client):
+        QWidget.__init__(self, parent)
+        self.client = client
+        self.jobs: List[dict] = []
+        self.tree = QTreeWidget(self)
+        self.tree.setHeaderLabels(['ID', 'Name', 'Owner', 'Outcome',
+                                   'Finished', 'Duration'])
+        self.tree.setRootIsDecorated(False)
+        self.tree.header().setStretchLastSection(False)
+        self.tree.header().setSectionResizeMode(1, QHeaderView.Stretch)
+        self.tree.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.tree.currentItemChanged.connect(self._show_selected)
+        self.details = QPlainTextEdit(self)
+        self.details.setReadOnly(True)
+        self.details.setFont(monospace())
+        self.details.setPlaceholderText('Select a job to see its report.')
+        self.requeueButton = QPushButton('Re-queue', self)
+        self.requeueButton.setToolTip('Queue the selected job again, to run '
+                                      'from the start')
+        self.requeueButton.setEnabled(False)
+        self.requeueButton.clicked.connect(self.requeue)
+        self.status = QLabel(self)
+        self.status.setWordWrap(True)
+        splitter = QSplitter(Qt.Vertical, self)
+        splitter.addWidget(self.tree)
+        splitter.addWidget(self.details)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.status, 1)
+        buttons.addWidget(self.requeueButton)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+        layout.addLayout(buttons)
+
+    def reload(self) -> None:
+        """Fetch the history and show it, keeping the selection."""
+        try:
+            jobs = request(self.client, 'ss_history', 50)
+        except Refused as err:
+            self.status.setText(str(err))
+            return
+        selected = self.selected()
+        self.jobs = jobs
+        self.tree.clear()
+        for job in jobs:
+            duration = (job['finished_at'] - job['started_at']
+                        if job.get('started_at') and job.get('finished_at')
+                        else None)
+            item = QTreeWidgetItem([str(job['id']), job.get('name') or '',
+                                    job.get('owner') or '', job['state'],
+                                    fmt.clock(job.get('finished_at')),
+                                    fmt.duration(duration)])
+            item.setData(0, Qt.UserRole, job)
+            if job['state'] in OUTCOME_COLORS:
+                item.setForeground(3, QBrush(QColor(OUTCOME_COLORS[job['state']])))
+            if job.get('error'):
+                item.setToolTip(3, job['error'].get('message', ''))
+            self.tree.addTopLevelItem(item)
+            if selected and job['id'] == selected['id']:
+                self.tree.setCurrentItem(item)
+        for column in (0, 2, 3, 4, 5):
+            self.tree.resizeColumnToContents(column)
+
+    def selected(self) -> Optional[dict]:
+        """The selected finished job."""
+        item = self.tree.currentItem()
+        return item.data(0, Qt.UserRole) if item else None
+
+    def _show_selected(self, *_args) -> None:
+        job = self.selected()
+        self.details.setPlainText(report_text(job) if job else '')
+        self.requeueButton.setEnabled(bool(job) and job['state'] in REQUEUEABLE)
+
+    def requeue(self) -> None:
+        """Queue the selected job again (``ss_requeue``)."""
+        job = self.selected()
+        if not job:
+            return
+        try:
+            new = request(self.client, 'ss_requeue', job['id'])
+        except Refused as err:
+            self.status.setText(str(err))
+            return
+        self.status.setText(f"Job {job['id']} queued again as job {new['id']}.")
+

@@ -1,0 +1,374 @@
+"""The GUI panels against a real script server, on Qt's offscreen platform.
+
+One NICOS GUI main window (from gui_panels/guiconfig.py) is logged in as
+`user` for the whole module; another client plays the other users. Each
+panel is saved as a screenshot in test-artifacts/gui/.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault('QT_QPA_PLATFORM', 'offscreen')
+
+from gui_panels.launch import ensure_gr  # noqa: E402
+
+ensure_gr()
+
+import gui_panels  # noqa: E402,F401  (registers the ss_* events first)
+from gui_panels.commands import CALL_ROLE  # noqa: E402
+from nicos.clients.base import ConnectionData  # noqa: E402
+from nicos.clients.gui.config import processGuiConfig  # noqa: E402
+from nicos.clients.gui.panels.utils import showPanel  # noqa: E402
+from nicos.guisupport.qt import QApplication, QInputDialog, Qt  # noqa: E402
+from nicos.utils.loggers import NicosLogger, initLoggers  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / 'test-artifacts' / 'gui'
+# An aware job that runs for a while, pausable, reporting progress.
+LOOP = ('for i in range({n}):\n'
+        '    pause_point()\n'
+        '    progress((i + 1) / {n}, f"step {{i + 1}} of {n}")\n'
+        '    sleep({dt})\n')
+NEW_COMMAND = '''
+def greet(name: str = 'world', times: int = 1):
+    """Says hello.
+
+    Args:
+        name: who to greet.
+        times (1..5): how often.
+    """
+'''
+
+
+@pytest.fixture(scope='module')
+def extra_commands(tmp_path_factory):
+    return tmp_path_factory.mktemp('commands')
+
+
+@pytest.fixture(scope='module')
+def server_args(extra_commands):
+    return {'command_folders': [REPO / 'commands', extra_commands]}
+
+
+@pytest.fixture(scope='module')
+def window(server, qapp, tmp_path_factory):
+    """The NICOS GUI main window with the script-server panels, logged in."""
+    home = tmp_path_factory.mktemp('home')
+    saved = {key: os.environ.get(key) for key in ('HOME', 'XDG_CONFIG_HOME')}
+    os.environ.update(HOME=str(home), XDG_CONFIG_HOME=str(home / '.config'))
+    from nicos.clients.gui.mainwindow import MainWindow  # pylint: disable=import-outside-toplevel
+    initLoggers()
+    log = NicosLogger('gui')
+    log.parent = None
+    conf = processGuiConfig((REPO / 'gui_panels' / 'guiconfig.py').read_bytes())
+    main = MainWindow(log, conf)
+    main.confirmexit = False
+    # no connect dialog on show(): the fixture connects
+    main.autoconnect = False
+    main.resize(1600, 1000)
+    main.show()
+    main.client.connect(ConnectionData(server.instance.host,
+                                       server.instance.daemon_port, 'user',
+                                       server.passwords['user']))
+    assert main.client.isconnected
+    yield main
+    main.client.disconnect()
+    main.hide()
+    main.deleteLater()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def panel(window, name):
+    found = window.getPanel(name)
+    assert found is not None, name
+    return found
+
+
+def shot(widget, name):
+    """Save *widget* (a panel: brought to front first) as a PNG."""
+    if widget is not widget.window():
+        showPanel(widget)
+    QApplication.processEvents()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    assert widget.grab().save(str(SHOTS / f'{name}.png'))
+
+
+def waiting_ids(client):
+    return [job['id'] for job in client.queue()['waiting']]
+
+
+def test_commands_panel_builds_checks_and_submits_a_generated_job(
+        window, client, qtbot):
+    commands = panel(window, 'Script-server commands')
+    qtbot.waitUntil(lambda: 'move_sample' in commands.entries, timeout=10000)
+    shown = [commands.commandList.item(i).text()
+             for i in range(commands.commandList.count())]
+    assert {'set_ei', 'measure', 'move_sample', 'scan_temperature'} <= set(shown)
+
+    commands.search.setText('temperature')
+    shown = [commands.commandList.item(i).text()
+             for i in range(commands.commandList.count())]
+    assert shown == ['scan_temperature', 'set_temperature']
+    commands.search.clear()
+
+    # Required arguments left empty: nothing is added, the fields say why.
+    commands.show_command(commands.entries['move_sample'])
+    x, theta = commands.fields['x'], commands.fields['theta']
+    assert x.editor.suffix() == ' mm' and x.editor.maximum() == 50
+    assert 'translation across the beam' in x.editor.toolTip()
+    commands.addButton.click()
+    assert commands.callList.count() == 0
+    assert x.error.text() == 'required' and not x.error.isHidden()
+    x.editor.setValue(1.5)
+    theta.editor.setValue(30)
+    assert x.error.isHidden()
+    commands.addButton.click()
+
+    # An exclusive limit the spin box cannot enforce: checked locally.
+    commands.show_command(commands.entries['measure'])
+    seconds = commands.fields['seconds']
+    seconds.editor.setValue(-0.5)
+    assert seconds.error.text() == 'must be above 0 s'
+    commands.addButton.click()
+    assert commands.callList.count() == 1
+    seconds.editor.setValue(2)
+    commands.addButton.click()
+
+    commands.show_command(commands.entries['set_ei'])
+    commands.fields['energy'].editor.setValue(25)
+    commands.addButton.click()
+    assert [commands.callList.item(i).text()
+            for i in range(commands.callList.count())] == [
+        'move_sample(x=1.5 mm, theta=30 deg)', 'measure(seconds=2 s)',
+        'set_ei(energy=25 meV, wait_for_choppers=True)']
+    commands.callList.setCurrentRow(2)
+    commands._move_call(-1)   # the Up button
+    assert [c['command'] for c in commands.calls()] == [
+        'move_sample', 'set_ei', 'measure']
+
+    commands.dryRunButton.click()
+    assert commands.report.toPlainText().startswith('Dry run ok: about')
+    shot(commands, 'commands')
+
+    commands.jobName.setText('from the form')
+    commands.submitButton.click()
+    assert commands.report.toPlainText().startswith('Submitted as job')
+    assert commands.callList.count() == 0
+    job_id = int(commands.report.toPlainText().split()[3])
+    job = client.call('ss_job', job_id)
+    assert job['name'] == 'from the form'
+    assert job['calls'] == [
+        {'command': 'move_sample', 'args': {'x': 1.5, 'theta': 30.0}},
+        {'command': 'set_ei', 'args': {'energy': 25.0, 'wait_for_choppers': True}},
+        {'command': 'measure', 'args': {'seconds': 2.0}}]
+
+
+def test_commands_panel_shows_server_refusals_on_the_call(window, client):
+    commands = panel(window, 'Script-server commands')
+    commands._clear_calls()
+    commands.show_command(commands.entries['set_ei'])
+    commands.fields['energy'].editor.setValue(25)
+    commands.add_call()
+    # as if the limits had changed on the server since the form was made
+    item = commands.callList.item(0)
+    item.setData(CALL_ROLE, {'command': 'set_ei', 'args': {'energy': 150}})
+    commands.submitButton.click()
+    assert 'above its maximum 100 meV' in commands.report.toPlainText()
+    assert 'call 1 (set_ei)' in commands.callList.item(0).toolTip()
+    assert commands.callList.count() == 1
+    commands._clear_calls()
+
+
+def test_commands_panel_follows_catalog_changes(window, qtbot, extra_commands):
+    commands = panel(window, 'Script-server commands')
+    (extra_commands / 'greetings.py').write_text(NEW_COMMAND)
+    qtbot.waitUntil(lambda: 'greet' in commands.entries, timeout=15000)
+    assert commands.commandList.findItems('greet', Qt.MatchExactly)
+    commands.show_command(commands.entries['greet'])
+    assert commands.fields['times'].editor.maximum() == 5
+    assert commands.fields['name'].editor.text() == 'world'
+
+
+def submit(client, *sources, **spec):
+    return [client.call('ss_submit', dict(spec, source=source, name=f'job {i}'))[0]
+            for i, source in enumerate(sources, 1)]
+
+
+def table_ids(queue):
+    return [queue.model.job_at(row)['id'] for row in range(queue.model.rowCount())]
+
+
+def test_queue_panel_shows_jobs_of_other_clients_and_reorders_them(
+        window, client, server, qtbot, monkeypatch):
+    queue = panel(window, 'Script-server queue')
+    other = server.client('admin')
+    client.call('ss_hold')
+    jobs = submit(other, 'print(1)', 'print(2)', 'print(3)', 'print(4)')
+    ids = [job['id'] for job in jobs]
+    qtbot.waitUntil(lambda: table_ids(queue) == ids, timeout=10000)
+    assert queue.model.job_at(0)['owner'] == 'admin'
+    qtbot.waitUntil(lambda: not queue.holdLabel.isHidden(), timeout=5000)
+
+    # drag job 4 onto the row of job 2: it takes that place
+    model = queue.model
+    data = model.mimeData([model.index(3, 0)])
+    assert model.dropMimeData(data, Qt.MoveAction, -1, -1, model.index(1, 0))
+    expected = [ids[0], ids[3], ids[1], ids[2]]
+    qtbot.waitUntil(lambda: waiting_ids(client) == expected, timeout=5000)
+    qtbot.waitUntil(lambda: table_ids(queue) == expected, timeout=5000)
+
+    # buttons act on the selected job, which stays selected
+    queue.select_job(ids[1])
+    queue.actTop.trigger()
+    expected = [ids[1], ids[0], ids[3], ids[2]]
+    assert waiting_ids(client) == expected
+    assert queue.selected()['id'] == ids[1]
+    queue.actDown.trigger()
+    assert waiting_ids(client) == [ids[0], ids[1], ids[3], ids[2]]
+
+    queue.select_job(ids[2])
+    queue.actSkip.trigger()
+    assert client.call('ss_job', ids[2])['state'] == 'skipped'
+    qtbot.waitUntil(lambda: queue.actSkip.text() == 'Unskip', timeout=5000)
+    monkeypatch.setattr(QInputDialog, 'getInt', lambda *args: (2, True))
+    queue.actRepeat.trigger()
+    queue.actDuplicate.trigger()
+    qtbot.waitUntil(lambda: len(table_ids(queue)) == 7, timeout=5000)
+    assert len(waiting_ids(client)) == 7
+
+    queue.select_job(ids[0])
+    queue.actRemove.trigger()
+    qtbot.waitUntil(lambda: ids[0] not in table_ids(queue), timeout=5000)
+    assert ids[0] not in waiting_ids(client)
+
+    # a refusal is shown in the panel, not in a popup
+    queue.move_job(ids[1], 99)
+    assert 'cannot move job' in queue.status.text()
+    other.disconnect()
+
+
+def test_queue_panel_edits_a_job_in_its_dialog(window, client, qtbot):
+    from gui_panels.jobdialog import JobEditDialog  # pylint: disable=import-outside-toplevel
+    queue = panel(window, 'Script-server queue')
+    client.call('ss_hold')
+    job, = submit(client, 'print("old")')
+    qtbot.waitUntil(lambda: table_ids(queue) == [job['id']], timeout=5000)
+    queue.select_job(job['id'])
+    queue.actEdit.trigger()
+    dialog = queue.findChild(JobEditDialog)
+    qtbot.waitUntil(dialog.isVisible, timeout=5000)
+    dialog.source.setPlainText('if True:\n')
+    dialog.save()
+    assert 'syntax error' in dialog.error.text() and dialog.isVisible()
+    dialog.source.setPlainText('print("new")\n')
+    dialog.name.setText('renamed')
+    dialog.save()
+    assert not dialog.isVisible()
+    edited = client.call('ss_job', job['id'])
+    assert (edited['name'], edited['source']) == ('renamed', 'print("new")\n')
+    qtbot.waitUntil(lambda: queue.model.job_at(0)['name'] == 'renamed',
+                    timeout=5000)
+    dialog.deleteLater()
+
+
+def test_current_job_panel_follows_and_controls_the_running_job(
+        window, client, qtbot, monkeypatch):
+    current = panel(window, 'Script-server current job')
+    queue = panel(window, 'Script-server queue')
+    long_job, = client.call('ss_submit', {
+        'name': 'temperature loop', 'source': 'print("cooling down")\n'
+        + LOOP.format(n=150, dt=0.1)})
+    waiting = [
+        client.call('ss_submit', {'kind': 'generated', 'name': 'align sample',
+                                  'calls': [{'command': 'move_sample',
+                                             'args': {'x': 2.0, 'theta': 45.0}},
+                                            {'command': 'measure',
+                                             'args': {'seconds': 30}}]})[0],
+        client.call('ss_submit', {'name': 'energy scan', 'source':
+                                  'for e in (10, 20, 40):\n'
+                                  '    set_ei(e)\n    measure(seconds=60)\n'})[0],
+        client.call('ss_submit', {'kind': 'blackbox', 'name': 'export data',
+                                  'source': '# estimate: 2 min\n'
+                                            'print("exporting")\n'})[0]]
+    qtbot.waitUntil(lambda: current.job is not None
+                    and current.job['id'] == long_job['id']
+                    and (current.job.get('progress') or 0) >= 0.2, timeout=20000)
+    qtbot.waitUntil(lambda: 'cooling down' in current.output.toPlainText(),
+                    timeout=5000)
+    assert current.script.toPlainText().startswith('print("cooling down")')
+    assert current.progress.value() >= 200
+    assert 'of 150' in current.progress.format()
+    assert current.pauseButton.isEnabled() and not current.resumeButton.isEnabled()
+    # the queue shows the same, with estimates from the dry runs
+    qtbot.waitUntil(lambda: table_ids(queue) == [long_job['id']] + [
+        job['id'] for job in waiting], timeout=5000)
+    qtbot.waitUntil(lambda: all(queue.model.data(queue.model.index(row, 6))
+                                for row in range(1, 4)), timeout=20000)
+    queue.select_job(waiting[1]['id'])
+    assert queue.actEdit.isEnabled() and queue.actTop.isEnabled()
+    shot(current, 'current-job')
+    shot(queue, 'queue')
+    shot(window, 'main-window')
+
+    current.pauseButton.click()
+    qtbot.waitUntil(lambda: current.job['state'] == 'paused', timeout=10000)
+    assert client.call('ss_job', long_job['id'])['state'] == 'paused'
+    assert current.resumeButton.isEnabled() and not current.pauseButton.isEnabled()
+    assert current.script.extraSelections()
+    shot(current, 'current-job-paused')
+    current.resumeButton.click()
+    qtbot.waitUntil(lambda: current.job['state'] == 'running', timeout=10000)
+
+    monkeypatch.setattr(current, 'askQuestion', lambda *args, **kwds: True)
+    current.abortButton.click()
+    qtbot.waitUntil(lambda: current.job['state'] == 'aborted', timeout=10000)
+    assert not current.abortButton.isEnabled()
+    qtbot.waitUntil(lambda: not queue.holdLabel.isHidden(), timeout=5000)
+
+    # a job that fails: its dry run fails too, so it is confirmed to run
+    for job in waiting:
+        client.call('ss_remove', job['id'])
+    failing, = client.call('ss_submit', {
+        'name': 'align with camera', 'source':
+            'move_sample(1, 0)\nraise RuntimeError("camera not found")\n'})
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == failing['id']
+                    and d['held'])
+    client.call('ss_confirm', failing['id'])
+    client.call('ss_release')
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == failing['id']
+                    and d['state'] == 'failed')
+
+    # the history shows the outcomes; the aborted job can be queued again
+    queue.tabs.setCurrentWidget(queue.history)
+    history = queue.history
+    qtbot.waitUntil(lambda: [job['id'] for job in history.jobs[:2]]
+                    == [failing['id'], long_job['id']], timeout=5000)
+    history.tree.setCurrentItem(history.tree.topLevelItem(0))
+    assert 'camera not found' in history.details.toPlainText()
+    assert history.requeueButton.isEnabled()
+    shot(queue, 'history')
+    history.tree.setCurrentItem(history.tree.topLevelItem(1))
+    assert 'aborted' in history.details.toPlainText()
+    history.requeueButton.click()
+    assert 'queued again as job' in history.status.text()
+    requeued = client.queue()['waiting'][-1]
+    assert requeued['requeued_from'] == long_job['id']
+    queue.tabs.setCurrentIndex(0)
+
+
+def test_black_box_jobs_cannot_be_paused(window):
+    current = panel(window, 'Script-server current job')
+    saved = current.job
+    current._show_job({'id': -1, 'kind': 'blackbox', 'state': 'running',
+                       'source': 'print(1)\n'})
+    assert not current.pauseButton.isEnabled()
+    assert current.abortButton.isEnabled()
+    current._show_job(saved)
