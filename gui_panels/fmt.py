@@ -1,7 +1,8 @@
 """Texts for durations, clock times, estimates and command calls."""
 
-import time
 from typing import Any, Optional
+
+from nicos_scriptserver import timefmt
 
 
 def duration(seconds: Optional[float]) -> str:
@@ -18,15 +19,7 @@ def duration(seconds: Optional[float]) -> str:
     return f'{hours} h {minutes:02d} min'
 
 
-def clock(epoch: Optional[float], now: Optional[float] = None) -> str:
-    """Local time of day; with the date if it is not today."""
-    if epoch is None:
-        return ''
-    when = time.localtime(epoch)
-    today = time.localtime(time.time() if now is None else now)
-    if when[:3] == today[:3]:
-        return time.strftime('%H:%M:%S', when)
-    return time.strftime('%d %b %H:%M', when)
+clock = timefmt.clock
 
 
 def estimate(summary: Optional[dict]) -> str:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, List
 
 from nicos import session
 from nicos.commands import helparglist, parallel_safe, usercommand
@@ -22,6 +21,7 @@ from nicos.utils import formatDuration, printTable
 
 from nicos_scriptserver.queue import QueueError
 from nicos_scriptserver.queue.validate import as_job_id
+from nicos_scriptserver.timefmt import clock
 
 
 def _daemon():
@@ -40,10 +40,6 @@ def _refusals() -> Iterator[None]:
         yield
     except (QueueError, ValueError, TypeError) as err:
         raise NicosError(str(err)) from None
-
-
-def _clock(epoch: Optional[float]) -> str:
-    return time.strftime('%H:%M:%S', time.localtime(epoch)) if epoch else '-'
 
 
 def _estimate(job) -> str:
@@ -90,14 +86,14 @@ def ListJobs():
         session.log.info('%s: job %d %r, %s %s, expected end %s',
                          current.state.value.capitalize(), current.id,
                          _name(current), progress, current.progress_message or '',
-                         _clock(now.get('expected_end')))
+                         clock(now.get('expected_end'), missing='-'))
     starts = {entry['id']: entry['expected_start'] for entry in timeline['jobs']}
     waiting = jobs.waiting()
     if not waiting:
         session.log.info('No jobs are waiting.')
     else:
         rows = [[str(pos), str(job.id), job.kind.value, _name(job), job.owner,
-                 _state(job), _estimate(job), _clock(starts.get(job.id))]
+                 _state(job), _estimate(job), clock(starts.get(job.id), missing='-')]
                 for pos, job in enumerate(waiting)]
         printTable(('pos', 'id', 'kind', 'name', 'owner', 'state', 'estimate',
                     'expected start'), rows, session.log.info)
@@ -297,6 +293,6 @@ def ListFinishedJobs(n=10):
         error = job.error or {}
         why = f"line {error.get('line') or '?'}: {error.get('message', '')}" if error else ''
         rows.append([str(job.id), job.kind.value, _name(job), job.owner,
-                     job.state.value, _clock(job.finished_at), why])
+                     job.state.value, clock(job.finished_at, missing='-'), why])
     printTable(('id', 'kind', 'name', 'owner', 'outcome', 'finished', 'error'),
                rows, session.log.info)

@@ -5,8 +5,9 @@ Pure functions, so that what users read is unit-tested without a server.
 
 from __future__ import annotations
 
-import time
 from typing import Any, List, Optional, Sequence
+
+from nicos_scriptserver import timefmt
 
 # What a missing value looks like in every table and line.
 NONE = '-'
@@ -46,14 +47,8 @@ def duration(seconds: Optional[float]) -> str:
 
 
 def clock(epoch: Optional[float], now: Optional[float] = None) -> str:
-    """Local time of *epoch*: ``14:03:07``, with the date if not today."""
-    if epoch is None:
-        return NONE
-    moment = time.localtime(epoch)
-    today = time.localtime(time.time() if now is None else now)
-    if moment[:3] == today[:3]:
-        return time.strftime('%H:%M:%S', moment)
-    return time.strftime('%Y-%m-%d %H:%M', moment)
+    """Local time of *epoch*, or NONE."""
+    return timefmt.clock(epoch, now, NONE)
 
 
 def percent(fraction: Optional[float]) -> str:

@@ -53,8 +53,6 @@ WRITER_COMMANDS = VIEWER_COMMANDS | frozenset({
     'ss_resume', 'ss_abort', 'ss_confirm', 'ss_dryrun',
 })
 ALLOWED = {VIEWER: VIEWER_COMMANDS, WRITER: WRITER_COMMANDS}
-#: Commands answered before login.
-HANDSHAKE_COMMANDS = frozenset({'getbanner', 'authenticate', 'quit'})
 
 
 class ProtocolError(ValueError):

@@ -29,9 +29,8 @@ import zmq
 from nicos_scriptserver.proxy.daemonlink import DaemonLink, LinkError
 from nicos_scriptserver.proxy.links import Forward, LinkPool
 from nicos_scriptserver.proxy.login import Handshake, TokenLogin, login_fields
-from nicos_scriptserver.proxy.protocol import HANDSHAKE_COMMANDS, VIEWER, \
-    WRITER, ProtocolError, banner, check_allowed, error_reply, ok_reply, \
-    parse_request
+from nicos_scriptserver.proxy.protocol import WRITER, ProtocolError, \
+    banner, check_allowed, error_reply, ok_reply, parse_request
 from nicos_scriptserver.proxy.sessions import Session, SessionTable
 
 log = logging.getLogger('nicos_scriptserver.proxy')
