@@ -130,8 +130,10 @@ def test_elapsed_counts_pauses_and_expected_end_moves_while_paused(client):
     client.call('ss_resume')
     done = finished(client, job['id'])
     assert done['paused_total'] >= 1.0
+    # The wall time holds the pause besides the job's own 5 s (an upper
+    # bound would only measure how busy the machine is).
     took = done['finished_at'] - done['started_at']
-    assert took == pytest.approx(5.0 + done['paused_total'], rel=0.15)
+    assert took >= 0.95 * 5.0 + done['paused_total']
 
 
 def test_explicit_dry_run_reports_without_queueing(client, server):
