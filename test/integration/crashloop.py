@@ -137,16 +137,16 @@ def crash_round(client: ScriptServerClient, kill: Callable[[], None],
     """One round (see the module docstring); returns the result and the
     client connected to the restarted daemon."""
     result = RoundResult()
+    # A long job first in line, then let it run (after a restart the queue
+    # is held): it is what the kill interrupts, and the short jobs behind
+    # it stay waiting.
+    current, = client.call('ss_submit', {'source': LONG_JOB, 'name': 'long'},
+                           'top')
     client.call('ss_release')
-    current = client.queue()['current']
-    if current is None:
-        long_job, = client.call('ss_submit', {'source': LONG_JOB,
-                                              'name': 'long'}, 'top')
-        deadline = time.monotonic() + 30
-        while (client.queue()['current'] or {}).get('id') != long_job['id']:
-            assert time.monotonic() < deadline, 'the long job did not start'
-            time.sleep(0.02)
-        current = client.queue()['current']
+    deadline = time.monotonic() + 30
+    while (client.queue()['current'] or {}).get('id') != current['id']:
+        assert time.monotonic() < deadline, 'the long job did not start'
+        time.sleep(0.02)
     model = Model(listing(client))
     known = set(model.ids()) | {current['id']}
     serial = [0]
