@@ -66,8 +66,13 @@ class ServerProcesses:
         self.passwords: Dict[str, str] = {}
 
     def _spawn(self, name: str, args: List[str]) -> subprocess.Popen:
-        self.instance.logdir.mkdir(parents=True, exist_ok=True)
-        with open(self.instance.logdir / f'{name}.out', 'ab') as out:
+        try:
+            self.instance.logdir.mkdir(parents=True, exist_ok=True)
+            out = open(self.instance.logdir / f'{name}.out', 'ab')
+        except OSError as err:
+            raise StartupError(f'cannot write to the data directory '
+                               f'{self.instance.datadir}: {err.strerror}') from None
+        with out:
             proc = subprocess.Popen(
                 [sys.executable, *args], env=self.env, stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
