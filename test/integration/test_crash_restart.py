@@ -1,6 +1,7 @@
-"""SIGKILL the daemon at random moments of a running, changing queue.
+"""SIGKILL the daemon at random moments of a running, changing queue, and
+the proxy and a black-box job's process.
 
-A few rounds here (CI); bench/bench_crash_restart.py runs many. See
+A few daemon rounds here (CI); bench/bench_crash_restart.py runs many. See
 crashloop.py for what each round checks.
 """
 
@@ -8,9 +9,12 @@ import os
 import random
 import signal
 
+import psutil
 import pytest
 
 from crashloop import crash_round
+from nicos_scriptserver.proxy.client import ProxyError
+from test_proxy import connect, credentials
 
 pytestmark = pytest.mark.integration
 
@@ -40,3 +44,44 @@ def test_nothing_acknowledged_is_lost_when_the_daemon_is_killed(server_factory, 
     # The rounds really changed the queue and really cut requests short.
     assert sum(result.ops_acknowledged for result in results) > ROUNDS * 5
     assert any(result.in_flight for result in results)
+
+
+def test_a_killed_blackbox_process_fails_its_job_and_nothing_else(server, client):
+    job, = client.call('ss_submit', {'kind': 'blackbox', 'name': 'stubborn',
+                                      'source': 'import time\nprint("up", flush=True)\n'
+                                                'time.sleep(600)\n'})
+    client.wait_for(lambda n, d: n == 'ss_output' and d['id'] == job['id'], 30)
+    daemon = psutil.Process(server.processes.procs['daemon'].pid)
+    child, = [p for p in daemon.children() if 'nicos-simulate' not in ' '.join(p.cmdline())]
+    child.kill()
+    failed = client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                             and d['state'] in ('failed', 'done', 'aborted'), 30)[1]
+    assert failed['state'] == 'failed'
+    assert 'signal' in failed['error']['message'].lower() or \
+        'SIGKILL' in failed['error']['message'], failed['error']
+    assert client.queue()['held']
+    client.call('ss_release')
+    after, = client.call('ss_submit', {'source': 'sleep(0.01)'})
+    assert client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == after['id']
+                           and d['state'] == 'done', 60)
+
+
+def test_a_killed_proxy_comes_back_with_a_new_token(server_factory, tmp_path):
+    running = server_factory(datadir=tmp_path / 'data', proxy=True)
+    user, old = credentials(running)
+    client = connect(running)
+    client.login(user, old)
+    proxy = running.processes.procs.pop('proxy')
+    proxy.send_signal(signal.SIGKILL)
+    proxy.wait(10)
+    with pytest.raises(ProxyError, match='no reply'):
+        connect(running, timeout=0.5).call('getbanner')
+    running.processes.start_proxy()
+    user, new = credentials(running)
+    assert new != old
+    client.reconnect()
+    with pytest.raises(ProxyError, match='Invalid'):
+        client.login(user, old)
+    client.reconnect()
+    assert client.login(user, new) == 10
+    assert client.call('getstatus')['status']
