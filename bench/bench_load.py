@@ -3,14 +3,14 @@
 
 Run: .venv/bin/python bench/bench_load.py   (about 2 minutes)
 
-A job reports progress 100 times a second, stamping each report with the
+A job reports progress 20 times a second, stamping each report with the
 time it was made; 50 clients (in 5 processes) log in at the daemon,
 unmask the script server's events and measure when each report reaches
 them. Three phases of 10 s: the 50 alone; the 50 plus a client that never
 reads its event connection (a GUI frozen on a slow link); the 50 plus 50
 clients polling the proxy's ``ss_queue`` every 100 ms. Figures: event
-latency p50/p99/max per phase, events lost by the watchers, the daemon's
-and proxy's RSS before and after. Targets: the slow reader does not delay
+latency p50/p99/max per phase, watchers that lost their connection (on
+stderr), the daemon's and proxy's RSS before and after. Targets: the slow reader does not delay
 the others; memory does not grow without bound.
 """
 
@@ -39,7 +39,7 @@ PROGRESS_JOB = '''
 import time
 for i in range(100000):
     progress((i % 1000) / 1000, repr(time.time()))
-    sleep(0.01)
+    sleep(0.05)
 '''
 
 # Watches ss_job progress events for a given time; prints latencies (s).
@@ -60,6 +60,8 @@ sys.stdin.readline()
 with lock: lat.clear()
 time.sleep(seconds)
 with lock: print(json.dumps(lat), flush=True)
+lost = sum(not client.isconnected for client in clients)
+print(f'{lost} of {count} watchers lost their connection', file=sys.stderr)
 for client in clients: client.disconnect()
 '''
 
@@ -110,9 +112,12 @@ def watch(inst: Instance, password: str, extra=None) -> list:
     return lat
 
 
-def report(label: str, lat: list, expected: float) -> None:
+def report(label: str, lat: list) -> None:
+    if not lat:
+        print(f'  {label:<42} no events arrived')
+        return
     print(f'  {label:<42} p50 {pct(lat, 50) * 1e3:7.2f} ms  p99 {pct(lat, 99) * 1e3:7.2f} ms'
-          f'  max {max(lat) * 1e3:7.1f} ms  events {len(lat)} of ~{expected:.0f}')
+          f'  max {max(lat) * 1e3:7.1f} ms  ({len(lat)} events)')
 
 
 def main() -> None:
@@ -128,16 +133,17 @@ def main() -> None:
             daemon = psutil.Process(servers.procs['daemon'].pid)
             proxy = psutil.Process(servers.procs['proxy'].pid)
             before = rss_mb(daemon), rss_mb(proxy)
-            user.call('ss_submit', {'source': PROGRESS_JOB, 'name': 'progress'})
+            job, = user.call('ss_submit', {'source': PROGRESS_JOB, 'name': 'progress'})
             time.sleep(2)
-            expected = PHASE * 100 * WATCHERS
+            running = user.call('ss_job', job['id'])
+            assert running['state'] == 'running', running
             guest = servers.passwords['guest']
-            print(f'{WATCHERS} watchers, progress every 10 ms, {PHASE:.0f} s per phase')
-            report('watchers alone', watch(inst, guest), expected)
+            print(f'{WATCHERS} watchers, progress every 50 ms, {PHASE:.0f} s per phase')
+            report('watchers alone', watch(inst, guest))
             readers = []
             report('with a client that never reads events',
                    watch(inst, guest, lambda: readers.append(
-                       frozen_client(inst.daemon_port, guest))), expected)
+                       frozen_client(inst.daemon_port, guest))))
             token = read_token(inst)
             pollers = []
 
@@ -149,13 +155,14 @@ def main() -> None:
                 pollers.append(proc)
                 time.sleep(2)
             report('with 50 IBEX-like clients polling the proxy',
-                   watch(inst, guest, start_pollers), expected)
+                   watch(inst, guest, start_pollers))
             for proc in pollers:
                 proc.wait(60)
             after = rss_mb(daemon), rss_mb(proxy)
             print(f'  RSS daemon {before[0]:.0f} -> {after[0]:.0f} MiB, '
                   f'proxy {before[1]:.0f} -> {after[1]:.0f} MiB')
-            user.call('ss_abort')
+            final = user.call('ss_job', job['id'])
+            print(f"  the job is {final['state']}: {final['error']}")
         finally:
             servers.stop()
 

@@ -1,12 +1,17 @@
-"""Classic NICOS transport that keeps new event types from stock clients."""
+"""Classic NICOS transport: new event types kept from stock clients, and
+events sent safely while clients come and go."""
+
+import queue
 
 from nicos.services.daemon.proto import classic
+from nicos.utils import closeSocket
 
 from nicos_scriptserver.protocol import EVENTS
 
 
 class ClassicServer(classic.Server):
-    """The stock classic (TCP) server, with the script server's events masked.
+    """The stock classic (TCP) server, with the script server's events
+    masked, and an `emit` that survives clients connecting meanwhile.
 
     A stock NICOS client drops its whole event connection on an event code
     it does not know. So every connection starts with the new event types
@@ -19,9 +24,25 @@ class ClassicServer(classic.Server):
         return classic.Server.register_handler(self, handler, ident, client_id)
 
     def emit(self, event, data, blobs, handler=None):
+        # The stock emit iterates the handler table while other threads
+        # add and remove connections: "dictionary changed size during
+        # iteration" then reached the emitting thread, the script thread
+        # for progress and log messages, and failed the running job. The
+        # table is changed under this lock, so it is read under it too.
+        with self.handler_ident_lock:
+            targets = (handler,) if handler else list(self.handlers.values())
         # NICOS serializes an event before looking at any client's mask;
         # skip that when nobody wants it (e.g. a 10,000-id 'rearranged').
-        targets = (handler,) if handler else list(self.handlers.values())
-        if all(event in target.event_mask for target in targets):
+        targets = [target for target in targets if event not in target.event_mask]
+        if not targets:
             return
-        classic.Server.emit(self, event, data, blobs, handler)
+        payload = self.serializer.serialize_event(event, data)
+        for target in targets:
+            try:
+                target.event_queue.put((event, payload, blobs), True, 0.1)
+            except queue.Full:
+                # as stock NICOS: a client that does not read is dropped
+                self.daemon.log.warning('handler %s: queue full, closing '
+                                        'socket', target.ident)
+                closeSocket(target.event_sock)
+                closeSocket(target.sock)
