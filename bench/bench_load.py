@@ -140,10 +140,14 @@ def main() -> None:
             guest = servers.passwords['guest']
             print(f'{WATCHERS} watchers, progress every 50 ms, {PHASE:.0f} s per phase')
             report('watchers alone', watch(inst, guest))
+            print(f'    RSS daemon {rss_mb(daemon):.0f} MiB')
             readers = []
             report('with a client that never reads events',
                    watch(inst, guest, lambda: readers.append(
                        frozen_client(inst.daemon_port, guest))))
+            print(f'    RSS daemon {rss_mb(daemon):.0f} MiB')
+            report('watchers alone, again', watch(inst, guest))
+            print(f'    RSS daemon {rss_mb(daemon):.0f} MiB')
             token = read_token(inst)
             pollers = []
 

@@ -4,14 +4,21 @@ events sent safely while clients come and go."""
 import queue
 
 from nicos.services.daemon.proto import classic
+from nicos.services.daemon.utils import SizedQueue
 from nicos.utils import closeSocket
 
 from nicos_scriptserver.protocol import EVENTS
 
+#: Bytes of events kept for one client that does not read them before it
+#: is dropped (NICOS keeps 100 MiB per client: a few frozen GUIs took
+#: hundreds of MiB of the daemon's memory).
+EVENT_BACKLOG = 16 * 1024 * 1024
+
 
 class ClassicServer(classic.Server):
     """The stock classic (TCP) server, with the script server's events
-    masked, and an `emit` that survives clients connecting meanwhile.
+    masked, a smaller backlog per client, and an `emit` that survives
+    clients connecting meanwhile.
 
     A stock NICOS client drops its whole event connection on an event code
     it does not know. So every connection starts with the new event types
@@ -21,6 +28,7 @@ class ClassicServer(classic.Server):
 
     def register_handler(self, handler, ident, client_id):
         handler.event_mask.update(EVENTS)
+        handler.event_queue = SizedQueue(EVENT_BACKLOG)
         return classic.Server.register_handler(self, handler, ident, client_id)
 
     def emit(self, event, data, blobs, handler=None):
