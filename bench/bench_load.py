@@ -28,6 +28,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _daemon_bench import pct  # noqa: E402
+from bench_proxy import read_token  # noqa: E402
 
 from nicos_scriptserver.instance import Instance  # noqa: E402
 from nicos_scriptserver.processes import ServerProcesses, free_port  # noqa: E402
@@ -83,14 +84,6 @@ while time.monotonic() < end:
 
 def rss_mb(proc: psutil.Process) -> float:
     return proc.memory_info().rss / 2**20
-
-
-def read_token(inst: Instance) -> str:
-    env = dict(os.environ, EPICS_CA_ADDR_LIST=f'127.0.0.1:{inst.pv_port}',
-               EPICS_CA_AUTO_ADDR_LIST='NO')
-    code = f"import epics; print(epics.caget('{inst.pv_prefix}TOKEN', as_string=True))"
-    return subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
-                          text=True, check=True).stdout.split()[-1]
 
 
 def watch(inst: Instance, password: str, extra=None) -> list:
