@@ -4,11 +4,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 from nicos_scriptserver.processes import free_port
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -40,14 +40,6 @@ def ok(result):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ''
     return result.stdout
-
-
-def wait_until(condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, 'condition not met in time'
-        time.sleep(0.05)
-    return result
 
 
 def waiting(client):

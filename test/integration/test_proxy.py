@@ -20,6 +20,7 @@ from nicos_scriptserver.instance import REPO
 from nicos_scriptserver.processes import free_port
 from nicos_scriptserver.proxy.client import ProxyClient, ProxyError
 from nicos_scriptserver.proxy.protocol import MAX_REQUEST_BYTES
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -97,14 +98,6 @@ def restart_proxy(server):
     proc.terminate()
     proc.wait(10)
     server.processes.start_proxy()
-
-
-def wait_until(condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, 'condition not met in time'
-        time.sleep(0.05)
-    return result
 
 
 def test_token_from_the_pv_logs_in_and_runs_a_job(server, writer):

@@ -11,6 +11,7 @@ import pytest
 from nicos.clients.base import ConnectionData, NicosClient
 
 from nicos_scriptserver.client import ServerError
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -18,13 +19,6 @@ LOOP = ('for i in range({n}):\n'
         '    pause_point()\n'
         '    progress((i + 1) / {n}, f"step {{i + 1}} of {n}")\n'
         '    sleep({dt})\n')
-
-
-def wait_until(condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, 'condition not met in time'
-        time.sleep(0.05)
 
 
 def job_event(job_id, *states):
