@@ -13,6 +13,7 @@ the stock class (without our ``queuefile`` parameter). NICOS finds setups at
 """
 
 import collections
+import json
 import math
 import os
 import re
@@ -235,6 +236,27 @@ def wait_for_quiet(limit: float = 60.0, threshold: float = 0.15,
         used = load.stop()
         if used < threshold or time.monotonic() > deadline:
             return used
+
+
+# -- client processes -----------------------------------------------------------
+
+def gather_latencies(procs: Sequence, before_go: Optional[Callable[[], None]] = None
+                     ) -> List[float]:
+    """Run client processes together: each prints ``ready``, waits for a
+    line on stdin, then prints its latencies as one JSON list."""
+    for proc in procs:
+        if proc.stdout.readline().strip() != 'ready':
+            raise RuntimeError(f'a client process did not start: {proc.args[:3]}')
+    if before_go:
+        before_go()
+    for proc in procs:
+        proc.stdin.write('go\n')
+        proc.stdin.flush()
+    latencies: List[float] = []
+    for proc in procs:
+        latencies += json.loads(proc.stdout.readline())
+        proc.wait(60)
+    return latencies
 
 
 # -- statistics and the table ---------------------------------------------------

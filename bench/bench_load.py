@@ -14,7 +14,6 @@ stderr), the daemon's and proxy's RSS before and after. Targets: the slow reader
 the others; memory does not grow without bound.
 """
 
-import json
 import os
 import socket
 import subprocess
@@ -27,7 +26,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _daemon_bench import pct  # noqa: E402
+from _daemon_bench import gather_latencies, pct  # noqa: E402
 from bench_proxy import read_token  # noqa: E402
 
 from nicos_scriptserver.instance import Instance  # noqa: E402
@@ -91,18 +90,7 @@ def watch(inst: Instance, password: str, extra=None) -> list:
                                password, str(WATCHERS // PROCESSES), str(PHASE)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
              for _ in range(PROCESSES)]
-    for proc in procs:
-        assert proc.stdout.readline().strip() == 'ready'
-    if extra:
-        extra()
-    for proc in procs:
-        proc.stdin.write('go\n')
-        proc.stdin.flush()
-    lat = []
-    for proc in procs:
-        lat += json.loads(proc.stdout.readline())
-        proc.wait(60)
-    return lat
+    return gather_latencies(procs, extra)
 
 
 def report(label: str, lat: list) -> None:

@@ -17,7 +17,6 @@ One script server with its proxy, on loopback:
     with those 200 connected. Target: <= 1 MB each, no slowdown.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -29,7 +28,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _daemon_bench import login as daemon_login, pct, wait_for_quiet  # noqa: E402
+from _daemon_bench import gather_latencies, login as daemon_login, pct, \
+    wait_for_quiet  # noqa: E402
 
 from nicos_scriptserver.instance import Instance  # noqa: E402
 from nicos_scriptserver.processes import ServerProcesses, free_port  # noqa: E402
@@ -131,16 +131,7 @@ def concurrent(port: int, token: str, period: float):
     pollers = [spawn(POLLER, port, CONCURRENT_CALLS, period,
                      period * i / CONCURRENT, token=token)
                for i in range(CONCURRENT)]
-    for proc in pollers:
-        assert proc.stdout.readline().strip() == 'ready'
-    for proc in pollers:
-        proc.stdin.write('go\n')
-        proc.stdin.flush()
-    lat = []
-    for proc in pollers:
-        lat += json.loads(proc.stdout.readline())
-        proc.wait(60)
-    return lat
+    return gather_latencies(pollers)
 
 
 ECHO = '''
