@@ -264,7 +264,7 @@ def test_ibex_flow(server, writer):
     ibex.close()
 
 
-def test_zap_refuses_non_loopback_peers_and_start_refuses_other_addresses(server):
+def test_start_refuses_a_non_loopback_listen_address(server):
     # The listening address: anything but loopback is refused at start.
     out = subprocess.run(
         [sys.executable, '-m', 'nicos_scriptserver.proxy', '--data',
