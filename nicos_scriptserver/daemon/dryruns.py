@@ -116,11 +116,16 @@ class DryRunScheduler:
         active = self._active.get(job_id)
         if active is not None and active[0] != job['source']:
             active[1].cancel()
-        if job['estimate'] is None:
-            self._wanted[job_id] = job['source']
+        estimate = job['estimate']
+        if estimate is None:
             self._unmarked = True
-            return True
-        return False
+        elif estimate.get('state') in FINAL_STATES or job_id in self._active \
+                or job_id in self._wanted:
+            return False
+        # No estimate, or one that says a dry run is pending or running when
+        # none is: a copy (repeat, re-queue) inherits its original's.
+        self._wanted[job_id] = job['source']
+        return True
 
     def _forget(self, job_id: int) -> None:
         self._wanted.pop(job_id, None)
@@ -185,20 +190,22 @@ class DryRunScheduler:
                 return   # edited or gone since it was chosen
             del self._wanted[job.id]
             self._active[job.id] = (script, process)
+        # The job stays active until its report is stored, so that a change
+        # event in between does not ask for a second dry run.
         try:
             if not self._store(job.id, script, running()):
                 return
             facts = process.run()
+            if process.cancelled:
+                return
+            report = build_report(script, facts, self.time_limit)
+            hold = None
+            if self.policy == 'hold' and report['state'] != 'ok':
+                hold = 'dry run: ' + _first_problem(report)
+            self._store(job.id, script, report, hold)
         finally:
             with self._cond:
                 self._active.pop(job.id, None)
-        if process.cancelled:
-            return
-        report = build_report(script, facts, self.time_limit)
-        hold = None
-        if self.policy == 'hold' and report['state'] != 'ok':
-            hold = 'dry run: ' + _first_problem(report)
-        self._store(job.id, script, report, hold)
         if report['state'] != 'ok':
             self.log.warning('dry run of job %d: %s', job.id,
                              _first_problem(report))

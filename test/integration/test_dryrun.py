@@ -181,3 +181,19 @@ def test_blackbox_jobs_get_their_declared_estimate(client):
     assert report['seconds'] == 120 and report['sources'] == {'declared': 120}
     plain = client.call('ss_dryrun', {'kind': 'blackbox', 'source': 'print(1)'})
     assert plain['seconds'] is None and 'declare' in plain['reason']
+
+
+def test_a_copy_made_while_the_dry_run_runs_gets_its_own(client):
+    # Found by the soak: a copy inherited the "running" estimate of its
+    # original, no dry run was ever started for it, and under the 'hold'
+    # policy it blocked the queue for good.
+    client.call('ss_hold')
+    job = submit(client, 'measure(seconds=1)')
+    client.wait_for(job_changed(job['id'], lambda d: (d['estimate'] or {}).get(
+        'state') == 'running'))
+    copy, = client.call('ss_repeat', job['id'], 1)
+    assert copy['estimate']['state'] == 'running'
+    assert estimated(client, copy['id'])['estimate']['state'] == 'ok'
+    client.call('ss_release')
+    assert finished(client, job['id'])['state'] == 'done'
+    assert finished(client, copy['id'])['state'] == 'done'
