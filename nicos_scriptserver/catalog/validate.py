@@ -21,6 +21,8 @@ _MAX_SHOWN = 40
 _MAX_LISTED = 10
 _PHRASES = {'float': 'a number', 'int': 'a whole number', 'str': 'text',
             'bool': 'True or False', 'list': 'a list'}
+# Characters compile() refuses without a position (see check_syntax).
+_NOT_COMPILABLE = re.compile('[\0\ud800-\udfff]')
 _PLAIN = ('only numbers, text, True/False, None and lists and dicts of '
           'them can be given')
 
@@ -339,12 +341,16 @@ def check_syntax(text: str, filename: str = '<script>') -> None:
     # Only the line ends Python knows: str.splitlines also splits at form
     # feeds and the like, which would shift the line numbers.
     lines = re.split(r'\r\n|\r|\n', text)
-    if '\0' in text:
-        # Python reports a NUL without a position (and not always as a
-        # SyntaxError), so find it here.
-        before = text[:text.index('\0')]
+    # Python reports a NUL without a position (and not always as a
+    # SyntaxError), and a lone surrogate (JSON's "\ud800" decodes to one)
+    # as a UnicodeEncodeError, so find them here.
+    bad = _NOT_COMPILABLE.search(text)
+    if bad:
+        before = text[:bad.start()]
         line = before.count('\n') + 1
-        raise ScriptSyntaxError('the script contains a NUL character', line,
+        what = 'a NUL character' if bad.group() == '\0' else \
+            f'a lone surrogate {bad.group()!r}, which is not text'
+        raise ScriptSyntaxError(f'the script contains {what}', line,
                                 len(before) - before.rfind('\n'),
                                 lines[line - 1])
     try:

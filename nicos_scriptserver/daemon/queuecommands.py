@@ -28,7 +28,8 @@ def queue_command(name: str):
     """Register ``func(handler, *args)`` as daemon command *name*.
 
     The function returns the reply. Wrong arguments, `QueueError` and bad
-    values become error replies naming the command.
+    values become error replies naming the command. (NICOS's handler loop
+    does not catch what escapes: the client would lose its connection.)
     """
     def deco(func):
         signature = inspect.signature(func)
@@ -42,7 +43,9 @@ def queue_command(name: str):
                 return
             try:
                 reply = func(handler, *args)
-            except (QueueError, ValueError, TypeError) as err:
+            # OverflowError: int() of an infinite number (e.g. a repeat
+            # count of 1e999 or inf from a JSON or pickle client).
+            except (QueueError, ValueError, TypeError, OverflowError) as err:
                 handler.send_error_reply(f'{name}: {err}')
                 return
             handler.send_ok_reply(reply)

@@ -93,9 +93,14 @@ def decode_args(payload: bytes) -> List[Any]:
     """The argument list of a request, plain JSON only."""
     try:
         args = json.loads(payload.decode('utf-8'),
-                          parse_constant=_no_constant)
+                          parse_constant=_no_constant, parse_float=_finite)
     except (UnicodeDecodeError, ValueError) as err:
         raise ProtocolError(f'arguments are not valid JSON: {err}') from None
+    except RecursionError:
+        # json.loads recurses per level: ~1000 brackets (2 KB) would
+        # otherwise escape the proxy's request loop.
+        raise ProtocolError(f'arguments are nested deeper than {MAX_DEPTH}') \
+            from None
     if not isinstance(args, list):
         raise ProtocolError('arguments must be a JSON list')
     check_plain(args)
@@ -104,6 +109,14 @@ def decode_args(payload: bytes) -> List[Any]:
 
 def _no_constant(name: str):
     raise ValueError(f'{name} is not allowed')
+
+
+def _finite(text: str) -> float:
+    # 1e999 would come back as inf: the NaN/Infinity refusal by other means.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f'{text[:40]} is not a finite number')
+    return value
 
 
 def check_plain(value: Any, depth: int = 0) -> None:

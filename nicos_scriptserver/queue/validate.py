@@ -18,6 +18,9 @@ SPEC_FIELDS = ('kind', 'name', 'source', 'calls', 'held', 'hold_reason')
 #: Most copies ``repeat`` makes at once (a typo like 1000000 would
 #: otherwise flood the queue).
 MAX_REPEAT = 1000
+# Job ids are SQLite INTEGERs (signed 64-bit): a larger one cannot even be
+# looked up (sqlite3 raises OverflowError), so it is refused here.
+_JOB_IDS = range(-2**63, 2**63)
 
 
 def normalized(value: Any, what: str) -> Any:
@@ -33,9 +36,12 @@ def as_job_id(value: Any) -> int:
     if not isinstance(value, bool) and not (isinstance(value, float)
                                             and not value.is_integer()):
         try:
-            return int(value)
+            job_id = int(value)
         except (TypeError, ValueError, OverflowError):
             pass
+        else:
+            if job_id in _JOB_IDS:
+                return job_id
     raise InvalidValue(f'{value!r} is not a job id')
 
 
