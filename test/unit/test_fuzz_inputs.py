@@ -3,6 +3,8 @@ proxy frames, command files, job specs. Each may be refused, with the
 documented error, but nothing may escape as another exception.
 
 bench/bench_fuzz.py runs the same properties with many more examples.
+What is a refusal and what a finding is decided by `fuzzing.oracles`,
+shared with the coverage-guided targets (test/unit/test_fuzz_atheris.py).
 """
 
 import json
@@ -10,12 +12,7 @@ import os
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from nicos_scriptserver.catalog import Catalog, ValidationError
-from nicos_scriptserver.catalog.parse import parse_source
-from nicos_scriptserver.instance import REPO
-from nicos_scriptserver.jobcheck import prepared_spec
-from nicos_scriptserver.proxy.protocol import ProtocolError, parse_request
-from nicos_scriptserver.queue import QueueError
+from fuzzing import oracles
 
 #: Examples per property; FUZZ_EXAMPLES raises it (bench_fuzz.py does).
 EXAMPLES = int(os.environ.get('FUZZ_EXAMPLES', 300))
@@ -47,40 +44,25 @@ fragments = st.sampled_from([
 @FUZZ
 @given(st.lists(st.binary(max_size=64), max_size=5))
 def test_proxy_frames_parse_or_are_refused(frames):
-    try:
-        request = parse_request(frames)
-    except ProtocolError:
-        return
-    assert request.command.isidentifier()
-    json.dumps(request.args, allow_nan=False)
+    oracles.check_request(frames)
 
 
 @FUZZ
 @given(st.lists(json_values, max_size=4))
 def test_proxy_arguments_of_any_shape(args):
     payload = json.dumps(args).encode()
-    try:
-        request = parse_request([b'ss_submit', b'', payload])
-    except ProtocolError:
-        return
-    assert request.args == json.loads(payload)
+    request = oracles.check_request([b'ss_submit', b'', payload])
+    if request is not None:
+        assert request.args == json.loads(payload)
 
 
 @FUZZ
 @given(st.one_of(st.text(max_size=300),
                  st.lists(fragments, max_size=12).map(''.join)))
 def test_command_files_parse_or_report_an_error(source):
-    parsed = parse_source(source, '/commands/fuzz.py', 'fuzz.py')
-    if parsed.error is not None:
-        assert parsed.error['file'] == 'fuzz.py' and parsed.error['message']
-        assert not parsed.commands
-    for entry in parsed.commands:
-        json.dumps(entry, allow_nan=False)
-        assert entry['name'].isidentifier()
+    oracles.check_command_source(source, 'fuzz.py')
 
 
-_catalog = Catalog([REPO / 'commands'])
-_catalog.scan()
 job_specs = st.one_of(
     json_values,
     st.fixed_dictionaries({}, optional={
@@ -96,8 +78,4 @@ job_specs = st.one_of(
 @FUZZ
 @given(job_specs)
 def test_job_specs_are_prepared_or_refused(spec):
-    try:
-        prepared = prepared_spec(spec, _catalog)
-    except (QueueError, ValidationError):
-        return
-    compile(prepared['source'], '<job>', 'exec')
+    oracles.check_job_spec(spec, oracles.repo_catalog())

@@ -1,0 +1,163 @@
+"""Oracles of the fuzz tests: an accepted refusal versus a finding.
+
+Every function takes one input as an outsider could give it and returns
+quietly if the code under test either accepted it (and the result keeps
+its invariants) or refused it with the documented error type. Anything
+else escapes: an unexpected exception as itself, a broken invariant as
+``AssertionError``. Pure: no NICOS, ZeroMQ or EPICS import, so the
+hypothesis properties (test/unit/test_fuzz_inputs.py) and the atheris
+targets (`fuzzing.atheris_targets`) share them.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+from typing import Any, Optional, Sequence
+
+from nicos_scriptserver.catalog import Catalog, ValidationError
+from nicos_scriptserver.catalog.parse import ParsedFile, parse_file, parse_source
+from nicos_scriptserver.instance import REPO
+from nicos_scriptserver.jobcheck import prepared_edits, prepared_spec
+from nicos_scriptserver.proxy.protocol import (ProtocolError, Request,
+                                               check_allowed, encode_json,
+                                               parse_request)
+from nicos_scriptserver.queue import QueueError
+from nicos_scriptserver.queue import validate as queue_validate
+
+#: What a job check may refuse with (`InvalidValue` is a `QueueError`).
+JOB_REFUSALS = (QueueError, ValidationError)
+
+
+@functools.lru_cache(maxsize=None)
+def repo_catalog() -> Catalog:
+    """The catalog of the repo's commands/ (scanned once per process)."""
+    catalog = Catalog([REPO / 'commands'])
+    catalog.scan()
+    return catalog
+
+
+# -- proxy ----------------------------------------------------------------
+
+def check_request(frames: Sequence[bytes]) -> Optional[Request]:
+    """Frames of a client request: parsed, or refused with `ProtocolError`.
+
+    An accepted request names an identifier and carries plain JSON (no
+    NaN/Infinity, no ``__pickle__`` objects) that the proxy's encoder
+    writes back to the same value. Returns the request, None if refused.
+    """
+    try:
+        request = parse_request(frames)
+    except ProtocolError:
+        return None
+    assert request.command.isidentifier(), request.command
+    json.dumps(request.args, allow_nan=False)
+    assert json.loads(encode_json(request.args)) == request.args
+    for role in ('viewer', 'writer'):
+        try:
+            check_allowed(request.command, role)
+        except ProtocolError:
+            pass
+    return request
+
+
+# -- command files ----------------------------------------------------------
+
+def check_parsed_file(parsed: ParsedFile, file: str) -> None:
+    """A parsed command file: an error entry and no commands, or commands
+    that are plain JSON with identifier names."""
+    if parsed.error is not None:
+        assert parsed.error['file'] == file and parsed.error['message'], \
+            parsed.error
+        assert not parsed.commands
+    for entry in parsed.commands:
+        json.dumps(entry, allow_nan=False)
+        assert entry['name'].isidentifier(), entry['name']
+
+
+def check_command_source(source: str, file: str = 'fuzz.py') -> ParsedFile:
+    """Command-file text through `parse_source` (which never raises)."""
+    parsed = parse_source(source, f'/commands/{file}', file)
+    check_parsed_file(parsed, file)
+    return parsed
+
+
+def check_command_file(path: str, file: str) -> ParsedFile:
+    """A command file's bytes on disk through `parse_file` (decoding
+    included; never raises)."""
+    parsed = parse_file(path, file)
+    check_parsed_file(parsed, file)
+    return parsed
+
+
+# -- jobs -------------------------------------------------------------------
+
+def _check_rendered(source: str, calls: Any) -> None:
+    """The script rendered from *calls* evaluates back to their values
+    (`render_script`'s promise): one ``command(...)`` line per call."""
+    statements = ast.parse(source).body
+    assert len(statements) == len(calls), (source, calls)
+    for statement, call in zip(statements, calls):
+        node = statement.value
+        assert isinstance(node, ast.Call) and node.func.id == call['command']
+        assert [ast.literal_eval(a) for a in node.args] == \
+            list(call.get('posargs', []))
+        assert {k.arg: ast.literal_eval(k.value) for k in node.keywords} == \
+            dict(call.get('args', {}))
+
+
+def check_job_spec(spec: Any, catalog: Optional[Catalog] = None) -> None:
+    """A submitted job spec: prepared (its script compiles, and rendered
+    calls read back as given) or refused with a `JOB_REFUSALS` type."""
+    try:
+        prepared = prepared_spec(spec, catalog)
+    except JOB_REFUSALS:
+        return
+    compile(prepared['source'], '<job>', 'exec')
+    if spec.get('calls') is not None:
+        _check_rendered(prepared['source'], spec['calls'])
+
+
+def check_job_edits(edits: Any, catalog: Optional[Catalog] = None) -> None:
+    """Edits of a waiting job: checked like a submission, or refused."""
+    try:
+        prepared = prepared_edits(edits, catalog)
+    except JOB_REFUSALS:
+        return
+    if 'source' in prepared:
+        compile(prepared['source'], '<job>', 'exec')
+
+
+def check_queue_fields(spec: Any) -> None:
+    """What the queue itself checks of a spec: the fields, JSON-normalized
+    (they read back from disk as submitted), or `InvalidValue`."""
+    try:
+        fields = queue_validate.spec_fields(spec, 'job')
+    except QueueError:
+        return
+    plain = dict(fields, kind=fields['kind'].value)
+    assert queue_validate.normalized(plain, 'job') == plain, plain
+
+
+def check_job_id(value: Any) -> None:
+    """A job id as a client gives it: an int (not a bool), or refused."""
+    try:
+        job_id = queue_validate.as_job_id(value)
+    except QueueError:
+        return
+    assert type(job_id) is int and not isinstance(value, bool), value
+
+
+# -- daemon commands ---------------------------------------------------------
+
+def check_command_reply(command: str, kind: str, payload: Any) -> None:
+    """One reply of a new daemon command: ``ok`` with plain-JSON data, or
+    ``error`` with a text naming the command (as a client shows it)."""
+    if kind == 'error':
+        assert isinstance(payload, str) and payload.startswith(f'{command}: '), \
+            (command, payload)
+    else:
+        assert kind == 'ok', kind
+        json.dumps(payload, allow_nan=False)
+
