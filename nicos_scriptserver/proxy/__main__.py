@@ -3,7 +3,9 @@
 It refuses to start on a non-loopback address, with a secrets file that
 others can read, or when the daemon refuses its tier-2 logins. Once it
 serves, it makes this start's token, publishes it with the login name on
-the token/user PVs, and forgets it (only a salted hash stays).
+the token/user PVs, and forgets it (only a salted hash stays). With
+external PVs, it makes and publishes a new token whenever their server
+comes back from a restart (`nicos_scriptserver.pvs.watch`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from nicos_scriptserver.accounts import InsecureFile, read_secrets
 from nicos_scriptserver.proxy.daemonlink import LinkError
@@ -117,6 +119,29 @@ def _publisher(args: argparse.Namespace):
     return pvs
 
 
+def _rotator(server: ProxyServer, login: TokenLogin) -> Callable[[], str]:
+    """The token rotation for `Republisher`: hash off the loop (scrypt is
+    slow), swap the hash on the loop, hand out the clear token once."""
+    def rotate() -> str:
+        token, digest = login.make_token()
+        if not server.call_in_loop(lambda: login.install(digest)):
+            raise RuntimeError('the serving loop did not take the new token')
+        return token
+    return rotate
+
+
+def _watch(args: argparse.Namespace, publisher, server: ProxyServer,
+           login: TokenLogin):
+    """For external PVs: a `Republisher` that publishes a new token
+    whenever their server comes back from a restart (started)."""
+    if args.pvs != 'external':
+        return None
+    from nicos_scriptserver.pvs.watch import Republisher
+    watcher = Republisher(publisher, args.login, _rotator(server, login))
+    watcher.start()
+    return watcher
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     _setup_logging(args.data / 'log')
@@ -135,6 +160,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             login.new_token()
             log.warning('no PVs: nobody can learn this start\'s token')
+        watcher = _watch(args, publisher, server, login)
     except (ConfigError, InsecureFile, LinkError, PublishError, OSError,
             ValueError) as err:
         log.error('the proxy does not start: %s', err)
@@ -147,8 +173,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         server.serve_forever()
     finally:
-        if hasattr(publisher, 'stop'):
-            publisher.stop()
+        for running in (watcher, publisher):
+            if hasattr(running, 'stop'):
+                running.stop()
     log.info('proxy stopped')
     return 0
 

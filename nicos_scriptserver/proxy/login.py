@@ -3,7 +3,9 @@
 The proxy makes a fresh token at every start (the OS's CSPRNG) and keeps
 only its salted scrypt hash; the clear token goes once to the PV
 publisher, from which authorised GUIs read it, and is then forgotten. A
-restart makes every previous token useless. Failed logins are counted per
+restart makes every previous token useless, and so does a rotation
+(`make_token` + `install`), which the proxy does when the PV server that
+holds the token restarted empty. Failed logins are counted per
 peer address and lock that peer out for a while; what was attempted is
 never kept or logged.
 """
@@ -14,7 +16,7 @@ import base64
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import rsa
 
@@ -51,9 +53,27 @@ class TokenLogin:
     def new_token(self) -> str:
         """Make this start's token; returns it in clear (once) and keeps
         only its hash."""
-        token = new_secret()
-        self._hash = hash_secret(token)
+        token, digest = self.make_token()
+        self.install(digest)
         return token
+
+    @staticmethod
+    def make_token() -> Tuple[str, str]:
+        """A new (token, hash) pair; the slow part of a rotation, so it
+        runs off the serving loop. Nothing is kept."""
+        token = new_secret()
+        return token, hash_secret(token)
+
+    def install(self, digest: str) -> None:
+        """Check logins against *digest* from now on; the previous token
+        is refused. Sessions that logged in already are not touched (they
+        live in the server's session table).
+
+        Called on the serving loop. A check running in the login threads
+        reads the hash once, as one reference, so it sees either the old
+        or the new hash, never a mix.
+        """
+        self._hash = digest
 
     def check(self, peer: str, login: str, password: str) -> str:
         """The role (writer or viewer) of a login, or `ProtocolError`."""
@@ -63,8 +83,9 @@ class TokenLogin:
                 wait = self.policy.window - (self._clock() - failures[0])
                 raise ProtocolError(f'too many failed logins; try again in '
                                     f'{max(wait, 1):.0f} s')
-        if login == self.policy.user and self._hash and \
-                verify_secret(password, self._hash):
+        digest = self._hash   # one read: `install` may swap it meanwhile
+        if login == self.policy.user and digest and \
+                verify_secret(password, digest):
             return WRITER
         if self.policy.viewer is not None and login == self.policy.viewer:
             return VIEWER

@@ -127,6 +127,21 @@ class ProxyServer:
         except (BlockingIOError, OSError):
             pass
 
+    def call_in_loop(self, callback: Callable[[], None],
+                     timeout: float = 10.0) -> bool:
+        """Run *callback* in the serving thread and wait until it ran
+        (from another thread only); False if it did not run in time,
+        e.g. because the loop is stopping."""
+        ran = threading.Event()
+
+        def run() -> None:
+            try:
+                callback()
+            finally:
+                ran.set()
+        self.post(run)
+        return ran.wait(timeout)
+
     # -- lifecycle ----------------------------------------------------------
 
     def bind(self) -> int:

@@ -20,7 +20,9 @@ name of the effective user), which must be a writer in its ACF.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+import threading
+import time
+from typing import Any, Callable, Dict, Optional
 
 from nicos_scriptserver.pvs.server import TOKEN, USER
 from nicos_scriptserver.pvs.values import check_value
@@ -51,6 +53,10 @@ class ExternalPublisher:
         #: Refuse to write to a server that is not on this host: a forged
         #: search reply could otherwise point the token at another machine.
         self.require_loopback = require_loopback
+        # Channels kept open by `watch`, by PV name, and their callback.
+        self._watched: Dict[str, Any] = {}
+        self._on_change: Optional[Callable[[bool], None]] = None
+        self._watch_lock = threading.Lock()
 
     def publish(self, user: str, token: str) -> None:
         """Write both values, waiting for the server to complete the puts.
@@ -104,3 +110,76 @@ class ExternalPublisher:
             if readback != value:
                 raise PublishError(f'PV {name} does not hold the written '
                                    f'value after the put')
+
+    # -- watching the server (see `watch.Republisher`) -----------------------
+
+    def watch(self, on_change: Callable[[bool], None]) -> None:
+        """Keep channels to both PVs open; *on_change(connected)* is called
+        from libca's thread at every connection change of either."""
+        self._on_change = on_change
+        self._open_channels()
+
+    def renew(self) -> None:
+        """Close the kept channels and open new ones.
+
+        libca searches for a new channel at once, while for a channel that
+        lost its server it backs off (10 s and more between searches).
+        """
+        ca = _ca()
+        with self._watch_lock:
+            old, self._watched = self._watched, {}
+        for chid in old.values():
+            ca.clear_channel(chid)
+        self._open_channels()
+
+    def connected(self, timeout: float = 0.0) -> bool:
+        """Whether every kept channel is connected, waiting up to
+        *timeout* seconds for it."""
+        ca = _ca()
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._watch_lock:
+                chids = list(self._watched.values())
+            if chids and all(ca.isConnected(c) for c in chids):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            # pyepics' own connect wait polls too; libca connects in its
+            # own threads (preemptive context), so this only waits.
+            time.sleep(0.05)
+
+    def unwatch(self) -> None:
+        """Close the kept channels."""
+        self._on_change = None
+        if not self._watched:
+            return
+        ca = _ca()
+        with self._watch_lock:
+            old, self._watched = self._watched, {}
+        for chid in old.values():
+            ca.clear_channel(chid)
+
+    def _open_channels(self) -> None:
+        ca = _ca()
+        for suffix in (USER, TOKEN):
+            name = self.prefix + suffix
+            # pyepics reuses a channel it already has for the name (the one
+            # `publish` left open), so the watch shares `publish`'s
+            # channels, and `renew` renews both.
+            chid = ca.create_channel(name, callback=self._connection)
+            with self._watch_lock:
+                self._watched[name] = chid
+
+    def _connection(self, conn: bool = False, **_: Any) -> None:
+        callback = self._on_change
+        if callback is not None:
+            callback(bool(conn))
+
+
+def _ca() -> Any:
+    """pyepics' ``ca`` module, with this thread attached to the context
+    that the first publish made: the watch runs in a thread of its own,
+    where libca would otherwise make a second, separate context."""
+    import epics.ca
+    epics.ca.use_initial_context()
+    return epics.ca

@@ -218,6 +218,13 @@ def _check_port_free(port: int) -> None:
     """`OSError` unless *port* on the loopback is free for TCP and UDP."""
     for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
         with socket.socket(socket.AF_INET, kind) as sock:
+            if kind == socket.SOCK_STREAM:
+                # As libcas does for its listener: connections of a killed
+                # server linger in TIME_WAIT for a minute and would fail a
+                # plain bind, though nothing listens (they inherited
+                # SO_REUSEADDR from libcas's listener, which Linux wants
+                # on both sides). Another listener still fails it.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((LOOPBACK, port))
             except OSError as err:

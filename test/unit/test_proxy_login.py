@@ -83,3 +83,19 @@ def test_rsa_and_plain_passwords():
 def test_malformed_authenticate_is_refused(args):
     with pytest.raises(ProtocolError, match='authenticate'):
         login_fields(args)
+
+
+def test_rotation_refuses_the_old_token_and_takes_the_new(clock):
+    """What the proxy does when the external PV server restarted."""
+    login = TokenLogin(LoginPolicy(user='ss'), clock)
+    old = login.new_token()
+    new, digest = login.make_token()
+    # Made, not installed: the old token still logs in.
+    assert login.check('127.0.0.1', 'ss', old) == WRITER
+    with pytest.raises(ProtocolError, match='Invalid'):
+        login.check('127.0.0.1', 'ss', new)
+    login.install(digest)
+    assert login.check('127.0.0.1', 'ss', new) == WRITER
+    with pytest.raises(ProtocolError, match='Invalid'):
+        login.check('127.0.0.1', 'ss', old)
+    assert new not in repr(vars(login))

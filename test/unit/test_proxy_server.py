@@ -79,3 +79,10 @@ def test_requests_before_login_are_refused_and_the_banner_is_served(proxy):
     status, _, payload = sock.recv_multipart()
     assert status == b'ok' and b'"protocol_version":23' in payload
     sock.close(0)
+
+
+def test_call_in_loop_runs_on_the_serving_thread(proxy):
+    ran_on = []
+    assert proxy.call_in_loop(lambda: ran_on.append(threading.current_thread()))
+    assert ran_on and ran_on[0] is not threading.current_thread()
+    assert ran_on[0].name != 'MainThread'
