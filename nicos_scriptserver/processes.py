@@ -18,6 +18,7 @@ from nicos_scriptserver.accounts import ensure_accounts
 from nicos_scriptserver.instance import REPO, Instance
 from nicos_scriptserver.lifetime import die_with_parent
 
+
 class StartupError(RuntimeError):
     """A service did not come up; the message points at its log."""
 
@@ -54,9 +55,13 @@ class ServerProcesses:
 
     def __init__(self, instance: Instance, allow_root: bool = False,
                  env: Optional[Dict[str, str]] = None, proxy: bool = False,
-                 proxy_args: Sequence[str] = ()):
+                 proxy_args: Sequence[str] = (),
+                 service_user: Optional[str] = None,
+                 service_group: Optional[str] = None):
         self.instance = instance
         self.allow_root = allow_root
+        self.service_user = service_user
+        self.service_group = service_group
         self.proxy = proxy
         self.proxy_args = list(proxy_args)
         self.env = dict(os.environ, **instance.to_env(), **(env or {}))
@@ -65,24 +70,46 @@ class ServerProcesses:
         self.procs: Dict[str, subprocess.Popen] = {}
         self.passwords: Dict[str, str] = {}
 
-    def _spawn(self, name: str, args: List[str]) -> subprocess.Popen:
+    def command(self, name: str, args: List[str]) -> List[str]:
+        """The command line that starts process *name* (a hook for tests
+        that must wrap a service, e.g. in a mount namespace)."""
+        return [sys.executable, *args]
+
+    def _spawn(self, name: str, args: List[str],
+               umask: Optional[int] = None) -> subprocess.Popen:
         try:
             self.instance.logdir.mkdir(parents=True, exist_ok=True)
-            out = open(self.instance.logdir / f'{name}.out', 'ab')
+            # Private: the proxy's output is its log, and the daemon's may
+            # hold whatever jobs print.
+            fd = os.open(self.instance.logdir / f'{name}.out',
+                         os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
+                         0o600)
+            os.fchmod(fd, 0o600)  # also when an older run left it readable
+            out = os.fdopen(fd, 'ab')
         except OSError as err:
             raise StartupError(f'cannot write to the data directory '
                                f'{self.instance.datadir}: {err.strerror}') from None
+        arm = die_with_parent()
+
+        def preexec() -> None:
+            arm()
+            if umask is not None:
+                os.umask(umask)
         with out:
             proc = subprocess.Popen(
-                [sys.executable, *args], env=self.env, stdout=out,
+                self.command(name, args), env=self.env, stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=die_with_parent())
+                start_new_session=True, preexec_fn=preexec)
         self.procs[name] = proc
         return proc
 
     def start_service(self, service: str) -> subprocess.Popen:
         args = ['-m', 'nicos_scriptserver.service', service]
-        if self.allow_root:
+        if self.service_user:
+            args += ['--user', self.service_user]
+            if self.service_group:
+                args += ['--group', self.service_group]
+        elif self.allow_root:
             args.append('--allow-root')
         return self._spawn(service, args)
 
@@ -95,7 +122,7 @@ class ServerProcesses:
             '-m', 'nicos_scriptserver.proxy', '--data', str(inst.datadir),
             '--listen', inst.proxy_address, '--daemon', inst.daemon_address,
             '--pv-port', str(inst.pv_port), '--pv-prefix', inst.pv_prefix,
-            *self.proxy_args])
+            *self.proxy_args], umask=0o077)
 
         def printed_ready() -> bool:
             with open(out, 'rb') as fp:
@@ -126,6 +153,9 @@ class ServerProcesses:
 
     def start(self, timeout: float = 60.0) -> 'ServerProcesses':
         """Start cache, daemon and proxy; wait until they serve the demo."""
+        if self.service_user and os.geteuid() != 0:
+            raise StartupError(f'only root can run the services as '
+                               f'{self.service_user}')
         self.instance.datadir.mkdir(parents=True, exist_ok=True)
         self.passwords = ensure_accounts(self.instance.datadir)
         try:
@@ -146,13 +176,15 @@ class ServerProcesses:
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        """Wait until an admin login works and the instrument setups are loaded."""
+        """Wait until a login works and the instrument setups are loaded."""
         from nicos_scriptserver.client import ScriptServerClient, ServerError
         deadline = time.monotonic() + timeout
         client = ScriptServerClient(keep_events=False)
         try:
-            client.login(self.instance.host, self.instance.daemon_port, 'admin',
-                         self.passwords['admin'])
+            # As guest: the admin password is never sent to the daemon, in
+            # whose memory job scripts run.
+            client.login(self.instance.host, self.instance.daemon_port, 'guest',
+                         self.passwords['guest'])
             while True:
                 status = client.call('getstatus')
                 if status['setups'][1] and status['status'][0] < 0:

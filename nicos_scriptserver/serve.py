@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Optional
 
 from nicos_scriptserver.accounts import secrets_path
 from nicos_scriptserver.instance import REPO, Instance
@@ -47,6 +48,16 @@ Stop with Ctrl-C.
 """
 
 
+def root_warning(euid: int, service_user: Optional[str],
+                 secrets: Path) -> Optional[str]:
+    """The one-line warning for running every service as root, if it applies."""
+    if euid != 0 or service_user:
+        return None
+    return (f'warning: the daemon runs as root, so any job can read {secrets} '
+            '(all passwords, admin\'s too); pass --service-user NAME (an '
+            'unprivileged account, e.g. nobody) to run cache and daemon as NAME')
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--data', type=Path, default=REPO / 'run' / 'demo',
@@ -63,6 +74,10 @@ def main(argv=None) -> int:
                         help='speed factor of the demo devices (default 1)')
     parser.add_argument('--allow-root', action='store_true',
                         help='run the services as root (containers only)')
+    parser.add_argument('--service-user', metavar='NAME',
+                        help='started as root: run cache and daemon as this '
+                        'unprivileged account (the proxy stays yours, and '
+                        'alone reads the secrets file)')
     args = parser.parse_args(argv)
 
     instance = Instance(datadir=args.data.resolve(), daemon_port=args.port,
@@ -75,14 +90,21 @@ def main(argv=None) -> int:
             print(f'port {port} for the {name} is in use: is a server already '
                   f'running? Choose another with --{option}.', file=sys.stderr)
             return 2
-    if os.geteuid() == 0 and args.allow_root:
-        print('warning: running as root; a deployment names a service user '
-              'in nicos.conf instead', file=sys.stderr)
+    if args.service_user and os.geteuid() != 0:
+        print('--service-user needs the demo to be started as root',
+              file=sys.stderr)
+        return 2
+    if args.allow_root:
+        warning = root_warning(os.geteuid(), args.service_user,
+                               secrets_path(instance.datadir))
+        if warning:
+            print(warning, file=sys.stderr)
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    servers = ServerProcesses(instance, allow_root=args.allow_root, proxy=True)
+    servers = ServerProcesses(instance, allow_root=args.allow_root, proxy=True,
+                              service_user=args.service_user)
     print(f'starting the script server in {instance.datadir} ...', flush=True)
     try:
         servers.start()

@@ -1,22 +1,151 @@
 """Run one NICOS service (cache or daemon) of a script-server instance.
 
 ``python -m nicos_scriptserver.service daemon`` is what ``nicos-daemon``
-does, plus two things NICOS leaves to a site's nicos.conf: absolute log and
-pid directories inside the instance's data directory, and an explicit,
-opt-in way to run as root inside throw-away containers (CI, tests).
+does, plus what NICOS leaves to a site's nicos.conf: absolute log and pid
+directories inside the instance's data directory, a full and irreversible
+switch to an unprivileged service account, and an explicit, opt-in way to
+run as root inside throw-away containers (CI, tests).
 
-NICOS refuses to run as root unless nicos.conf names a user and group to
-switch to. A deployment keeps that rule and names its service account; only
-``--allow-root`` (never the default) lets a root process keep running as
-root, and it says so in the log.
+The daemon runs users' job scripts as arbitrary Python, so it must not run
+as the account that owns ``<data>/etc/secrets.toml`` (the clear passwords,
+read by the proxy). Started as root with ``--user NAME`` (or with a user in
+nicos.conf), the service prepares the data directory for NAME and then
+drops real, effective and saved ids and the supplementary groups before
+NICOS starts. NICOS's own ``setuser()`` only changes the *effective* ids,
+from which a job could switch back to root; it is never reached here.
+Without a user, NICOS refuses to run as root unless ``--allow-root`` (never
+the default) lets the process keep running as root, which it logs.
 """
 
 import argparse
+import ctypes
 import grp
 import os
+import pwd
+import stat
 import sys
+from pathlib import Path
+from typing import NamedTuple, Optional
 
 from nicos_scriptserver.instance import INSTRUMENT, Instance
+
+# Written by the cache and daemon; owned by the service account. Everything
+# else (etc/ with the passwords, log/ with the proxy's and supervisor's
+# files, run/ with the proxy's ACF) stays the starting user's.
+SERVICE_DIRS = ('pid', 'cache', 'data', 'log/cache', 'log/daemon', 'log/nicos')
+OWNER_DIRS = ('etc', 'log', 'run')
+# SQLite in WAL mode creates its -wal and -shm files next to the database,
+# so the daemon must be able to create files in the data directory itself.
+QUEUE_FILES = ('queue.sqlite', 'queue.sqlite-wal', 'queue.sqlite-shm')
+_PR_SET_NO_NEW_PRIVS = 38
+
+
+class Account(NamedTuple):
+    """The unprivileged account a service switches to."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+def resolve_account(user: str, group: Optional[str] = None,
+                    euid: Optional[int] = None) -> Account:
+    """The account to switch to; `SystemExit` with the reason if we cannot."""
+    euid = os.geteuid() if euid is None else euid
+    if euid != 0:
+        raise SystemExit(f'refusing --user {user}: only root can switch to '
+                         f'another account (this process runs as uid {euid})')
+    try:
+        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+    except (KeyError, OverflowError):
+        raise SystemExit(f'refusing --user {user}: there is no such account') from None
+    if entry.pw_uid == 0:
+        raise SystemExit(f'refusing --user {user}: that is root; name an '
+                         'unprivileged account')
+    gid = entry.pw_gid
+    if group:
+        try:
+            gid = grp.getgrgid(int(group)).gr_gid if group.isdigit() \
+                else grp.getgrnam(group).gr_gid
+        except (KeyError, OverflowError):
+            raise SystemExit(f'refusing --group {group}: there is no such group') from None
+        if gid == 0:
+            raise SystemExit(f'refusing --group {group}: that is root\'s group')
+    return Account(entry.pw_name, entry.pw_uid, gid, entry.pw_dir)
+
+
+def _chown_tree(path: Path, account: Account) -> None:
+    """Give *path* and everything below it to *account*.
+
+    Only when *path* is not already the account's (left by a run as another
+    user), and through directory descriptors without following symbolic
+    links, so nothing the account planted can redirect the chown.
+    """
+    if path.lstat().st_uid == account.uid:
+        return
+    for _, dirs, files, dirfd in os.fwalk(path, follow_symlinks=False):
+        for name in dirs + files:
+            os.chown(name, account.uid, account.gid, dir_fd=dirfd,
+                     follow_symlinks=False)
+    os.chown(path, account.uid, account.gid, follow_symlinks=False)
+
+
+def prepare_datadir(datadir: Path, account: Account) -> None:
+    """Let *account* write what cache and daemon write, and nothing else.
+
+    The data directory keeps its owner, gets the account's group with write
+    access and the sticky bit: the daemon can create its queue database
+    files there, but cannot rename or delete what it does not own (etc/
+    above all: otherwise it could swap in its own secrets and accounts
+    files for the next start). Directories of the starting user are created
+    here first, so the account cannot create them in their place.
+    """
+    me = os.geteuid()
+    datadir.mkdir(parents=True, exist_ok=True)
+    os.chown(datadir, -1, account.gid)
+    os.chmod(datadir, 0o1775)
+    for sub in OWNER_DIRS:
+        path = datadir / sub
+        path.mkdir(exist_ok=True)
+        if path.lstat().st_uid != me or not stat.S_ISDIR(path.lstat().st_mode):
+            raise SystemExit(f'{path} is not a directory owned by uid {me}; '
+                             'remove it and start again')
+    # Files of the proxy and the supervisor (proxy.log, *.out) that a run
+    # before the split may have left readable by others.
+    for path in (datadir / 'log').iterdir():
+        if path.is_file() and not path.is_symlink() and path.lstat().st_uid == me:
+            path.chmod(0o600)
+    for sub in SERVICE_DIRS:
+        path = datadir / sub
+        path.mkdir(parents=True, exist_ok=True)
+        _chown_tree(path, account)
+    for name in QUEUE_FILES:
+        path = datadir / name
+        if path.exists() and path.lstat().st_uid != account.uid:
+            os.chown(path, account.uid, account.gid, follow_symlinks=False)
+
+
+def drop_privileges(account: Account) -> None:
+    """Become *account* for good: real, effective and saved ids, groups."""
+    os.initgroups(account.name, account.gid)
+    os.setresgid(account.gid, account.gid, account.gid)
+    os.setresuid(account.uid, account.uid, account.uid)
+    try:
+        os.setuid(0)
+    except PermissionError:
+        pass
+    else:  # pragma: no cover - would be a kernel or libc surprise
+        raise SystemExit('could not drop root privileges for good')
+    # No set-uid program (su, sudo, ...) started by a job gains anything.
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    os.environ.update(HOME=account.home, USER=account.name,
+                      LOGNAME=account.name)
+    if not os.access(sys.executable, os.X_OK) or \
+            not os.access(os.__file__, os.R_OK):
+        raise SystemExit(f'{account.name} cannot run {sys.executable} or read '
+                         f'{os.path.dirname(os.__file__)}: install Python where '
+                         'the service account can read it')
 
 
 def _prepare_config(instance: Instance, allow_root: bool) -> None:
@@ -25,8 +154,9 @@ def _prepare_config(instance: Instance, allow_root: bool) -> None:
     config.pid_path = str(instance.datadir / 'pid')
     if os.geteuid() == 0 and not config.user:
         if not allow_root:
-            sys.exit('refusing to run as root: name a service user and group '
-                     'in nicos.conf, or pass --allow-root in a container')
+            sys.exit('refusing to run as root: pass --user NAME (or name a '
+                     'service user and group in nicos.conf), or pass '
+                     '--allow-root in a container')
         config.user = 'root'
         config.group = grp.getgrgid(0).gr_name
 
@@ -34,12 +164,28 @@ def _prepare_config(instance: Instance, allow_root: bool) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('service', choices=['cache', 'daemon'])
+    parser.add_argument('--user', help='when started as root, switch to this '
+                        'account for good before NICOS starts')
+    parser.add_argument('--group', help='with --user: this group instead of '
+                        'the account\'s primary group')
     parser.add_argument('--allow-root', action='store_true',
                         help='keep running as root (containers and CI only)')
     args = parser.parse_args(argv)
+    if args.group and not args.user:
+        parser.error('--group needs --user')
 
     os.environ.setdefault('INSTRUMENT', INSTRUMENT)
     instance = Instance.from_env()
+    user, group = args.user, args.group
+    if not user and os.geteuid() == 0:
+        # A deployment's nicos.conf route: do the full switch NICOS would
+        # only do halfway (effective ids).
+        from nicos import config
+        user, group = config.user, config.group
+    if user:
+        account = resolve_account(str(user), str(group) if group else None)
+        prepare_datadir(instance.datadir, account)
+        drop_privileges(account)
     for sub in ('log', 'pid'):
         (instance.datadir / sub).mkdir(parents=True, exist_ok=True)
     _prepare_config(instance, args.allow_root)
