@@ -153,10 +153,7 @@ class ScriptServerClient(NicosClient):
 
     def queue(self) -> dict:
         """The queue, with the waiting jobs as dicts (`ss_queue` sends rows)."""
-        reply = self.call('ss_queue')
-        columns = reply.pop('columns')
-        reply['waiting'] = [dict(zip(columns, row)) for row in reply['waiting']]
-        return reply
+        return queue_with_dicts(self.call('ss_queue'))
 
     def catalog(self) -> dict:
         """The command catalog: ``{generation, commands, errors}``."""
@@ -167,4 +164,13 @@ class ScriptServerClient(NicosClient):
         return self.call('eval', expr, False)
 
 
-__all__ = ['ScriptServerClient', 'ServerError', 'ErrorResponse']
+def queue_with_dicts(reply: dict) -> dict:
+    """An ``ss_queue`` reply (from the daemon or the proxy) with its waiting
+    jobs' rows turned into dicts."""
+    columns = reply.pop('columns')
+    reply['waiting'] = [dict(zip(columns, row)) for row in reply['waiting']]
+    return reply
+
+
+__all__ = ['ScriptServerClient', 'ServerError', 'ErrorResponse',
+           'queue_with_dicts']

@@ -1,11 +1,14 @@
-"""Kill the daemon at random moments of a running queue; check what survives.
+"""Kill the daemon or the proxy at random moments of a running queue; check
+what survives.
 
 One round: a long job runs, a client edits the waiting jobs as fast as it
 can (submit, edit, skip, unskip, move, repeat, remove), and at a random
-moment the daemon is SIGKILLed. After the restart, the waiting list must be
-exactly what the client was told (every acknowledged change kept, nothing
-duplicated), give or take the one request that was in flight; the job
-that ran is `interrupted`; no job id appears twice anywhere.
+moment the daemon (or the proxy the client goes through) is SIGKILLed.
+After the restart, the waiting list must be exactly what the client was
+told (every acknowledged change kept, nothing duplicated), give or take
+the one request that was in flight; no job id appears twice anywhere. A
+killed daemon leaves the job that ran `interrupted` and the queue held; a
+killed proxy leaves both alone.
 
 Used by test_crash_restart.py (a few rounds, in CI) and
 bench/bench_crash_restart.py (many rounds, figures).
@@ -15,11 +18,16 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, Union
 
-from nicos_scriptserver.client import ScriptServerClient, ServerError
+from nicos_scriptserver.client import (ScriptServerClient, ServerError,
+                                       queue_with_dicts)
+from nicos_scriptserver.proxy.client import ProxyClient, ProxyError
+from waiting import wait_until  # test/'s helper
+
+#: The daemon's client or the proxy's: both have ``call(command, *args)``.
+Client = Union[ScriptServerClient, ProxyClient]
 
 LONG_JOB = ('for i in range(100000):\n'
             '    pause_point()\n'
@@ -40,9 +48,13 @@ class RoundResult:
         return not self.lost
 
 
-def listing(client: ScriptServerClient) -> Listing:
+def queue(client: Client) -> dict:
+    return queue_with_dicts(client.call('ss_queue'))
+
+
+def listing(client: Client) -> Listing:
     return [(job['id'], job['state'], client.call('ss_job', job['id'])['source'])
-            for job in client.queue()['waiting']]
+            for job in queue(client)['waiting']]
 
 
 class Model:
@@ -103,7 +115,7 @@ def _operation(rng: random.Random, model: Model, serial: List[int]):
     return name, ('ss_remove', job_id), lambda _: model.jobs.remove(model.find(job_id))
 
 
-def _broken(err: ServerError) -> bool:
+def _broken(err: Exception) -> bool:
     """A broken connection, not a refusal (refusals name their command)."""
     return not str(err).startswith('ss_')
 
@@ -131,11 +143,13 @@ def _moved(jobs: Listing, source: int, target: int) -> Listing:
     return rest[:target] + [jobs[source]] + rest[target:]
 
 
-def crash_round(client: ScriptServerClient, kill: Callable[[], None],
-                restart: Callable[[], ScriptServerClient], rng: random.Random,
-                max_delay: float = 0.4) -> Tuple[RoundResult, ScriptServerClient]:
+def crash_round(client: Client, kill: Callable[[], None],
+                restart: Callable[[], Client], rng: random.Random,
+                max_delay: float = 0.4, interrupts: bool = True
+                ) -> Tuple[RoundResult, Client]:
     """One round (see the module docstring); returns the result and the
-    client connected to the restarted daemon."""
+    client connected again after the restart. *interrupts*: whether the
+    kill interrupts the running job (the daemon's does, the proxy's not)."""
     result = RoundResult()
     # A long job first in line, then let it run (after a restart the queue
     # is held): it is what the kill interrupts, and the short jobs behind
@@ -143,10 +157,7 @@ def crash_round(client: ScriptServerClient, kill: Callable[[], None],
     current, = client.call('ss_submit', {'source': LONG_JOB, 'name': 'long'},
                            'top')
     client.call('ss_release')
-    deadline = time.monotonic() + 30
-    while (client.queue()['current'] or {}).get('id') != current['id']:
-        assert time.monotonic() < deadline, 'the long job did not start'
-        time.sleep(0.02)
+    wait_until(lambda: (queue(client)['current'] or {}).get('id') == current['id'])
     model = Model(listing(client))
     known = set(model.ids()) | {current['id']}
     serial = [0]
@@ -156,7 +167,7 @@ def crash_round(client: ScriptServerClient, kill: Callable[[], None],
         name, request, apply = _operation(rng, model, serial)
         try:
             reply = client.call(*request)
-        except ServerError as err:
+        except (ServerError, ProxyError) as err:
             if _broken(err):
                 result.in_flight = name
                 break
@@ -174,15 +185,21 @@ def crash_round(client: ScriptServerClient, kill: Callable[[], None],
         result.lost.append(f'waiting list differs after {result.in_flight!r} in '
                            f'flight:\n  told  {expected}\n  found {after}')
     was_running = client.call('ss_job', current['id'])
-    if was_running['state'] != 'interrupted':
+    expected_state = 'interrupted' if interrupts else 'running'
+    if was_running['state'] != expected_state:
         result.lost.append(f"job {current['id']} is {was_running['state']}, "
-                           'not interrupted')
-    queue = client.queue()
+                           f'not {expected_state}')
+    now = queue(client)
     history = client.call('ss_history', 1000)
     every = [job[0] for job in after] + [job['id'] for job in history] + \
-        ([queue['current']['id']] if queue['current'] else [])
+        ([now['current']['id']] if now['current'] else [])
     if len(every) != len(set(every)):
         result.lost.append(f'a job id appears twice: {sorted(every)}')
-    if not queue['held']:
-        result.lost.append('the queue was not held after the restart')
+    if now['held'] != interrupts:
+        result.lost.append(f"the queue is {'' if now['held'] else 'not '}held "
+                           'after the restart')
+    if not interrupts:   # the next round brings its own long job
+        client.call('ss_abort')
+        wait_until(lambda: client.call('ss_job', current['id'])['state'] == 'aborted')
     return result, client
+

@@ -1,7 +1,7 @@
-"""SIGKILL the daemon at random moments of a running, changing queue, and
-the proxy and a black-box job's process.
+"""SIGKILL the daemon and the proxy at random moments of a running,
+changing queue, and a black-box job's process.
 
-A few daemon rounds here (CI); bench/bench_crash_restart.py runs many. See
+A few rounds of each here (CI); bench/bench_crash_restart.py runs many. See
 crashloop.py for what each round checks.
 """
 
@@ -19,6 +19,7 @@ from test_proxy import connect, credentials
 pytestmark = pytest.mark.integration
 
 ROUNDS = 6
+PROXY_ROUNDS = 3
 
 
 def test_nothing_acknowledged_is_lost_when_the_daemon_is_killed(server_factory, tmp_path):
@@ -44,6 +45,39 @@ def test_nothing_acknowledged_is_lost_when_the_daemon_is_killed(server_factory, 
     # The rounds really changed the queue and really cut requests short.
     assert sum(result.ops_acknowledged for result in results) > ROUNDS * 5
     assert any(result.in_flight for result in results)
+
+
+def test_nothing_acknowledged_through_the_proxy_is_lost_when_it_is_killed(
+        server_factory, tmp_path):
+    running = server_factory(datadir=tmp_path / 'data', proxy=True)
+    processes = running.processes
+    rng = random.Random(os.environ.get('CRASH_SEED', 20261130))
+
+    def kill():
+        os.kill(processes.procs['proxy'].pid, signal.SIGKILL)
+
+    def restart():
+        processes.procs['proxy'].wait(30)
+        processes.start_proxy()
+        return login_at_proxy(running)
+
+    client = login_at_proxy(running)
+    results = []
+    for _ in range(PROXY_ROUNDS):
+        result, client = crash_round(client, kill, restart, rng, interrupts=False)
+        results.append(result)
+    lost = [problem for result in results for problem in result.lost]
+    assert not lost, '\n'.join(lost)
+    assert sum(result.ops_acknowledged for result in results) > PROXY_ROUNDS * 5
+    assert any(result.in_flight for result in results)
+
+
+def login_at_proxy(running):
+    """A writer at the proxy with this start's token, answering within 2 s."""
+    user, token = credentials(running)
+    client = connect(running, timeout=2.0)
+    client.login(user, token)
+    return client
 
 
 def test_a_killed_blackbox_process_fails_its_job_and_nothing_else(server, client):
