@@ -1,17 +1,18 @@
 """Many watching clients and a slow reader while jobs report progress often
 (prints figures; not a test).
 
-Run: .venv/bin/python bench/bench_load.py   (about 2 minutes)
+Run: .venv/bin/python bench/bench_load.py   (about 3 minutes)
 
 A job reports progress 20 times a second, stamping each report with the
 time it was made; 50 clients (in 5 processes) log in at the daemon,
 unmask the script server's events and measure when each report reaches
-them. Three phases of 10 s: the 50 alone; the 50 plus a client that never
-reads its event connection (a GUI frozen on a slow link); the 50 plus 50
-clients polling the proxy's ``ss_queue`` every 100 ms. Figures: event
+them. Phases of 10 s: the 50 alone; the 50 plus a client that never reads
+its event connection (a GUI frozen on a slow link); the 50 alone again;
+the 50 plus 50 clients polling the proxy's ``ss_queue`` every 100 ms; the
+50 alone twice more, to see whether memory levels off. Figures: event
 latency p50/p99/max per phase, watchers that lost their connection (on
-stderr), the daemon's and proxy's RSS before and after. Targets: the slow reader does not delay
-the others; memory does not grow without bound.
+stderr), the daemon's and proxy's RSS after each phase. Targets: the slow
+reader does not delay the others; memory does not grow without bound.
 """
 
 import os
@@ -143,6 +144,12 @@ def main() -> None:
                    watch(inst, guest, start_pollers))
             for proc in pollers:
                 proc.wait(60)
+            print(f'    RSS daemon {rss_mb(daemon):.0f} MiB, proxy {rss_mb(proxy):.0f} MiB')
+            # Python keeps freed memory: more rounds of the same load show
+            # whether it levels off or keeps growing.
+            for round_number in (3, 4):
+                report(f'watchers alone, round {round_number}', watch(inst, guest))
+                print(f'    RSS daemon {rss_mb(daemon):.0f} MiB, proxy {rss_mb(proxy):.0f} MiB')
             after = rss_mb(daemon), rss_mb(proxy)
             print(f'  RSS daemon {before[0]:.0f} -> {after[0]:.0f} MiB, '
                   f'proxy {before[1]:.0f} -> {after[1]:.0f} MiB')
