@@ -22,7 +22,7 @@ SECONDS, INTERVAL = 60.0, 3.0
 ARTIFACTS = Path(__file__).resolve().parents[2] / 'test-artifacts' / 'soak'
 
 
-def test_a_minute_of_short_jobs_and_edits_leaks_nothing(server_factory, tmp_path):
+def test_a_minute_of_short_jobs_and_edits_leaks_nothing(server_factory):
     running = server_factory(proxy=True)
     user, token = credentials(running)
     viewer = connect(running)
@@ -40,9 +40,11 @@ def test_a_minute_of_short_jobs_and_edits_leaks_nothing(server_factory, tmp_path
     assert sum(result.edits.values()) >= 20, result.edits
     assert result.proxy_polls >= SECONDS / 2
     first, last = result.samples[0].values, result.samples[-1].values
-    # Idle at both ends: whatever a job opened must be closed again.
+    # Idle at both ends: whatever a job opened must be closed again. (The
+    # daemon keeps 4 more after its first job: queue WAL, shm, cache links;
+    # a leak of one per job would be ~100.)
     for name in PROCESSES:
-        assert last[f'{name}.fds'] <= first[f'{name}.fds'] + 4, (name, first, last)
+        assert last[f'{name}.fds'] <= first[f'{name}.fds'] + 8, (name, first, last)
         assert last[f'{name}.threads'] <= first[f'{name}.threads'] + 3, (name, first, last)
     warm = result.samples[len(result.samples) // 3].values
     assert last['daemon.rss'] - warm['daemon.rss'] < 40, (warm, last)
