@@ -41,8 +41,8 @@ def test_a_minute_of_short_jobs_and_edits_leaks_nothing(server_factory):
     assert result.proxy_polls >= SECONDS / 2
     first, last = result.samples[0].values, result.samples[-1].values
     # Idle at both ends: whatever a job opened must be closed again. (The
-    # daemon keeps 4 more after its first job: queue WAL, shm, cache links;
-    # a leak of one per job would be ~100.)
+    # daemon keeps 4 more open after its first job, a socket and pollers
+    # made once; a leak of one per job would be ~100.)
     for name in PROCESSES:
         assert last[f'{name}.fds'] <= first[f'{name}.fds'] + 8, (name, first, last)
         assert last[f'{name}.threads'] <= first[f'{name}.threads'] + 3, (name, first, last)
