@@ -24,51 +24,44 @@ PROXY_ROUNDS = 3
 
 def test_nothing_acknowledged_is_lost_when_the_daemon_is_killed(server_factory, tmp_path):
     running = server_factory(datadir=tmp_path / 'data')
-    processes = running.processes
-    rng = random.Random(os.environ.get('CRASH_SEED', 20261130))
-
-    def kill():
-        os.kill(processes.procs['daemon'].pid, signal.SIGKILL)
 
     def restart():
-        processes.procs['daemon'].wait(30)
-        processes.start_daemon()
+        running.processes.procs['daemon'].wait(30)
+        running.processes.start_daemon()
         return running.client('user')
 
-    client = running.client('user')
-    results = []
-    for _ in range(ROUNDS):
-        result, client = crash_round(client, kill, restart, rng)
-        results.append(result)
-    lost = [problem for result in results for problem in result.lost]
-    assert not lost, '\n'.join(lost)
-    # The rounds really changed the queue and really cut requests short.
-    assert sum(result.ops_acknowledged for result in results) > ROUNDS * 5
-    assert any(result.in_flight for result in results)
+    check_rounds(running, 'daemon', running.client('user'), restart, ROUNDS)
 
 
 def test_nothing_acknowledged_through_the_proxy_is_lost_when_it_is_killed(
         server_factory, tmp_path):
     running = server_factory(datadir=tmp_path / 'data', proxy=True)
-    processes = running.processes
+
+    def restart():
+        running.processes.procs['proxy'].wait(30)
+        running.processes.start_proxy()
+        return login_at_proxy(running)
+
+    check_rounds(running, 'proxy', login_at_proxy(running), restart, PROXY_ROUNDS)
+
+
+def check_rounds(running, victim: str, client, restart, rounds: int) -> None:
+    """Run *rounds* crash rounds killing process *victim*; none may lose
+    anything, and together they must have changed the queue and cut a
+    request short (or they proved nothing)."""
     rng = random.Random(os.environ.get('CRASH_SEED', 20261130))
 
     def kill():
-        os.kill(processes.procs['proxy'].pid, signal.SIGKILL)
+        os.kill(running.processes.procs[victim].pid, signal.SIGKILL)
 
-    def restart():
-        processes.procs['proxy'].wait(30)
-        processes.start_proxy()
-        return login_at_proxy(running)
-
-    client = login_at_proxy(running)
     results = []
-    for _ in range(PROXY_ROUNDS):
-        result, client = crash_round(client, kill, restart, rng, interrupts=False)
+    for _ in range(rounds):
+        result, client = crash_round(client, kill, restart, rng,
+                                     interrupts=victim == 'daemon')
         results.append(result)
     lost = [problem for result in results for problem in result.lost]
     assert not lost, '\n'.join(lost)
-    assert sum(result.ops_acknowledged for result in results) > PROXY_ROUNDS * 5
+    assert sum(result.ops_acknowledged for result in results) > rounds * 5
     assert any(result.in_flight for result in results)
 
 
