@@ -55,6 +55,7 @@ def filled(path, waiting, finished=0):
     for job_id in range(1, finished + 1):
         change.put[job_id] = Job(
             id=job_id, kind=JobKind.AWARE, source=SCRIPT, owner='alice',
+            changed_by='alice',
             state=JobState.DONE, created=0.0, started_at=1.0,
             finished_at=2.0, name='temperature scan')
         change.history[job_id] = job_id - 1

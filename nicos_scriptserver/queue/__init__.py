@@ -3,6 +3,8 @@
 It never imports NICOS, zmq, EPICS or Qt: the daemon adapter drives it.
 
 - `model`: `Job`, `JobKind`, `JobState`, `QueueState` (plain, immutable data)
+- `rights`: `Caller` (an account as plain data), who may edit a job and
+  whom a job runs as
 - `machine`/`editing`: `QueueMachine`, the pure state machine; every
   operation returns a `Change` (`change`: result, what to save, events
   for clients) or raises a `QueueError` (`errors`); `validate` checks the
@@ -16,17 +18,19 @@ It never imports NICOS, zmq, EPICS or Qt: the daemon adapter drives it.
 from nicos_scriptserver.queue.change import Change, Event
 from nicos_scriptserver.queue.errors import (BadPosition, InvalidTransition,
                                              InvalidValue, JobNotFound,
-                                             NotEditable, QueueError,
-                                             StoreError)
+                                             NotEditable, NotPermitted,
+                                             QueueError, StoreError,
+                                             UnknownAccount)
 from nicos_scriptserver.queue.machine import QueueMachine
 from nicos_scriptserver.queue.model import (Job, JobKind, JobState, QueueData,
                                             QueueState)
+from nicos_scriptserver.queue.rights import Caller, runs_as
 from nicos_scriptserver.queue.service import JobQueue
 from nicos_scriptserver.queue.store import QueueStore
 
 __all__ = [
-    'BadPosition', 'Change', 'Event', 'InvalidTransition', 'InvalidValue',
-    'Job', 'JobKind', 'JobNotFound', 'JobQueue', 'JobState', 'NotEditable',
-    'QueueData', 'QueueError', 'QueueMachine', 'QueueState', 'QueueStore',
-    'StoreError',
+    'BadPosition', 'Caller', 'Change', 'Event', 'InvalidTransition',
+    'InvalidValue', 'Job', 'JobKind', 'JobNotFound', 'JobQueue', 'JobState',
+    'NotEditable', 'NotPermitted', 'QueueData', 'QueueError', 'QueueMachine',
+    'QueueState', 'QueueStore', 'StoreError', 'UnknownAccount', 'runs_as',
 ]

@@ -17,6 +17,7 @@ from nicos_scriptserver.queue.errors import (BadPosition, InvalidTransition,
                                              NotEditable)
 from nicos_scriptserver.queue.model import REQUEUEABLE, Job, JobState
 from nicos_scriptserver.queue.order import place
+from nicos_scriptserver.queue.rights import Caller, check_may_edit
 
 #: Named positions for `move`.
 MOVES = ('up', 'down', 'top', 'bottom')
@@ -78,24 +79,28 @@ class QueueEditing:
                                        if batch else 'the job')
                   for number, spec in enumerate(specs, 1)]
         at = self._insert_index(position)
-        jobs = [Job(id=first + index, owner=owner, state=JobState.QUEUED,
-                    created=now, queued_at=now,
+        jobs = [Job(id=first + index, owner=owner, changed_by=owner,
+                    state=JobState.QUEUED, created=now, queued_at=now,
                     batch_id=f'batch-{first}' if batch else None,
                     batch_index=index if batch else None,
                     batch_size=len(specs) if batch else None, **values)
                 for index, values in enumerate(fields)]
         return self._run(self._insert(jobs, at, result=jobs))
 
-    def edit(self, job_id: int, *, name: Optional[str] = None,
+    def edit(self, job_id: int, *, by: Caller, name: Optional[str] = None,
              source: Optional[str] = None, calls: Optional[list] = None
              ) -> Change:
-        """Change a waiting job's name, script or command calls.
+        """Change a waiting job's name, script or command calls, as *by*.
 
-        A new script or new calls drop the job's estimate, which no longer
-        fits. Result: the edited job.
+        Only its owner or an admin may (`rights.check_may_edit`); the job
+        then runs as *by*. A new script or new calls drop the job's
+        estimate, which no longer fits. Result: the edited job.
         """
         job = self._waiting(job_id, 'edit')
-        edited = _edited(job, f'job {job_id}', name, source, calls)
+        check_may_edit(job, by)
+        edited = dataclasses.replace(
+            _edited(job, f'job {job_id}', name, source, calls),
+            changed_by=by.name)
         change = Change(result=edited)
         if edited != job:
             change.put_job(edited)
@@ -199,9 +204,11 @@ class QueueEditing:
             change.set_order(order, keys)
         return self._run(change)
 
-    def repeat(self, job_id: int, times: int, now: float) -> Change:
+    def repeat(self, job_id: int, times: int, now: float,
+               owner: Optional[str] = None) -> Change:
         """Queue *times* copies of a waiting or the current job right after
-        it (for the current job: at the top). Result: the copies."""
+        it (for the current job: at the top), as submissions of *owner*
+        (see `_copy_rights`). Result: the copies."""
         job = self.get(job_id)
         if job.state.finished:
             advice = ('re-queue it instead' if job.state in REQUEUEABLE
@@ -210,17 +217,19 @@ class QueueEditing:
                               f'waiting jobs and the current job can be '
                               f'repeated; {advice}')
         times = validate.repeat_count(times, f'job {job_id}')
+        rights = _copy_rights(job, owner)
         at = 0 if job.state.current else self._order.index(job_id) + 1
         copies = [Job(id=self._next_id + n, kind=job.kind, name=job.name,
-                      source=job.source, calls=job.calls, owner=job.owner,
+                      source=job.source, calls=job.calls, **rights,
                       state=JobState.QUEUED, created=job.created, queued_at=now,
                       estimate=job.estimate, held=job.held,
                       hold_reason=job.hold_reason) for n in range(times)]
         return self._run(self._insert(copies, at, result=copies))
 
-    def duplicate(self, job_id: int, now: float) -> Change:
+    def duplicate(self, job_id: int, now: float,
+                  owner: Optional[str] = None) -> Change:
         """`repeat` once. Result: the copy."""
-        change = self.repeat(job_id, 1, now)
+        change = self.repeat(job_id, 1, now, owner)
         change.result = change.result[0]
         return change
 
@@ -248,8 +257,8 @@ class QueueEditing:
 
         The new job runs from the beginning and points back at the old one
         (``requeued_from``), which stays in the history unchanged. *edits*
-        may change name, source and calls; *owner* defaults to the old
-        job's. Result: the new job.
+        may change name, source and calls; the new job is *owner*'s (see
+        `_copy_rights`). Result: the new job.
         """
         job = self.get(job_id)
         if job.state not in REQUEUEABLE:
@@ -261,12 +270,11 @@ class QueueEditing:
         if unknown:
             raise InvalidValue(f'cannot change {", ".join(unknown)} when '
                                're-queuing; only name, source and calls')
-        if owner is not None and (not isinstance(owner, str) or not owner):
-            raise InvalidValue('a job needs an owner (a user name)')
+        rights = _copy_rights(job, owner)
         at = self._insert_index(position)
         fresh = Job(id=self._next_id, kind=job.kind, name=job.name,
-                    source=job.source, calls=job.calls,
-                    owner=owner or job.owner, state=JobState.QUEUED,
+                    source=job.source, calls=job.calls, **rights,
+                    state=JobState.QUEUED,
                     created=job.created, queued_at=now, requeued_from=job_id,
                     estimate=job.estimate)
         if edits:
@@ -333,6 +341,18 @@ class QueueEditing:
             change.put_job(job)
         change.set_order(order, place(order, self._keys, at, len(ids)))
         return change
+
+
+def _copy_rights(job: Job, owner: Optional[str]) -> Dict[str, str]:
+    """Whose a copy of *job* is and whom it runs as: *owner*'s, who asked
+    for it (their submission of a copy, never running with the original's
+    rights); without one, the original's owner and last changer (a copy
+    the queue makes by itself, with no more rights than the original)."""
+    if owner is None:
+        return {'owner': job.owner, 'changed_by': job.changed_by}
+    if not isinstance(owner, str) or not owner:
+        raise InvalidValue('a job needs an owner (a user name)')
+    return {'owner': owner, 'changed_by': owner}
 
 
 def _edited(job: Job, label: str, name: Optional[str] = None,

@@ -17,6 +17,14 @@ class NotEditable(QueueError):
     """The job is not waiting: it is the current job or already finished."""
 
 
+class NotPermitted(QueueError):
+    """The caller's account may not do this to the job (someone else's)."""
+
+
+class UnknownAccount(QueueError):
+    """The account a job would run as does not exist (any more)."""
+
+
 class BadPosition(QueueError):
     """A position in the waiting list is out of range or not understood."""
 

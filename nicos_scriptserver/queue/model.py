@@ -62,12 +62,18 @@ class Job:
 
     Times are epoch seconds. ``paused_total`` is the time spent paused
     before the current pause, which started at ``paused_since``.
+    ``owner`` submitted the job; ``changed_by`` last changed what it runs
+    (its name, script or calls), and the job runs as that account (see
+    `rights.runs_as`).
     """
 
     id: int
     kind: JobKind
     source: str
     owner: str
+    # Keyword-only and without a default: every place that makes a job
+    # must say whose rights it runs with.
+    changed_by: str = field(kw_only=True)
     state: JobState
     created: float
     name: str = ''
@@ -122,7 +128,8 @@ class Job:
         if wire is None:
             wire = {
                 'id': self.id, 'kind': self.kind.value, 'source': self.source,
-                'owner': self.owner, 'state': self.state.value,
+                'owner': self.owner, 'changed_by': self.changed_by,
+                'state': self.state.value,
                 'created': self.created, 'name': self.name,
                 'calls': self.calls, 'batch_id': self.batch_id,
                 'batch_index': self.batch_index, 'batch_size': self.batch_size,

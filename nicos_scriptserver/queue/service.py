@@ -21,6 +21,7 @@ from nicos_scriptserver.queue.change import Change, Event
 from nicos_scriptserver.queue.editing import Position
 from nicos_scriptserver.queue.machine import KEEP_HISTORY, QueueMachine
 from nicos_scriptserver.queue.model import Job, JobState, QueueData, QueueState
+from nicos_scriptserver.queue.rights import Caller
 from nicos_scriptserver.queue.store import QueueStore
 
 log = logging.getLogger(__name__)
@@ -171,12 +172,13 @@ class JobQueue:
         return self._do(lambda now: self._machine.submit(
             specs, owner, now, position))
 
-    def edit(self, job_id: int, *, name: Optional[str] = None,
+    def edit(self, job_id: int, *, by: Caller, name: Optional[str] = None,
              source: Optional[str] = None, calls: Optional[list] = None
              ) -> Job:
-        """Change a waiting job's name, script or calls; returns it."""
+        """Change a waiting job's name, script or calls as *by* (its owner
+        or an admin); returns it."""
         return self._do(lambda now: self._machine.edit(
-            job_id, name=name, source=source, calls=calls))
+            job_id, by=by, name=name, source=source, calls=calls))
 
     def set_estimate(self, job_id: int, estimate: Optional[dict],
                      for_source: Optional[str] = None,
@@ -211,13 +213,17 @@ class JobQueue:
         """Let a skipped job run again."""
         return self._do(lambda now: self._machine.unskip(job_id))
 
-    def repeat(self, job_id: int, times: int = 1) -> List[Job]:
-        """Queue copies of a waiting or the current job right after it."""
-        return self._do(lambda now: self._machine.repeat(job_id, times, now))
+    def repeat(self, job_id: int, times: int = 1,
+               owner: Optional[str] = None) -> List[Job]:
+        """Queue copies of a waiting or the current job right after it, as
+        *owner*'s jobs."""
+        return self._do(lambda now: self._machine.repeat(job_id, times, now,
+                                                         owner))
 
-    def duplicate(self, job_id: int) -> Job:
-        """Queue one copy of a job right after it."""
-        return self._do(lambda now: self._machine.duplicate(job_id, now))
+    def duplicate(self, job_id: int, owner: Optional[str] = None) -> Job:
+        """Queue one copy of a job right after it, as *owner*'s job."""
+        return self._do(lambda now: self._machine.duplicate(job_id, now,
+                                                            owner))
 
     def remove(self, job_id: int) -> None:
         """Take a waiting job out of the queue."""
@@ -230,7 +236,8 @@ class JobQueue:
     def requeue(self, job_id: int, edits: Optional[Mapping[str, Any]] = None,
                 position: Optional[Position] = None,
                 owner: Optional[str] = None) -> Job:
-        """Queue an aborted, failed or interrupted job again as a new job."""
+        """Queue an aborted, failed or interrupted job again as a new job
+        of *owner*."""
         return self._do(lambda now: self._machine.requeue(
             job_id, now, edits, position, owner))
 

@@ -8,6 +8,7 @@ returns. Moving a job rewrites only its ``pos`` (see `order.place`).
 
 Opening reads the waiting and current jobs and only the newest finished
 ones; the store also serves as the machine's `Archive` of older ones.
+A file of an older format is brought up to date first (`_upgrade`).
 Not thread-safe by itself: `service.JobQueue` serializes all calls.
 """
 
@@ -23,7 +24,9 @@ from nicos_scriptserver.queue.change import Change
 from nicos_scriptserver.queue.errors import StoreError
 from nicos_scriptserver.queue.model import Job, QueueData, QueueState
 
-SCHEMA_VERSION = 1
+# 2: jobs record ``changed_by``. A bump also keeps older versions (which
+# would run a job as its owner) from opening a newer file.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -61,15 +64,42 @@ class QueueStore:
             self._db.execute('INSERT OR IGNORE INTO meta VALUES (?, ?)',
                              ('schema', str(SCHEMA_VERSION)))
             version = self._meta('schema')
+            if version == 1:
+                self._upgrade()
+                version = SCHEMA_VERSION
         except sqlite3.Error as err:
             self._db.close()
             raise StoreError(f'cannot open the queue database {self.path}: '
                              f'{err}') from None
+        except (ValueError, KeyError, TypeError) as err:
+            self._db.close()
+            raise StoreError(f'the queue database {self.path} is damaged: '
+                             f'{err!r}') from None
         if version != SCHEMA_VERSION:
             self._db.close()
             raise StoreError(f'the queue database {self.path} has format '
-                             f'{version}, this version reads only format '
+                             f'{version}, this version reads formats 1 to '
                              f'{SCHEMA_VERSION}')
+
+    def _upgrade(self) -> None:
+        """Format 1 to 2, in one transaction: jobs saved before jobs recorded
+        ``changed_by`` were last changed by their owner as far as anyone
+        knows, and ran as the owner."""
+        db = self._db
+        db.execute('BEGIN IMMEDIATE')
+        try:
+            rows = []
+            for job_id, text in db.execute('SELECT id, data FROM jobs'):
+                data = json.loads(text)
+                data.setdefault('changed_by', data['owner'])
+                rows.append((_json(data), job_id))
+            db.executemany('UPDATE jobs SET data = ? WHERE id = ?', rows)
+            db.execute("UPDATE meta SET value = ? WHERE name = 'schema'",
+                       (str(SCHEMA_VERSION),))
+            db.execute('COMMIT')
+        except BaseException:
+            db.execute('ROLLBACK')
+            raise
 
     def _meta(self, name: str):
         row = self._db.execute('SELECT value FROM meta WHERE name = ?',

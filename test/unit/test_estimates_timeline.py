@@ -13,6 +13,7 @@ NOW = 1_000_000.0
 def job(job_id, seconds=None, state=JobState.QUEUED, **values):
     estimate = None if seconds is None else {'state': 'ok', 'seconds': seconds}
     return Job(id=job_id, kind=JobKind.AWARE, source='x = 1', owner='u',
+               changed_by='u',
                state=state, created=NOW - 100, estimate=estimate, **values)
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from nicos_scriptserver.queue import (InvalidValue, JobQueue, JobState,
-                                      NotEditable)
+from nicos_scriptserver.queue import (Caller, InvalidValue, JobQueue,
+                                      JobState, NotEditable)
 
 PENDING = {'state': 'pending', 'seconds': None}
 OK = {'state': 'ok', 'seconds': 12.5}
@@ -40,7 +40,7 @@ def test_report_is_stored_with_the_next_change_and_a_hold_at_once(queue, tmp_pat
 
 def test_report_of_an_edited_script_is_refused(queue):
     job, = submit(queue, 'a()')
-    queue.edit(job.id, source='b()')
+    queue.edit(job.id, by=Caller('u', 10), source='b()')
     with pytest.raises(NotEditable, match='edited after its dry run'):
         queue.set_estimate(job.id, OK, for_source='a()')
     assert queue.get(job.id).estimate is None
@@ -49,8 +49,8 @@ def test_report_of_an_edited_script_is_refused(queue):
 def test_editing_drops_the_report(queue):
     job, = submit(queue, 'a()')
     queue.set_estimate(job.id, OK)
-    assert queue.edit(job.id, source='b()').estimate is None
-    assert queue.edit(job.id, name='renamed').estimate is None
+    assert queue.edit(job.id, by=Caller('u', 10), source='b()').estimate is None
+    assert queue.edit(job.id, by=Caller('u', 10), name='renamed').estimate is None
 
 
 def test_failed_dry_run_holds_the_job_back_until_confirmed(queue):

@@ -11,9 +11,12 @@ import sys
 
 import pytest
 
-from nicos_scriptserver.queue import (BadPosition, InvalidTransition,
+from nicos_scriptserver.queue import (BadPosition, Caller, InvalidTransition,
                                       InvalidValue, Job, JobKind, JobNotFound,
                                       JobState, NotEditable, QueueMachine)
+
+#: The owner of the jobs `add` submits, at user level.
+ALICE = Caller('alice', 10)
 
 
 def spec(source='measure(1)', kind='aware', **extra):
@@ -217,8 +220,8 @@ def test_calls_are_stored_as_they_read_back_from_json(m):
 def test_edit_waiting_job(m):
     job_id = add(m)[0]
     m.set_estimate(job_id, {'seconds': 60})
-    assert m.edit(job_id, name='new').result.estimate == {'seconds': 60}
-    edited = m.edit(job_id, source='measure(2)').result
+    assert m.edit(job_id, by=ALICE, name='new').result.estimate == {'seconds': 60}
+    edited = m.edit(job_id, by=ALICE, source='measure(2)').result
     assert (edited.name, edited.source, edited.estimate) == ('new', 'measure(2)',
                                                              None)
     assert m.get(job_id) == edited
@@ -227,29 +230,29 @@ def test_edit_waiting_job(m):
 def test_edit_calls_of_generated_job(m):
     job_id = m.submit(generated('a'), 'alice', 1.0).result[0].id
     calls = [{'command': 'b', 'args': {'x': 1}}]
-    assert m.edit(job_id, calls=calls, source='b(x=1)').result.calls == calls
+    assert m.edit(job_id, by=ALICE, calls=calls, source='b(x=1)').result.calls == calls
 
 
 def test_edit_skipped_job_keeps_it_skipped(m):
     job_id = add(m)[0]
     m.skip(job_id)
-    assert m.edit(job_id, name='x').result.state is JobState.SKIPPED
+    assert m.edit(job_id, by=ALICE, name='x').result.state is JobState.SKIPPED
 
 
 def test_edit_with_same_values_announces_nothing(m):
     job_id = add(m)[0]
-    assert m.edit(job_id, name='job 0').events == []
+    assert m.edit(job_id, by=ALICE, name='job 0').events == []
 
 
 def test_edit_current_job_is_refused(m):
     job_id = run(m, add(m)[0])
     with refused(NotEditable, f'job {job_id} is running: the current job cannot '
                               'be edited; abort it, then edit and re-queue it'):
-        m.edit(job_id, name='x')
+        m.edit(job_id, by=ALICE, name='x')
     m.pause(21.0)
     with refused(NotEditable, f'job {job_id} is paused: the current job cannot '
                               'be edited; abort it, then edit and re-queue it'):
-        m.edit(job_id, name='x')
+        m.edit(job_id, by=ALICE, name='x')
 
 
 def test_edit_finished_job_is_refused(m):
@@ -258,21 +261,21 @@ def test_edit_finished_job_is_refused(m):
     with refused(NotEditable, f'job {job_id} is failed: finished jobs cannot be '
                               'edited, they stay in the history as they ran; '
                               're-queue it to run it again'):
-        m.edit(job_id, name='x')
+        m.edit(job_id, by=ALICE, name='x')
 
 
 def test_edit_refusals(m):
     job_id = add(m)[0]
     with refused(JobNotFound, 'no job 17 in the queue'):
-        m.edit(17, name='x')
+        m.edit(17, by=ALICE, name='x')
     with refused(InvalidValue, f'nothing to change in job {job_id}: give a '
                                'name, a source or calls'):
-        m.edit(job_id)
+        m.edit(job_id, by=ALICE)
     with refused(InvalidValue, f'job {job_id}: only generated jobs have '
                                'command calls, this one is aware'):
-        m.edit(job_id, calls=[{'command': 'x', 'args': {}}])
+        m.edit(job_id, by=ALICE, calls=[{'command': 'x', 'args': {}}])
     with refused(InvalidValue, f'job {job_id} has an empty script'):
-        m.edit(job_id, source='')
+        m.edit(job_id, by=ALICE, source='')
 
 
 def test_estimate_must_be_a_json_dict(m):

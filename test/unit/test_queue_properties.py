@@ -20,11 +20,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize,
                                  invariant, rule)
 
-from nicos_scriptserver.queue import (BadPosition, InvalidTransition,
+from nicos_scriptserver.queue import (BadPosition, Caller, InvalidTransition,
                                       JobNotFound, JobQueue, JobState,
                                       NotEditable, QueueError, QueueMachine,
                                       StoreError)
 from nicos_scriptserver.queue.order import place
+
+ALICE = Caller('alice', 10)
 
 # Finished jobs kept in memory: few, so that older ones come from the file.
 KEEP = 2
@@ -154,9 +156,9 @@ class QueueInvariants(RuleBasedStateMachine):
         job_id = self.pick(data, self.order)
         name = data.draw(st.text(max_size=5))
         if job_id in self.order:
-            assert self.queue.edit(job_id, name=name).name == name
+            assert self.queue.edit(job_id, by=ALICE, name=name).name == name
         else:
-            self.refused(lambda: self.queue.edit(job_id, name=name),
+            self.refused(lambda: self.queue.edit(job_id, by=ALICE, name=name),
                          (JobNotFound, NotEditable))
 
     @rule(data=st.data(), times=st.integers(1, 2))

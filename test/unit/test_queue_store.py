@@ -9,9 +9,11 @@ import threading
 
 import pytest
 
-from nicos_scriptserver.queue import (BadPosition, JobNotFound, JobQueue,
-                                      JobState, NotEditable, QueueStore,
-                                      StoreError)
+from nicos_scriptserver.queue import (BadPosition, Caller, JobNotFound,
+                                      JobQueue, JobState, NotEditable,
+                                      QueueStore, StoreError)
+
+ALICE = Caller('alice', 10)
 
 
 def spec(source='measure(1)', **extra):
@@ -62,7 +64,7 @@ def test_reopening_restores_the_queue_exactly(queue, path):
     queue.submit({'kind': 'generated', 'source': 'x()',
                   'calls': [{'command': 'x', 'args': {'v': [1, 2]}}]}, 'bob',
                  position=1)
-    queue.edit(2, name='edited', source='measure(2)')
+    queue.edit(2, by=ALICE, name='edited', source='measure(2)')
     queue.skip(3)
     queue.move(1, 'bottom')
     queue.set_estimate(4, {'seconds': 12.5})
@@ -162,7 +164,7 @@ def failing_operations(queue):
     return [
         lambda: queue.submit(spec(), 'alice'),
         lambda: queue.move(4, 'top'),
-        lambda: queue.edit(3, name='new'),
+        lambda: queue.edit(3, by=ALICE, name='new'),
         lambda: queue.remove(3),
         lambda: queue.clear(),
         lambda: queue.hold('why'),
@@ -213,7 +215,7 @@ def test_full_disk_leaves_everything_unchanged(queue, path):
     big = 'measure(1)\n' * 2000
     check_refused(queue, path, [
         lambda: queue.submit(spec(big), 'alice'),
-        lambda: queue.edit(3, source=big),
+        lambda: queue.edit(3, by=ALICE, source=big),
         lambda: queue.repeat(3, 100),
     ], 'database or disk is full')
 
@@ -256,11 +258,11 @@ def test_open_refuses_what_is_not_a_queue_database(tmp_path):
 def test_open_refuses_newer_format(path):
     QueueStore(path).close()
     db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value = '2' WHERE name = 'schema'")
+    db.execute("UPDATE meta SET value = '3' WHERE name = 'schema'")
     db.commit()
     db.close()
-    with pytest.raises(StoreError, match='has format 2, this version reads '
-                                         'only format 1$'):
+    with pytest.raises(StoreError, match='has format 3, this version reads '
+                                         'formats 1 to 2$'):
         JobQueue(path)
 
 
@@ -415,7 +417,7 @@ def test_only_the_newest_finished_jobs_stay_in_memory(path):
     assert queue.snapshot().jobs[7].source == queue.get(1).source
     with pytest.raises(NotEditable, match='^job 2 is done: finished jobs cannot '
                                           'be edited'):
-        queue.edit(2, name='x')
+        queue.edit(2, by=ALICE, name='x')
     with pytest.raises(JobNotFound, match='^no job 7 in the history$'):
         queue.history(5, before_id=7)
     before = queue.snapshot()
