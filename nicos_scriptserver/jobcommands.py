@@ -158,9 +158,9 @@ def _act(action: str, *args: Any) -> Any:
         return getattr(_daemon().jobs, action)(*args)
 
 
-def _on_job(action: str, job: Any, *args: Any) -> Any:
+def _on_job(action: str, job: Any, *args: Any, **kwargs: Any) -> Any:
     with _refusals():
-        return getattr(_daemon().jobs, action)(as_job_id(job), *args)
+        return getattr(_daemon().jobs, action)(as_job_id(job), *args, **kwargs)
 
 
 @usercommand
@@ -197,8 +197,10 @@ def UnskipJob(job_id):
 @helparglist('job_id, [times=1]')
 @parallel_safe
 def RepeatJob(job_id, times=1):
-    """Queues *times* copies of a job right after it; returns their ids."""
-    copies = _on_job('repeat', job_id, times)
+    """Queues *times* copies of a job right after it, as your jobs; returns
+    their ids."""
+    copies = _on_job('repeat', job_id, times,
+                     owner=session.getExecutingUser().name)
     ids = [job.id for job in copies]
     session.log.info('Job %s repeated as %s.', job_id, ', '.join(map(str, ids)))
     return ids
@@ -217,9 +219,9 @@ def RemoveJob(job_id):
 @helparglist('job_id')
 @parallel_safe
 def RequeueJob(job_id):
-    """Queues a finished (aborted, failed or interrupted) job again; it
-    runs from the start. Returns the new job's id."""
-    job = _on_job('requeue', job_id)
+    """Queues a finished (aborted, failed or interrupted) job again, as your
+    job; it runs from the start. Returns the new job's id."""
+    job = _on_job('requeue', job_id, owner=session.getExecutingUser().name)
     session.log.info('Job %s queued again as job %d.', job_id, job.id)
     return job.id
 

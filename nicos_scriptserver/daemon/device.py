@@ -5,8 +5,7 @@ import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
-from nicos.core import (USER, Override, Param, User, floatrange, intrange,
-                        oneof)
+from nicos.core import Override, Param, User, floatrange, intrange, oneof
 from nicos.protocols.daemon import BREAK_NOW, STATUS_STOPPING
 from nicos.services.daemon import NicosDaemon
 from nicos import session
@@ -23,7 +22,7 @@ from nicos_scriptserver.daemon.timelineevents import TimelineEmitter
 from nicos_scriptserver.estimates import (blackbox_report, not_possible,
                                           timeline)
 from nicos_scriptserver.queue import (InvalidTransition, Job, JobKind,
-                                      JobQueue, JobState)
+                                      JobQueue, JobState, runs_as)
 
 
 class ScriptServerDaemon(NicosDaemon):
@@ -150,13 +149,20 @@ class ScriptServerDaemon(NicosDaemon):
         return self._dryruns.validate(prepared['source'], user)
 
     def user_for(self, job: Job) -> User:
-        """The NICOS user a job runs as: its owner, with the account's level."""
+        """The NICOS user a job runs as: whoever last changed what it runs,
+        at that account's level; `UnknownAccount` if there is no such
+        account (see `runs_as`)."""
+        account = runs_as(job, self._level_of)
+        return User(account.name, account.level)
+
+    def _level_of(self, name: str) -> Optional[int]:
+        """The user level of account *name*, None if there is none."""
         for auth in self._attached_authenticators:
             if isinstance(auth, HashedAccounts):
-                level = auth.level_of(job.owner)
+                level = auth.level_of(name)
                 if level is not None:
-                    return User(job.owner, level)
-        return User(job.owner, USER)
+                    return level
+        return None
 
     def job_dict(self, job: Job) -> Dict[str, Any]:
         """A job for clients; a running job's line is read live.

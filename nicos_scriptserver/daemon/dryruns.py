@@ -26,9 +26,11 @@ from nicos.core.device import DeviceAlias
 from nicos_scriptserver.daemon.catalogdev import find_command_catalog
 from nicos_scriptserver.daemon.dryrun import DryRunProcess
 from nicos_scriptserver.estimates import (FINAL_STATES, blackbox_report,
-                                          build_report, pending, running)
+                                          build_report, not_possible, pending,
+                                          running)
 from nicos_scriptserver.instance import ENV_COMMANDS
-from nicos_scriptserver.queue import Job, JobKind, JobNotFound, NotEditable
+from nicos_scriptserver.queue import (Job, JobKind, JobNotFound, NotEditable,
+                                      UnknownAccount)
 
 Validation = Tuple[str, Any, Future]   # script, NICOS user, its report
 
@@ -179,12 +181,19 @@ class DryRunScheduler:
         if job is None:
             return
         script = job.source
-        if job.kind == JobKind.BLACKBOX:
+        report = blackbox_report(script) \
+            if job.kind == JobKind.BLACKBOX else None
+        if report is None:
+            try:
+                user = self.user_for(job)
+            except UnknownAccount as err:
+                report = not_possible(str(err))   # it fails when it starts
+        if report is not None:
             with self._cond:
                 self._wanted.pop(job.id, None)
-            self._store(job.id, script, blackbox_report(script))
+            self._store(job.id, script, report)
             return
-        process = self._process(script, self.user_for(job))
+        process = self._process(script, user)
         with self._cond:
             if self._wanted.get(job.id) != script:
                 return   # edited or gone since it was chosen

@@ -32,7 +32,8 @@ from nicos.services.daemon.script import EmergencyStopRequest, \
     ExecutionController, ScriptRequest
 
 from nicos_scriptserver.daemon.blackbox import run_blackbox
-from nicos_scriptserver.queue import InvalidTransition, JobKind, QueueError
+from nicos_scriptserver.queue import (InvalidTransition, JobKind, QueueError,
+                                      UnknownAccount)
 
 _STOP_MODES = ('stop', 'emergency stop')
 INTERRUPT_RETRY_SECONDS = 2.0
@@ -129,9 +130,17 @@ class JobFeed:
                     return self._internal.popleft()
                 self.daemon.before_next_job()
                 job = self.jobs.start_next(self.daemon.job_ready)
-                if job is not None:
+                if job is None:
+                    self._wakeup.wait()
+                    continue
+                try:
                     return JobRequest(job, self.daemon.user_for(job), self)
-                self._wakeup.wait()
+                except UnknownAccount as err:
+                    # Started only to fail: its error and the failure
+                    # policy (hold) then apply as to any failed job.
+                    self.jobs.finish('failed', error={
+                        'type': type(err).__name__, 'message': str(err),
+                        'traceback': '', 'line': None})
 
     def finished(self, request: JobRequest, outcome: str, error) -> None:
         self.jobs.finish(outcome, error=error)

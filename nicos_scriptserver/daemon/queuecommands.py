@@ -16,7 +16,7 @@ from nicos.services.daemon.handler import command_wrappers
 from nicos_scriptserver import protocol
 from nicos_scriptserver.daemon.catalogdev import find_command_catalog
 from nicos_scriptserver.estimates import summary
-from nicos_scriptserver.queue import QueueError
+from nicos_scriptserver.queue import Caller, QueueError
 from nicos_scriptserver.queue.validate import as_job_id
 
 
@@ -91,9 +91,12 @@ def ss_job(self, job_id):
 
 @queue_command('ss_edit')
 def ss_edit(self, job_id, changes):
-    """Edit a waiting job: changes is a dict of name/source/calls."""
+    """Edit a waiting job: changes is a dict of name/source/calls. Only its
+    owner or an admin may; the job then runs as the editor."""
     edits = self.daemon.checked_edits(dict(changes))
-    return _jobs(self).edit(as_job_id(job_id), **edits).to_dict()
+    return _jobs(self).edit(as_job_id(job_id),
+                            by=Caller(self.user.name, self.user.level),
+                            **edits).to_dict()
 
 
 @queue_command('ss_move')
@@ -116,14 +119,18 @@ def ss_unskip(self, job_id):
 
 @queue_command('ss_repeat')
 def ss_repeat(self, job_id, times=1):
-    """Queue copies of a job right after it; reply: the new jobs."""
-    return [job.to_dict() for job in _jobs(self).repeat(as_job_id(job_id), int(times))]
+    """Queue copies of a job right after it, as the caller's jobs; reply:
+    the new jobs."""
+    return [job.to_dict() for job in _jobs(self).repeat(
+        as_job_id(job_id), int(times), owner=self.user.name)]
 
 
 @queue_command('ss_duplicate')
 def ss_duplicate(self, job_id):
-    """Queue one copy of a job right after it; reply: the new job."""
-    return _jobs(self).duplicate(as_job_id(job_id)).to_dict()
+    """Queue one copy of a job right after it, as the caller's job; reply:
+    the new job."""
+    return _jobs(self).duplicate(as_job_id(job_id),
+                                 owner=self.user.name).to_dict()
 
 
 @queue_command('ss_remove')
@@ -227,11 +234,13 @@ def unqueue(self, reqid):
 
 @queue_command('update')
 def update(self, newcode, reason, reqid=None):
-    """Replace the text of a waiting job (the current one cannot be edited)."""
+    """Replace the text of a waiting job (the current one cannot be edited),
+    as ss_edit does."""
     if reqid is None:
         raise ValueError('no job id given: the current job cannot be edited; '
                          'abort it, then edit and re-queue it')
     _jobs(self).edit(as_job_id(reqid),
+                     by=Caller(self.user.name, self.user.level),
                      **self.daemon.checked_edits({'source': newcode}))
 
 
