@@ -201,7 +201,7 @@ class CurrentJobPanel(Panel):
         else:
             self.title.setText(f"Job {job['id']}: {job.get('name') or job['kind']}"
                                f" — {job['state']}"
-                               + (f" (by {job['owner']})" if job.get('owner') else ''))
+                               + (f' ({fmt.people(job)})' if job.get('owner') else ''))
             if new or self.script.toPlainText() != (job.get('source') or ''):
                 self.script.setPlainText(job.get('source') or '')
             fraction = job.get('progress')

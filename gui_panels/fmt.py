@@ -34,6 +34,16 @@ def estimate(summary: Optional[dict]) -> str:
                 state, state or '')
 
 
+def people(job: dict) -> str:
+    """``by alice``, or ``by alice, changed by root`` when someone else
+    last changed the job: it runs (or ran) as them."""
+    text = f"by {job.get('owner')}"
+    changed_by = job.get('changed_by')
+    if changed_by and changed_by != job.get('owner'):
+        text += f', changed by {changed_by}'
+    return text
+
+
 def number(val: float) -> str:
     """``25`` for 25.0, ``1.5``, ``1e-07``: a float as short as exact."""
     short = f'{val:g}'

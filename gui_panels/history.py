@@ -19,7 +19,7 @@ OUTCOME_COLORS = {'done': '#2e7d32', 'failed': '#c62828',
 def report_text(job: dict) -> str:
     """A finished job's outcome, result and error report."""
     lines = [f"Job {job['id']} “{job.get('name') or ''}” ({job.get('kind')}, "
-             f"by {job.get('owner')}) {job['state']}"
+             f"{fmt.people(job)}) {job['state']}"
              + (f" after {fmt.duration(job['finished_at'] - job['started_at'])}"
                 if job.get('started_at') and job.get('finished_at') else '')
              + '.']

@@ -92,11 +92,20 @@ def error_text(error: Optional[Dict[str, Any]]) -> str:
     return f'line {line}: {what}' if line is not None else what
 
 
+def owner_text(job: Dict[str, Any]) -> str:
+    """``alice``, or ``alice (changed by root)`` when someone else last
+    changed the job: it runs (or ran) as them."""
+    changed_by = job.get('changed_by')
+    if changed_by and changed_by != job['owner']:
+        return f'{job["owner"]} (changed by {changed_by})'
+    return job['owner']
+
+
 def history_table(jobs: List[Dict[str, Any]], now: float) -> str:
     """The `history` subcommand: finished jobs, last finished first."""
     if not jobs:
         return 'no finished jobs'
-    rows = [[job['id'], job['name'], job['owner'], job['state'],
+    rows = [[job['id'], job['name'], owner_text(job), job['state'],
              clock(job.get('finished_at'), now), error_text(job.get('error'))]
             for job in jobs]
     return table(['id', 'name', 'owner', 'outcome', 'finished', 'error'], rows)

@@ -81,6 +81,16 @@ def test_history_shows_outcome_and_the_line_that_failed():
     assert lines[3].split() == ['2', 'ok.py', 'user', 'done', '12:00:00', '-']
 
 
+def test_history_says_who_else_last_changed_a_job():
+    jobs = [{'id': 4, 'name': 'a.py', 'owner': 'user', 'changed_by': 'admin',
+             'state': 'done', 'finished_at': NOW, 'error': None},
+            {'id': 3, 'name': 'b.py', 'owner': 'user', 'changed_by': 'user',
+             'state': 'done', 'finished_at': NOW, 'error': None}]
+    lines = history_table(jobs, NOW).splitlines()
+    assert ' user (changed by admin) ' in lines[2]
+    assert lines[3].split()[:3] == ['3', 'b.py', 'user']
+
+
 def test_parameters_show_type_unit_limits_choices_and_default():
     energy = {'name': 'energy', 'type': 'float', 'unit': 'meV', 'min': 0.5,
               'max': 100, 'min_inclusive': True, 'max_inclusive': True,

@@ -90,3 +90,6 @@ def test_calls_and_durations_read_as_typed():
     assert fmt.estimate({'state': 'ok', 'seconds': 42}) == '42 s'
     assert fmt.estimate({'state': 'failed', 'seconds': None}) == 'dry run failed'
     assert fmt.reflow('One\nparagraph.\n\nTwo.') == 'One paragraph.\n\nTwo.'
+    assert fmt.people({'owner': 'ann', 'changed_by': 'ann'}) == 'by ann'
+    assert fmt.people({'owner': 'ann', 'changed_by': 'root'}) == \
+        'by ann, changed by root'
