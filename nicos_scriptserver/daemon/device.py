@@ -12,9 +12,12 @@ from nicos import session
 
 from nicos_scriptserver import jobcheck
 from nicos_scriptserver.catalog import describe_calls
-from nicos_scriptserver.daemon import access, queuecommands  # noqa: F401 (registers commands)
+from nicos_scriptserver.daemon import access, plaindata, \
+    queuecommands  # noqa: F401 (registers commands)
 from nicos_scriptserver.daemon.auth import HashedAccounts
 from nicos_scriptserver.daemon.catalogdev import find_command_catalog
+from nicos_scriptserver.daemon.dryrun import \
+    use_private_channel_for_stock_dry_runs
 from nicos_scriptserver.daemon.dryruns import DryRunScheduler
 from nicos_scriptserver.daemon.events import EventRelay
 from nicos_scriptserver.daemon.execution import ScriptServerController
@@ -56,10 +59,17 @@ class ScriptServerDaemon(NicosDaemon):
     parameter_overrides = {
         'servercls': Override(
             default='nicos_scriptserver.daemon.transport.ClassicServer'),
+        # The only one that reads plain data only (no pickle from a client
+        # runs code): NICOS's classic and JSON serializers both unpickle.
+        'serializercls': Override(
+            default='nicos_scriptserver.daemon.transport.PlainDataSerializer',
+            type=oneof('nicos_scriptserver.daemon.transport.PlainDataSerializer')),
     }
 
     def doInit(self, mode):
         access.install()
+        plaindata.install()
+        use_private_channel_for_stock_dry_runs()
         self._jobs = JobQueue(self.queuefile)
         if self.jobs.state.on_failure != self.failurepolicy:
             self.jobs.set_on_failure(self.failurepolicy)

@@ -9,10 +9,16 @@ cancelled. Instead of an empty message (which makes the child read device
 values from the cache, which no poller keeps current here) it sends the
 daemon's current device values, so a dry run starts where the instrument
 is.
+
+The channel is private: a Unix socket in a directory only the daemon's
+account may enter (NICOS binds a TCP port on loopback, which any local
+process can reach). What arrives on it is read as plain data: the child
+runs the user's script, so it is not trusted either.
 """
 
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,11 +30,12 @@ from os import path
 from typing import Any, Dict, List, Optional
 
 import zmq
-from nicos import config
+from nicos import config, session
 from nicos.core.sessions.simulation import (SIM_BLOCK_RES, SIM_END_RES,
                                             SIM_MESSAGE, SIM_RESULT)
 from nicos.utils.messaging import nicos_zmq_ctx
 
+from nicos_scriptserver import plainpickle
 from nicos_scriptserver.estimates import DryRunFacts
 from nicos_scriptserver.lifetime import die_with_parent
 
@@ -70,14 +77,18 @@ class DryRunProcess:
         started = time.monotonic()
         socket = nicos_zmq_ctx.socket(zmq.DEALER)
         stderr = tempfile.TemporaryFile()
+        # mkdtemp makes it 0700: nobody else can connect to the socket
+        channel_dir = tempfile.mkdtemp(prefix='scriptserver-dryrun-')
         proc = None
         try:
-            port = socket.bind_to_random_port('tcp://127.0.0.1')
-            proc = self._spawn(f'tcp://127.0.0.1:{port}', stderr)
+            address = f'ipc://{channel_dir}/channel'
+            socket.bind(address)
+            proc = self._spawn(address, stderr)
             socket.send(pickle.dumps(self.values, 2))
             self._receive(socket, proc, facts, started)
         finally:
             socket.close(linger=0)
+            shutil.rmtree(channel_dir, ignore_errors=True)
             if proc is not None:
                 facts.exit_code = _reap(proc)
             if facts.end is None and not facts.timed_out:
@@ -115,7 +126,13 @@ class DryRunProcess:
                 if proc.poll() is not None and not socket.poll(0):
                     return
                 continue
-            kind, message = pickle.loads(socket.recv())
+            try:
+                kind, message = plainpickle.loads(socket.recv())
+            except (plainpickle.UnpicklingError, ValueError, TypeError,
+                    EOFError) as err:
+                facts.records.append((40, 'the dry-run process sent a '
+                                      'message that is not plain data', str(err)))
+                return
             if kind == SIM_MESSAGE:
                 # [logger, created, levelno, text, exc_text, reqid]
                 facts.records.append((message[2], message[3], message[4]))
@@ -130,6 +147,22 @@ class DryRunProcess:
             elif kind == SIM_END_RES:
                 facts.end = (message[0], message[1])
                 return
+
+
+#: See the file: NICOS's sandbox hook, used for its private channel only.
+PRIVATE_CHANNEL_HELPER = path.join(path.dirname(__file__),
+                                   'private-dryrun-channel')
+
+
+def use_private_channel_for_stock_dry_runs() -> None:
+    """Give NICOS's own dry runs (the stock ``simulate`` command, ``sim()``
+    in a script) a private Unix socket instead of a loopback TCP port.
+
+    NICOS does that when a sandbox helper is set; ours only runs the
+    command. As in a sandboxed run, the child then gets the daemon's
+    device values from the daemon instead of reading the cache.
+    """
+    session._sandbox_helper = PRIVATE_CHANNEL_HELPER
 
 
 def _deprioritize(pid: int) -> None:

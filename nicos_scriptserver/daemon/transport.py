@@ -1,18 +1,35 @@
-"""Classic NICOS transport: new event types kept from stock clients, and
-events sent safely while clients come and go."""
+"""Classic NICOS transport: plain data only from clients, new event types
+kept from stock clients, and events sent safely while clients come and go."""
 
 import queue
 
+from nicos.protocols.daemon.classic import ClassicSerializer
 from nicos.services.daemon.proto import classic
 from nicos.services.daemon.utils import SizedQueue
 from nicos.utils import closeSocket
 
+from nicos_scriptserver import plainpickle
 from nicos_scriptserver.protocol import EVENTS
 
 #: Bytes of events kept for one client that does not read them before it
 #: is dropped (NICOS keeps 100 MiB per client: a few frozen GUIs took
 #: hundreds of MiB of the daemon's memory).
 EVENT_BACKLOG = 16 * 1024 * 1024
+
+
+class PlainDataSerializer(ClassicSerializer):
+    """NICOS's classic (pickle) serializer that reads only plain data.
+
+    NICOS unpickles every command frame before it looks at the login, so
+    with the stock serializer a pickle sent to the daemon's port runs code
+    in the daemon without any password. Stock clients send only plain data
+    (strings, numbers, lists, dicts), so they do not notice; a frame that
+    names anything else gets NICOS's "invalid command or garbled data"
+    reply and the connection is closed. What the daemon sends is unchanged.
+    """
+
+    def deserialize_cmd(self, data, cmdname=None):
+        return cmdname, plainpickle.loads(data)
 
 
 class ClassicServer(classic.Server):
