@@ -10,7 +10,7 @@ devices = dict(
         storepath = str(instance.datadir / 'cache'),
         loglevel = 'info',
     ),
-    Server = device('nicos_scriptserver.daemon.cache.LoopbackCacheServer',
+    Server = device('nicos_scriptserver.daemon.cache.PrivateCacheServer',
         db = 'DB',
         server = instance.cache_address,
         loglevel = 'info',
