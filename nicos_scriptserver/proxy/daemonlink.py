@@ -9,14 +9,19 @@ whole (a large one waits at most the link's timeout for the daemon to
 take it) and replies are read as they arrive, whenever the loop's poller
 says the socket is readable.
 
-The daemon is trusted, so replies are unpickled (the classic serializer);
-what is sent to it are arguments the proxy has already checked to be
-plain JSON data.
+Replies are pickles (the classic serializer) and are read as plain data
+only: the daemon runs users' scripts, so a reply must not be able to run
+code in the proxy, which holds the tier-2 passwords. For the same reason
+the proxy logs in only to a daemon of the expected account: while the
+daemon is down, another local account could bind its port and collect
+the passwords. What is sent to the daemon are arguments the proxy has
+already checked to be plain JSON data.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import pickle
 import socket
 import uuid
@@ -27,7 +32,8 @@ from nicos.protocols.daemon import DAEMON_EVENTS
 from nicos.protocols.daemon.classic import ACK, ENQ, LENGTH, NAK, STX, \
     command2code
 
-from nicos_scriptserver import protocol
+from nicos_scriptserver import plainpickle, protocol
+from nicos_scriptserver.peers import peer_uid
 
 protocol.register()
 
@@ -78,16 +84,36 @@ def encode_request(command: str, args: list) -> bytes:
     return ENQ + code + LENGTH.pack(len(data)) + data
 
 
-def decode_payload(raw: bytes) -> Any:
-    return pickle.loads(raw, encoding='latin1') if raw else None
+def decode_reply(ok: bool, raw: bytes) -> Reply:
+    """One reply: its payload read as plain data only. A payload that is
+    not plain data becomes an error reply (the link itself is fine)."""
+    if not raw:
+        return ok, None
+    try:
+        return ok, plainpickle.loads(raw)
+    except (plainpickle.UnpicklingError, ValueError, TypeError, EOFError) as err:
+        return False, f'the daemon\'s reply is not plain data: {err}'
+
+
+def check_daemon_account(sock: socket.socket, expected_uid: int) -> None:
+    """`LinkError` unless the process that accepted *sock* runs as
+    *expected_uid* (the daemon's account)."""
+    uid = peer_uid(sock)
+    if uid != expected_uid:
+        host, port = sock.getpeername()[:2]
+        raise LinkError(f'the process listening on {host}:{port} runs as '
+                        f'uid {uid}, not as the daemon\'s account (uid '
+                        f'{expected_uid}): not sending it a password')
 
 
 class DaemonLink:
     """One logged-in connection to the daemon, with one request at a time."""
 
     def __init__(self, host: str, port: int, login: str, password: str,
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, daemon_uid: Optional[int] = None):
         self.address = (host, port)
+        #: The account the daemon must run as (default: the proxy's own).
+        self.daemon_uid = os.geteuid() if daemon_uid is None else daemon_uid
         self.login = login
         self._password = password
         self.timeout = timeout
@@ -105,6 +131,7 @@ class DaemonLink:
         client_id = uuid.uuid4().bytes
         try:
             self.sock = socket.create_connection(self.address, self.timeout)
+            check_daemon_account(self.sock, self.daemon_uid)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.sock.sendall(client_id)
             ok, self.banner = self._blocking_reply()
@@ -120,6 +147,7 @@ class DaemonLink:
             # The daemon queues events for every handler until its event
             # connection exists; without one it would stall and drop us.
             self.event_sock = socket.create_connection(self.address, self.timeout)
+            check_daemon_account(self.event_sock, self.daemon_uid)
             self.event_sock.sendall(client_id)
             ok, reply = self.call('eventmask', [sorted(DAEMON_EVENTS)])
             if not ok:
@@ -146,8 +174,7 @@ class DaemonLink:
             replies = self._reader.feed(data)
             if replies:
                 self.busy = False
-                ok, raw = replies[0]
-                return ok, decode_payload(raw)
+                return decode_reply(*replies[0])
 
     # -- serving: read only when the poller says the socket is readable ---
 
@@ -191,8 +218,7 @@ class DaemonLink:
         if len(replies) > 1:
             raise LinkError('the daemon sent a reply nobody asked for')
         self.busy = False
-        ok, raw = replies[0]
-        return ok, decode_payload(raw)
+        return decode_reply(*replies[0])
 
     def discard_events(self) -> None:
         """Read and drop event bytes (everything is masked; a few arrive

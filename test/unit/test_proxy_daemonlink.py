@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 from nicos.protocols.daemon.classic import ACK, LENGTH, NAK, STX
 
 from nicos_scriptserver.proxy.daemonlink import LinkError, ReplyReader, \
-    decode_payload, encode_request
+    decode_reply, encode_request
 
 
 def frame(ok, payload):
@@ -32,7 +32,7 @@ def test_replies_survive_any_split_into_reads(sent, cuts):
         size = cuts[i % len(cuts)]
         got += reader.feed(stream[pos:pos + size])
         pos, i = pos + size, i + 1
-    decoded = [(ok, decode_payload(raw)) for ok, raw in got]
+    decoded = [decode_reply(ok, raw) for ok, raw in got]
     expected = [(ok, None if ok and payload is None else payload)
                 for ok, payload in sent]
     assert decoded == expected
@@ -49,3 +49,21 @@ def test_requests_use_the_registered_command_codes():
     assert pickle.loads(request[7:]) == []
     with pytest.raises(LinkError, match='not a daemon command'):
         encode_request('no_such_command', [])
+
+
+class Payload:
+    """Unpickling this would create *path*."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, 'w')
+
+
+def test_a_reply_that_is_not_plain_data_runs_nothing_and_is_refused(tmp_path):
+    marker = tmp_path / 'ran'
+    raw = pickle.dumps({'status': Payload(marker)}, 2)
+    ok, text = decode_reply(True, raw)
+    assert not ok and text.endswith('io.open is not plain data')
+    assert not marker.exists()
