@@ -73,9 +73,11 @@ class ScriptServerDaemon(NicosDaemon):
         self._jobs = JobQueue(self.queuefile)
         if self.jobs.state.on_failure != self.failurepolicy:
             self.jobs.set_on_failure(self.failurepolicy)
+        self._controller_replaced = threading.Event()
         NicosDaemon.doInit(self, mode)
         self._controller = ScriptServerController(self, self.simmode,
                                                   self.autosimulate)
+        self._controller_replaced.set()
         self.jobs.add_listener(EventRelay(self.jobs, self.emit_event))
         self._timeline_events = TimelineEmitter(self.timeline, self.emit_event)
         self.jobs.add_listener(self._timeline_events)
@@ -86,6 +88,13 @@ class ScriptServerDaemon(NicosDaemon):
             self._dryruns = DryRunScheduler(
                 self.jobs, self.user_for, self.dryrunworkers,
                 self.dryrunlimit, self.dryrunpolicy, self.log)
+
+    def _watch_entry(self):
+        # NICOS's watch loop reads the controller once, as its thread
+        # starts inside NicosDaemon.doInit: it must see ours, which holds
+        # the watch expressions clients add.
+        self._controller_replaced.wait()
+        NicosDaemon._watch_entry(self)
 
     def quit(self, signum=None):
         self._timeline_events.stop()
