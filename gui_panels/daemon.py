@@ -3,9 +3,8 @@ panel shows itself, and the event subscription."""
 
 from typing import Any
 
-from nicos.protocols.daemon import ACTIVE_COMMANDS
-
 from nicos_scriptserver import protocol
+from nicos_scriptserver.commandtable import needs_user
 
 SS_EVENTS = sorted(protocol.EVENTS)
 
@@ -24,8 +23,7 @@ def request(client, command: str, *args) -> Any:
     """
     if not client.isconnected:
         raise Refused('not connected to a server')
-    if client.viewonly and (command in ACTIVE_COMMANDS
-                            or command in protocol.WRITING_COMMANDS):
+    if client.viewonly and needs_user(command):
         raise Refused('the GUI is in view-only mode')
     try:
         with client.lock:

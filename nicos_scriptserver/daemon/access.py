@@ -1,69 +1,88 @@
-"""Guest logins watch; only user level and above change anything.
+"""The daemon's access guard: every command passes the command table.
 
-Stock NICOS lets a guest queue scripts. A script server hands guest
-accounts to read-only viewers, so every command that starts, edits or
-steers scripts is refused below user level. ``eval`` stays open to
-guests (GUIs watch through it) but only for read-only expressions, because
-NICOS checks device access against the running script's user, not against
-the caller of ``eval``.
+NICOS dispatches each request to ``command_wrappers[name]``. `install`
+wraps every one of them with the policy of `commandtable`: a command that
+is not in the table is refused (an allowlist), a login below the
+command's level is refused with what it needs, arguments of the wrong
+number or type are refused naming the argument, and a guest's ``eval``
+and ``watch`` expressions must pass the read-only check, because NICOS
+evaluates them in the script namespace and checks device access against
+the running script's user, not against the guest. ``complete`` never
+offers private names.
 """
 
-from nicos.core import USER
-from nicos.protocols.daemon import ACTIVE_COMMANDS
+from typing import Any, Callable, List, Optional
+
+from nicos import session
 from nicos.services.daemon.handler import command_wrappers
 
-from nicos_scriptserver.protocol import WRITING_COMMANDS
+from nicos_scriptserver.commandtable import ADMIN, COMMANDS, USER, Command
+from nicos_scriptserver.daemon.queuecommands import queue_command
 from nicos_scriptserver.readonly_expr import NotReadOnly, check_read_only
 
-# Besides ACTIVE_COMMANDS: commands that run code or touch files.
-_MORE_WRITING_COMMANDS = {'simulate', 'transfer', 'debug', 'debuginput'}
+_REFUSALS = {
+    USER: 'guest logins can only watch; log in with a user account to run '
+          'or change scripts',
+    ADMIN: 'needs an admin login',
+}
 
 
-def require_user_level(names) -> None:
-    """Wrap the daemon commands *names* so that guests get an error reply."""
-    for name in names:
-        wrapper = command_wrappers[name]
-        if getattr(wrapper, 'requires_user_level', False):
-            continue
-
-        def guarded(handler, args, _name=name, _wrapper=wrapper):
-            if handler.user.level < USER:
-                handler.send_error_reply(
-                    f'{_name}: guest logins can only watch; log in with a '
-                    'user account to run or change scripts')
-                return None
-            return _wrapper(handler, args)
-
-        guarded.__name__ = wrapper.__name__
-        guarded.orig_function = getattr(wrapper, 'orig_function', wrapper)
-        guarded.requires_user_level = True
-        command_wrappers[name] = guarded
+def _guest_expressions(name: str, args: List[Any]) -> List[str]:
+    """The expressions in a request of *name* that a guest sends."""
+    if name == 'eval':
+        return [args[0]]
+    # NICOS's watch entries are "expression:group"
+    return [str(entry).partition(':')[0] for entry in args[0]]
 
 
-def _guard_guest_eval() -> None:
-    wrapper = command_wrappers['eval']
-    if getattr(wrapper, 'guards_guest_eval', False):
-        return
-
-    def guarded(handler, args):
-        if handler.user.level < USER and args:
+def refusal(command: Optional[Command], name: str, level: int,
+            args: List[Any]) -> Optional[str]:
+    """Why a login of *level* may not send *name* with *args*, or None."""
+    if command is None:
+        return f'{name}: not a command of this server'
+    if level < command.level:
+        return f'{name}: {_REFUSALS[command.level]}'
+    problem = command.check_args(args)
+    if problem:
+        return problem
+    if command.guest_expressions and level < USER:
+        for expr in _guest_expressions(name, args):
             try:
-                check_read_only(str(args[0]))
+                check_read_only(expr, session.devices)
             except NotReadOnly as err:
-                handler.send_error_reply(
-                    f'eval: guest logins may only evaluate read-only '
-                    f'expressions ({err})')
-                return None
+                return (f'{name}: guest logins may only evaluate read-only '
+                        f'expressions ({err})')
+    return None
+
+
+def _guarded(name: str, wrapper: Callable) -> Callable:
+    def guarded(handler, args):
+        reason = refusal(COMMANDS.get(name), name, handler.user.level, args)
+        if reason:
+            handler.send_error_reply(reason)
+            return None
         return wrapper(handler, args)
 
     guarded.__name__ = wrapper.__name__
     guarded.orig_function = getattr(wrapper, 'orig_function', wrapper)
-    guarded.guards_guest_eval = True
-    command_wrappers['eval'] = guarded
+    guarded.guarded = True
+    return guarded
+
+
+def _is_private(completion: str) -> bool:
+    return any(part.startswith('_') for part in completion.split('.'))
+
+
+@queue_command('complete')
+def complete(self, line, lastword):
+    """Completions of a typed line, without private names."""
+    matches = self.controller.complete_line(line, lastword)
+    return sorted({match for match in matches if not _is_private(match)})
 
 
 def install() -> None:
-    """Apply the policy to the stock and the script server's writing commands."""
-    require_user_level(sorted(ACTIVE_COMMANDS | _MORE_WRITING_COMMANDS |
-                              WRITING_COMMANDS))
-    _guard_guest_eval()
+    """Guard every daemon command (once the handlers are registered)."""
+    for name, wrapper in list(command_wrappers.items()):
+        if not getattr(wrapper, 'guarded', False):
+            command_wrappers[name] = _guarded(name, wrapper)
+

@@ -28,6 +28,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, List, Sequence
 
+from nicos_scriptserver.commandtable import HANDSHAKE, VIEWER, WRITER, \
+    proxy_commands
+
 #: Largest request accepted (all three frames); a script is at most 512 KiB.
 MAX_REQUEST_BYTES = 1024 * 1024
 #: What the IBEX GUI accepts (it compares for equality).
@@ -35,23 +38,13 @@ PROTOCOL_VERSION = 23
 # JSON nested deeper than this is refused (no argument needs more).
 MAX_DEPTH = 32
 
-VIEWER, WRITER = 'viewer', 'writer'
-
-#: Commands a logged-in viewer may send: they only read.
-VIEWER_COMMANDS = frozenset({
-    'getbanner', 'getversion', 'getstatus', 'getmessages', 'getscript',
-    'gethistory', 'getcachekeys', 'gettrace', 'getdataset', 'keepalive',
-    'quit', 'ss_queue', 'ss_job', 'ss_history', 'ss_catalog', 'ss_timeline',
-})
+#: Answered by the proxy itself, before and without a daemon link.
+HANDSHAKE_COMMANDS = frozenset({'getbanner'}) | proxy_commands(HANDSHAKE)
+#: Commands a logged-in viewer may send: they only read (`commandtable`).
+VIEWER_COMMANDS = HANDSHAKE_COMMANDS | proxy_commands(VIEWER)
 #: ... and a writer (token holder) also these. No ``exec``/``eval``:
 #: arbitrary code goes through the queue, where it is checked and recorded.
-WRITER_COMMANDS = VIEWER_COMMANDS | frozenset({
-    'queue', 'start', 'unqueue', 'update', 'rearrange', 'break', 'continue',
-    'stop', 'finish', 'emergency', 'ss_submit', 'ss_edit', 'ss_move',
-    'ss_skip', 'ss_unskip', 'ss_repeat', 'ss_duplicate', 'ss_remove',
-    'ss_clear', 'ss_requeue', 'ss_hold', 'ss_release', 'ss_pause',
-    'ss_resume', 'ss_abort', 'ss_confirm', 'ss_dryrun',
-})
+WRITER_COMMANDS = HANDSHAKE_COMMANDS | proxy_commands(WRITER)
 ALLOWED = {VIEWER: VIEWER_COMMANDS, WRITER: WRITER_COMMANDS}
 
 

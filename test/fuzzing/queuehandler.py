@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from nicos.protocols.daemon import DAEMON_COMMANDS
 
-from nicos_scriptserver import jobcheck, protocol
+from nicos_scriptserver import jobcheck
+from nicos_scriptserver.commandtable import CODES
 
 
 def _import_handler():
@@ -29,7 +30,7 @@ def _import_handler():
     test process a client module may have registered ours already
     (`protocol.register`), so they are taken out for the import.
     """
-    saved = {name: DAEMON_COMMANDS.pop(name) for name in protocol.COMMANDS
+    saved = {name: DAEMON_COMMANDS.pop(name) for name in CODES
              if name in DAEMON_COMMANDS}
     try:
         from nicos.services.daemon import handler

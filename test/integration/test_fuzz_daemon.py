@@ -10,7 +10,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from nicos_scriptserver import protocol
+from nicos_scriptserver.commandtable import CODES
 from nicos_scriptserver.client import ServerError
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ json_values = st.recursive(
 
 # Those that would only wait (a dry run of arbitrary code runs up to its
 # limit) or stop everything are left to the other tests.
-COMMANDS = sorted(set(protocol.COMMANDS) - {'ss_dryrun'})
+COMMANDS = sorted(set(CODES) - {"ss_dryrun"})
 
 
 @pytest.fixture(scope='module')
