@@ -15,6 +15,7 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 from nicos_scriptserver.accounts import ensure_accounts
+from nicos_scriptserver.childenv import child_env
 from nicos_scriptserver.instance import REPO, Instance
 from nicos_scriptserver.lifetime import die_with_parent
 
@@ -51,7 +52,11 @@ def port_open(host: str, port: int) -> bool:
 
 class ServerProcesses:
     """The cache, daemon and (optionally) proxy of one instance, as child
-    processes."""
+    processes.
+
+    Their environment is `child_env` (nothing else of this process's) with
+    the instance's variables and *env*.
+    """
 
     def __init__(self, instance: Instance, allow_root: bool = False,
                  env: Optional[Dict[str, str]] = None, proxy: bool = False,
@@ -64,7 +69,7 @@ class ServerProcesses:
         self.service_group = service_group
         self.proxy = proxy
         self.proxy_args = list(proxy_args)
-        self.env = dict(os.environ, **instance.to_env(), **(env or {}))
+        self.env = child_env({**instance.to_env(), **(env or {})})
         self.env['PYTHONPATH'] = os.pathsep.join(
             filter(None, [str(REPO), self.env.get('PYTHONPATH')]))
         self.procs: Dict[str, subprocess.Popen] = {}

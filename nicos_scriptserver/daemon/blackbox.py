@@ -13,6 +13,7 @@ from nicos import session
 from nicos.utils.loggers import INPUT
 from nicos.services.daemon.utils import formatScript
 
+from nicos_scriptserver.childenv import child_env
 from nicos_scriptserver.runner.blackbox import BlackBoxRun
 
 
@@ -27,7 +28,7 @@ def run_blackbox(request, controller) -> Tuple[str, Optional[dict]]:
         session.log.info('%s', text.rstrip('\n'))
 
     session.log.log(INPUT, formatScript(request, 'black-box'))
-    run = BlackBoxRun(request.text, cwd=os.getcwd(), env=dict(os.environ),
+    run = BlackBoxRun(request.text, cwd=os.getcwd(), env=child_env(),
                       on_output=on_output)
     outcome = {}
 

@@ -36,6 +36,7 @@ from nicos.core.sessions.simulation import (SIM_BLOCK_RES, SIM_END_RES,
 from nicos.utils.messaging import nicos_zmq_ctx
 
 from nicos_scriptserver import plainpickle
+from nicos_scriptserver.childenv import child_env
 from nicos_scriptserver.estimates import DryRunFacts
 from nicos_scriptserver.lifetime import die_with_parent
 
@@ -105,7 +106,7 @@ class DryRunProcess:
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
             close_fds=True, start_new_session=True,
             preexec_fn=die_with_parent(signal.SIGKILL),
-            env=dict(os.environ, **(self.env or {})))
+            env=child_env(self.env))
         _deprioritize(proc.pid)
         try:
             proc.stdin.write(self.script.encode())
