@@ -161,7 +161,8 @@ class ServerProcesses:
         if self.service_user and os.geteuid() != 0:
             raise StartupError(f'only root can run the services as '
                                f'{self.service_user}')
-        self.instance.datadir.mkdir(parents=True, exist_ok=True)
+        # Private from the start; the services keep it so (service.py).
+        self.instance.datadir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.passwords = ensure_accounts(self.instance.datadir)
         try:
             self.start_service('cache')

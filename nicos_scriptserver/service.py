@@ -15,9 +15,16 @@ NICOS starts. NICOS's own ``setuser()`` only changes the *effective* ids,
 from which a job could switch back to root; it is never reached here.
 Without a user, NICOS refuses to run as root unless ``--allow-root`` (never
 the default) lets the process keep running as root, which it logs.
+
+Either way the service runs with umask 077, set before NICOS starts and
+inherited by dry runs and black-box jobs, and at each start takes group
+and other access from what its account owns in the data directory (an
+older run may have left it readable): the queue database holds every job
+script and the history, the cache and logs what jobs did.
 """
 
 import argparse
+import contextlib
 import ctypes
 import grp
 import os
@@ -37,6 +44,10 @@ OWNER_DIRS = ('etc', 'log', 'run')
 # SQLite in WAL mode creates its -wal and -shm files next to the database,
 # so the daemon must be able to create files in the data directory itself.
 QUEUE_FILES = ('queue.sqlite', 'queue.sqlite-wal', 'queue.sqlite-shm')
+# Only the account itself: no consumer of these files reads them through
+# the group, which in the split is the service account's and may be shared
+# (nogroup); the starting user is root there and needs no permission bits.
+SERVICE_UMASK = 0o077
 _PR_SET_NO_NEW_PRIVS = 38
 
 
@@ -98,19 +109,23 @@ def prepare_datadir(datadir: Path, account: Account) -> None:
     access and the sticky bit: the daemon can create its queue database
     files there, but cannot rename or delete what it does not own (etc/
     above all: otherwise it could swap in its own secrets and accounts
-    files for the next start). Directories of the starting user are created
-    here first, so the account cannot create them in their place.
+    files for the next start). Others may not even enter it. Directories of
+    the starting user are created here first, so the account cannot create
+    them in their place; log/ lets the account's group through to its own
+    subdirectories, and no further.
     """
     me = os.geteuid()
     datadir.mkdir(parents=True, exist_ok=True)
     os.chown(datadir, -1, account.gid)
-    os.chmod(datadir, 0o1775)
+    os.chmod(datadir, 0o1770)
     for sub in OWNER_DIRS:
         path = datadir / sub
         path.mkdir(exist_ok=True)
         if path.lstat().st_uid != me or not stat.S_ISDIR(path.lstat().st_mode):
             raise SystemExit(f'{path} is not a directory owned by uid {me}; '
                              'remove it and start again')
+    os.chown(datadir / 'log', -1, account.gid)
+    os.chmod(datadir / 'log', 0o710)
     # Files of the proxy and the supervisor (proxy.log, *.out) that a run
     # before the split may have left readable by others.
     for path in (datadir / 'log').iterdir():
@@ -124,6 +139,57 @@ def prepare_datadir(datadir: Path, account: Account) -> None:
         path = datadir / name
         if path.exists() and path.lstat().st_uid != account.uid:
             os.chown(path, account.uid, account.gid, follow_symlinks=False)
+
+
+def make_private(datadir: Path) -> None:
+    """Take group and other access from what this process's account owns
+    of *datadir*: the queue database, the service directories with all in
+    them, and (in the plain mode, where the account owns them)
+    *datadir* itself and log/ with the files in it.
+
+    Run as the service's own account, after `drop_privileges`: through
+    whatever the account may have planted, it can only reach its own files.
+    """
+    me = os.geteuid()
+    _make_private(str(datadir), None, me)
+    log = datadir / 'log'
+    _make_private(str(log), None, me)
+    # In the split, log/ is the starting user's and the account may not list it.
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(log):
+            _make_private(entry.path, None, me)
+    for name in QUEUE_FILES:
+        _make_private(str(datadir / name), None, me)
+    for sub in SERVICE_DIRS:
+        top = str(datadir / sub)
+        _make_private(top, None, me)
+        # Not there yet at the first start of the plain mode.
+        with contextlib.suppress(FileNotFoundError):
+            for _, dirs, files, dirfd in os.fwalk(top, follow_symlinks=False):
+                for name in dirs + files:
+                    _make_private(name, dirfd, me)
+
+
+def _make_private(path: str, dir_fd: Optional[int], me: int) -> None:
+    """Clear the group and other bits of *path* if it is a file or
+    directory of uid *me*; never through a symbolic link."""
+    try:
+        found = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+        if found.st_uid != me or not found.st_mode & 0o077 or not (
+                stat.S_ISREG(found.st_mode) or stat.S_ISDIR(found.st_mode)):
+            return
+        # Changed through a descriptor of what was checked, so nothing
+        # swapped in meanwhile gets the change.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_NOCTTY, dir_fd=dir_fd)
+    except OSError:  # gone, or not ours to open
+        return
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) == (found.st_dev, found.st_ino):
+            os.fchmod(fd, stat.S_IMODE(now.st_mode) & ~0o077)
+    finally:
+        os.close(fd)
 
 
 def drop_privileges(account: Account) -> None:
@@ -152,6 +218,8 @@ def _prepare_config(instance: Instance, allow_root: bool) -> None:
     from nicos import config
     config.logging_path = str(instance.logdir)
     config.pid_path = str(instance.datadir / 'pid')
+    # NICOS applies nicos.conf's umask when it runs as root: only stricter.
+    config.umask = f'{SERVICE_UMASK | int(config.umask or "0", 8):03o}'
     if os.geteuid() == 0 and not config.user:
         if not allow_root:
             sys.exit('refusing to run as root: pass --user NAME (or name a '
@@ -186,8 +254,10 @@ def main(argv=None) -> int:
         account = resolve_account(str(user), str(group) if group else None)
         prepare_datadir(instance.datadir, account)
         drop_privileges(account)
+    os.umask(SERVICE_UMASK)
     for sub in ('log', 'pid'):
         (instance.datadir / sub).mkdir(parents=True, exist_ok=True)
+    make_private(instance.datadir)
     _prepare_config(instance, args.allow_root)
 
     if args.service == 'cache':
