@@ -1,8 +1,10 @@
 """Start the stock NICOS GUI, with the `gr` stand-in if GR is missing.
 
-Usage (same arguments as ``nicos-gui``)::
+Usage (same arguments as ``nicos-gui``; without a password in the connect
+string, which others could read in the process list, the GUI asks for it
+in its connect dialog)::
 
-    python -m gui_panels.launch -c gui_panels/guiconfig.py user:PASSWORD@host:port
+    python -m gui_panels.launch -c gui_panels/guiconfig.py user@host:port
 """
 
 import os

@@ -17,7 +17,14 @@ from nicos_scriptserver.instance import REPO, Instance
 from nicos_scriptserver.processes import ServerProcesses, StartupError, port_open
 
 
-def _banner(instance: Instance, passwords: dict) -> str:
+def _banner(instance: Instance) -> str:
+    """Where to connect and how to log in.
+
+    No password: a password in a suggested command line ends up in the
+    process list, which every local account can read, and in the shell's
+    history; printed here, it ends up in terminal logs. NICOS's console
+    client and GUI ask for it when the connect string has none.
+    """
     host, port = instance.host, instance.daemon_port
     venv_bin = REPO / '.venv' / 'bin'
     return f"""
@@ -29,14 +36,14 @@ nicos-scriptserver is running the demo instrument.
   PVs            {instance.pv_prefix}USER, {instance.pv_prefix}TOKEN   (Channel Access on {host}:{instance.pv_port})
   data and logs  {instance.datadir}   (logs in {instance.logdir})
 
-Log in as one of (passwords are kept in {secrets_path(instance.datadir)}):
-  admin / {passwords['admin']}
-  user  / {passwords['user']}
-  guest / {passwords['guest']}   (watch only)
+Log in as admin, user or guest (watch only). The passwords are in
+  {secrets_path(instance.datadir)}
+which only the account that started the server may read. The clients ask
+for the password; never put it on a command line, where others see it.
 
 Connect with the NICOS console client:
   INSTRUMENT=nicos_scriptserver.demo {venv_bin}/python \\
-      {REPO}/.venv/nicos-root/nicos-3.12.2/bin/nicos-client user:{passwords['user']}@{host}:{port}
+      {REPO}/.venv/nicos-root/nicos-3.12.2/bin/nicos-client user@{host}:{port}
 
 Through the proxy, log in as the name on {instance.pv_prefix}USER with the
 token on {instance.pv_prefix}TOKEN (a new token at every start; only the CA
@@ -112,7 +119,7 @@ def main(argv=None) -> int:
         print(f'error: {err}', file=sys.stderr)
         return 1
     try:
-        print(_banner(instance, servers.passwords), flush=True)
+        print(_banner(instance), flush=True)
         while not stop.wait(0.5):
             for name, proc in servers.procs.items():
                 if proc.poll() is not None:
