@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from nicos_scriptserver.proxy.daemonlink import DaemonLink, LinkError, Reply
+from nicos_scriptserver.proxy.transport import Route
 
 log = logging.getLogger('nicos_scriptserver.proxy')
 
@@ -29,7 +30,7 @@ log = logging.getLogger('nicos_scriptserver.proxy')
 class Forward:
     """A client request on its way to the daemon."""
 
-    envelope: List[bytes]
+    route: Route
     command: str
     args: list
     queued_at: float = field(default_factory=time.monotonic)
@@ -139,11 +140,13 @@ class LinkPool:
         was serving, which has failed."""
         log.warning('%s link to the daemon broke: %s', self.role, err)
         self.last_error = str(err)
-        link.close()
         if link in self.links:
             self.links.remove(link)
+            # Before the sockets close: the loop stops watching them while
+            # their descriptor numbers are still theirs.
             self._changed()
             self._open_later(0.2)
+        link.close()
         return self.in_flight.pop(link, None)
 
     def expired(self, now: float, limit: float) -> List[Forward]:

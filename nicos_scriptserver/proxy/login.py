@@ -5,9 +5,15 @@ only its salted scrypt hash; the clear token goes once to the PV
 publisher, from which authorised GUIs read it, and is then forgotten. A
 restart makes every previous token useless, and so does a rotation
 (`make_token` + `install`), which the proxy does when the PV server that
-holds the token restarted empty. Failed logins are counted per
-peer address and lock that peer out for a while; what was attempted is
-never kept or logged.
+holds the token restarted empty.
+
+Failed logins are counted per local account (the uid on the other end of
+the connection, `nicos_scriptserver.peers`) and lock that account out for
+a while: all clients of the proxy come from 127.0.0.1, so counting per
+address would let one guessing account lock out the real GUI. Each
+connection is slowed down as well: the server delays the next answer of
+a connection by `LoginPolicy.delay` of its failures. What was attempted
+is never kept or logged.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import base64
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Hashable, List, Optional, Tuple
 
 import rsa
 
@@ -34,9 +40,21 @@ class LoginPolicy:
     user: str = 'scriptserver'
     #: If set, this login with any password may watch (read-only).
     viewer: Optional[str] = None
+    #: Failures of one account within `window` seconds that lock it out.
     max_failures: int = 5
-    #: Failures older than this are forgotten; a locked-out peer waits it.
+    #: Failures older than this are forgotten; a locked-out account waits it.
     window: float = 60.0
+    #: After a connection's first failed login its next answer waits this
+    #: long, doubling with each further failure up to `max_delay` seconds.
+    first_delay: float = 0.25
+    max_delay: float = 8.0
+
+    def delay(self, failures: int) -> float:
+        """How long a connection with *failures* failed logins waits for
+        the answer to its next one."""
+        if failures <= 0:
+            return 0.0
+        return min(self.first_delay * 2 ** min(failures - 1, 32), self.max_delay)
 
 
 class TokenLogin:
@@ -47,7 +65,7 @@ class TokenLogin:
         self.policy = policy
         self._clock = clock
         self._hash = ''
-        self._failures: Dict[str, List[float]] = {}
+        self._failures: Dict[Hashable, List[float]] = {}
         self._lock = threading.Lock()
 
     def new_token(self) -> str:
@@ -75,10 +93,11 @@ class TokenLogin:
         """
         self._hash = digest
 
-    def check(self, peer: str, login: str, password: str) -> str:
-        """The role (writer or viewer) of a login, or `ProtocolError`."""
+    def check(self, account: Hashable, login: str, password: str) -> str:
+        """The role (writer or viewer) of a login by *account* (the uid
+        of the client, None if unknown), or `ProtocolError`."""
         with self._lock:
-            failures = self._recent(peer)
+            failures = self._recent(account)
             if len(failures) >= self.policy.max_failures:
                 wait = self.policy.window - (self._clock() - failures[0])
                 raise ProtocolError(f'too many failed logins; try again in '
@@ -90,13 +109,16 @@ class TokenLogin:
         if self.policy.viewer is not None and login == self.policy.viewer:
             return VIEWER
         with self._lock:
-            self._recent(peer).append(self._clock())
+            self._failures[account] = self._recent(account) + [self._clock()]
         raise ProtocolError('Invalid username or password!')
 
-    def _recent(self, peer: str) -> List[float]:
+    def _recent(self, account: Hashable) -> List[float]:
         cutoff = self._clock() - self.policy.window
-        recent = [t for t in self._failures.get(peer, []) if t > cutoff]
-        self._failures[peer] = recent
+        # Accounts without recent failures are forgotten: the table stays
+        # as small as the number of guessing accounts.
+        recent = [t for t in self._failures.pop(account, []) if t > cutoff]
+        if recent:
+            self._failures[account] = recent
         return recent
 
 

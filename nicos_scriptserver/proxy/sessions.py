@@ -1,17 +1,18 @@
-"""Who is connected to the proxy: one session per ZeroMQ identity (sans-I/O).
+"""Who is connected to the proxy: one session per connection (sans-I/O).
 
 The IBEX GUI never says ``quit``: on every reconnect it opens a new REQ
-socket, i.e. a new identity, and leaves the old one behind. So sessions
-expire: quickly while nobody has logged in on them, later once they have
-(the GUI polls every second, so a live session is never idle for long).
-The table is bounded, so a flood of new identities cannot grow it.
+socket, i.e. a new connection, and may leave the old one behind. So
+sessions expire (and the server closes their connections): quickly while
+nobody has logged in on them, later once they have (the GUI polls every
+second, so a live session is never idle for long). The table is bounded,
+so a flood of new connections cannot grow it.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Hashable, List, Optional
 
 from nicos_scriptserver.proxy.protocol import ProtocolError
 
@@ -20,17 +21,23 @@ from nicos_scriptserver.proxy.protocol import ProtocolError
 class Session:
     """One client connection's state at the proxy."""
 
-    identity: bytes
+    #: The connection's key (the server numbers its connections).
+    identity: Hashable
     peer: str
     last_seen: float
     #: ``viewer`` or ``writer`` once logged in.
     role: Optional[str] = None
-    #: A login check is running for this session.
-    login_pending: bool = False
+    #: A request of it is being served (a login check, the daemon): it
+    #: does not expire meanwhile.
+    busy: bool = False
+    #: Failed logins on this connection, and when it may have the next
+    #: answer to a login (each failure puts that later).
+    failures: int = 0
+    next_login: float = 0.0
 
 
 class SessionTable:
-    """Sessions by identity, with expiry and a size bound."""
+    """Sessions by connection, with expiry and a size bound."""
 
     def __init__(self, max_sessions: int = 1000, handshake_timeout: float = 10.0,
                  idle_timeout: float = 600.0,
@@ -39,12 +46,12 @@ class SessionTable:
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self._clock = clock
-        self._sessions: Dict[bytes, Session] = {}
+        self._sessions: Dict[Hashable, Session] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def touch(self, identity: bytes, peer: str) -> Session:
+    def touch(self, identity: Hashable, peer: str) -> Session:
         """The session of *identity*, new if needed; `ProtocolError` if the
         table is full even after dropping expired sessions."""
         now = self._clock()
@@ -59,10 +66,10 @@ class SessionTable:
         session.last_seen = now
         return session
 
-    def get(self, identity: bytes) -> Optional[Session]:
+    def get(self, identity: Hashable) -> Optional[Session]:
         return self._sessions.get(identity)
 
-    def drop(self, identity: bytes) -> None:
+    def drop(self, identity: Hashable) -> None:
         self._sessions.pop(identity, None)
 
     def _timeout(self, session: Session) -> float:
@@ -72,11 +79,7 @@ class SessionTable:
         """Drop and return the sessions idle for longer than their timeout."""
         now = self._clock()
         gone = [s for s in self._sessions.values()
-                if not s.login_pending and now - s.last_seen > self._timeout(s)]
+                if not s.busy and now - s.last_seen > self._timeout(s)]
         for session in gone:
             del self._sessions[session.identity]
         return gone
-
-    def count(self, role: Optional[str]) -> int:
-        """How many sessions have *role* (None: not logged in)."""
-        return sum(1 for s in self._sessions.values() if s.role == role)

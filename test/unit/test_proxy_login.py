@@ -1,4 +1,5 @@
-"""Tier-1 login: this start's token only, hashed; failures limited per peer."""
+"""Tier-1 login: this start's token only, hashed; failures limited per
+account, and per connection by a growing delay."""
 
 import base64
 
@@ -99,3 +100,24 @@ def test_rotation_refuses_the_old_token_and_takes_the_new(clock):
     with pytest.raises(ProtocolError, match='Invalid'):
         login.check('127.0.0.1', 'ss', old)
     assert new not in repr(vars(login))
+
+
+def test_a_connections_delay_grows_with_its_failures_and_is_capped():
+    policy = LoginPolicy(first_delay=0.25, max_delay=8.0)
+    assert [policy.delay(n) for n in range(8)] == [0, 0.25, 0.5, 1, 2, 4, 8, 8]
+    assert policy.delay(10 ** 6) == 8.0
+
+
+def test_failures_are_counted_per_account_and_forgotten_after_the_window(clock):
+    login = TokenLogin(LoginPolicy(user='ss', max_failures=2, window=60), clock)
+    token = login.new_token()
+    for account in (65534, 65534, None, None):
+        with pytest.raises(ProtocolError, match='Invalid'):
+            login.check(account, 'ss', 'guess')
+    for account in (65534, None):
+        with pytest.raises(ProtocolError, match='too many'):
+            login.check(account, 'ss', token)
+    assert login.check(0, 'ss', token) == WRITER
+    clock.now += 61
+    assert login.check(65534, 'ss', token) == WRITER
+    assert 65534 not in login._failures   # forgotten once it has none recent

@@ -46,9 +46,9 @@ def test_polling_keeps_a_session_alive(clock):
         assert sessions.expire() == []
 
 
-def test_a_login_being_checked_is_not_expired(clock):
+def test_a_session_being_served_a_login_check_say_is_not_expired(clock):
     sessions = table(clock, handshake_timeout=1)
-    sessions.touch(b'a', '127.0.0.1').login_pending = True
+    sessions.touch(b'a', '127.0.0.1').busy = True
     clock.now += 100
     assert sessions.expire() == []
 
