@@ -2,10 +2,10 @@
 
 NICOS's `SimulationSupervisor` cannot be cancelled, always waits up to
 ten minutes, and reports through the running request. `DryRunProcess`
-starts the same stock ``nicos-simulate`` program and speaks its protocol
-(pickled messages on a ZeroMQ DEALER socket), but in its own process
-group at low CPU priority, with a wall-time limit, and it can be
-cancelled. Instead of an empty message (which makes the child read device
+starts the same stock ``nicos-simulate`` program (through `dryrunchild`)
+and speaks its protocol (pickled messages on a ZeroMQ DEALER socket), but
+in its own process group at low CPU priority, with a wall-time limit, and
+it can be cancelled. Instead of an empty message (which makes the child read device
 values from the cache, which no poller keeps current here) it sends the
 daemon's current device values, so a dry run starts where the instrument
 is.
@@ -30,7 +30,7 @@ from os import path
 from typing import Any, Dict, List, Optional
 
 import zmq
-from nicos import config, session
+from nicos import session
 from nicos.core.sessions.simulation import (SIM_BLOCK_RES, SIM_END_RES,
                                             SIM_MESSAGE, SIM_RESULT)
 from nicos.utils.messaging import nicos_zmq_ctx
@@ -99,9 +99,9 @@ class DryRunProcess:
         return facts
 
     def _spawn(self, address: str, stderr) -> subprocess.Popen:
-        program = path.join(config.nicos_root, 'bin', 'nicos-simulate')
         proc = subprocess.Popen(
-            [sys.executable, program, address, uuid.uuid4().hex,
+            [sys.executable, '-m', 'nicos_scriptserver.daemon.dryrunchild',
+             address, uuid.uuid4().hex,
              ','.join(self.setups), self.user],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
             close_fds=True, start_new_session=True,

@@ -197,3 +197,18 @@ def test_a_copy_made_while_the_dry_run_runs_gets_its_own(client):
     client.call('ss_release')
     assert finished(client, job['id'])['state'] == 'done'
     assert finished(client, copy['id'])['state'] == 'done'
+
+
+def test_the_stock_simulate_command_reports_the_failing_line(server):
+    # NICOS's own dry run, as the stock GUI's editor starts it: it runs
+    # over a private channel and still sends the traceback with the line.
+    client = server.client('user')
+    start = len(client.events)
+    client.call('simulate', 'stock', 'printinfo("first")\n1/0\n', 'stock-sim')
+    client.wait_for(lambda name, data: name == 'simresult' and data[2] == 'stock-sim',
+                    timeout=60, start=start)
+    failures = [data for name, data in client.events[start:]
+                if name == 'simmessage' and data[4]]
+    assert failures, 'no message with a traceback'
+    assert 'ZeroDivisionError' in failures[0][4]
+    assert 'File "<script>", line 2' in failures[0][4]
