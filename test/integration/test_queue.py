@@ -140,8 +140,9 @@ def test_bad_requests_get_clear_errors_and_change_nothing(client):
 
     def queue_without_estimates():
         # the job's dry run goes on meanwhile; that is not a change
-        return [{key: value for key, value in waiting.items() if key != 'estimate'}
-                for waiting in client.queue()['waiting']]
+        queue = client.queue()
+        return queue['held'], [{key: value for key, value in job.items()
+                                if key != 'estimate'} for job in queue['waiting']]
     before = queue_without_estimates()
     cases = [
         (('ss_submit', {'source': 'if x:\nprint(1)\n'}), 'syntax error at line 2'),
