@@ -127,6 +127,7 @@ class ServerProcesses:
             '-m', 'nicos_scriptserver.proxy', '--data', str(inst.datadir),
             '--listen', inst.proxy_address, '--daemon', inst.daemon_address,
             '--pv-port', str(inst.pv_port), '--pv-prefix', inst.pv_prefix,
+            *(['--daemon-user', self.service_user] if self.service_user else []),
             *self.proxy_args], umask=0o077)
 
         def printed_ready() -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import pwd
 import signal
 import sys
 from pathlib import Path
@@ -36,6 +37,13 @@ def _address(text: str) -> Tuple[str, int]:
     return host.strip('[]'), int(port)
 
 
+def _account_uid(text: str) -> int:
+    try:
+        return int(text) if text.isdigit() else pwd.getpwnam(text).pw_uid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f'there is no account {text!r}') from None
+
+
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='python -m nicos_scriptserver.proxy',
@@ -47,6 +55,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         'port 0 picks a free one)')
     parser.add_argument('--daemon', type=_address, default=('127.0.0.1', 1302),
                         help='the NICOS daemon (default 127.0.0.1:1302)')
+    parser.add_argument('--daemon-user', type=_account_uid, default=None,
+                        help='the account the daemon runs as, by name or uid '
+                        '(default: the proxy\'s own); the proxy logs in to '
+                        'nothing else listening on the daemon\'s port')
     parser.add_argument('--login', default='scriptserver',
                         help='the tier-1 login name that goes with the token')
     parser.add_argument('--viewer-login',
@@ -148,7 +160,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         config = ProxyConfig(accounts=_accounts(args),
                              listen_host=args.listen[0], listen_port=args.listen[1],
-                             daemon_host=args.daemon[0], daemon_port=args.daemon[1])
+                             daemon_host=args.daemon[0], daemon_port=args.daemon[1],
+                             daemon_uid=args.daemon_user)
         login = TokenLogin(LoginPolicy(user=args.login, viewer=args.viewer_login))
         server = ProxyServer(config, login)
         port = server.bind()

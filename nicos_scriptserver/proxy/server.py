@@ -59,6 +59,9 @@ class ProxyConfig:
     listen_port: int = 1301
     daemon_host: str = '127.0.0.1'
     daemon_port: int = 1302
+    #: The account the daemon runs as: the proxy sends its passwords to
+    #: nothing else listening on that port (None: the proxy's own).
+    daemon_uid: Optional[int] = None
     links_per_role: int = 4
     #: A connection with no login is closed after this many idle seconds
     #: (also one that never finishes its ZMTP handshake).
@@ -107,7 +110,9 @@ class ProxyServer:
 
     def _opener(self, login_name: str, password: str) -> Callable[[], DaemonLink]:
         host, port = self.config.daemon_host, self.config.daemon_port
-        return lambda: DaemonLink(host, port, login_name, password).open()
+        uid = self.config.daemon_uid
+        return lambda: DaemonLink(host, port, login_name, password,
+                                  daemon_uid=uid).open()
 
     def post(self, callback: Callable[[], None]) -> None:
         """Run *callback* in the serving thread (callable from any thread)."""
