@@ -21,8 +21,7 @@ import itertools
 import logging
 import select
 import socket
-from dataclasses import dataclass
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from typing import Callable, Deque, Dict, List, NamedTuple, Optional, Tuple
 
 from nicos_scriptserver.proxy import zmtp
 from nicos_scriptserver.proxy.budget import Budget, Limits, Meter
@@ -70,8 +69,7 @@ def is_loopback(address: str) -> bool:
     return ip.is_loopback
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     """Where a reply goes: a connection, and whether it is a REQ client
     that needs its empty delimiter frame back first."""
 
@@ -95,6 +93,8 @@ class Peer:
         self.out_bytes = 0
         #: A message of it was handed on and its reply is not queued yet.
         self.in_flight = False
+        #: It sent more meanwhile, to be read once the reply is queued.
+        self.waiting = False
         self.pumping = False
         self.closed = False
         self.events = 0
@@ -178,9 +178,23 @@ class Transport:
     def _ready(self, peer: Peer, events: int) -> None:
         if events & select.EPOLLOUT:
             self._flush(peer)
-        if events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) \
-                and not peer.closed:
-            self._read(peer)
+        if peer.closed:
+            return
+        if peer.in_flight:
+            if events & (select.EPOLLHUP | select.EPOLLERR):
+                self.close(peer, 'gone with a request in flight')
+                return
+            # Not read until its reply is queued; only then is the socket
+            # unwatched for reading (a REQ client never gets here, so
+            # its requests cost no change of the watch).
+            if events & select.EPOLLIN:
+                peer.waiting = True
+        else:
+            if events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                self._read(peer)
+            # Also when only sending went on: what it sent before may wait
+            # for its replies to drain.
+            self._pump(peer)
         self._settle(peer)
 
     def _read(self, peer: Peer) -> None:
@@ -195,13 +209,14 @@ class Transport:
             self.close(peer, 'closed by the client')
             return
         peer.codec.receive(data)
-        self._pump(peer)
 
     def _pump(self, peer: Peer) -> None:
-        """Hand on the messages that are complete, one at a time."""
+        """Hand on the messages that are complete, one at a time, while
+        the replies before them do not pile up."""
         peer.pumping = True
         try:
-            while not peer.in_flight and not peer.closed:
+            while not peer.in_flight and not peer.closed \
+                    and peer.out_bytes <= PAUSE_OUTPUT:
                 try:
                     message = peer.codec.next_message()
                 except zmtp.ZmtpError as err:
@@ -227,7 +242,7 @@ class Transport:
             return False
         peer.codec.send_message([b'', *frames] if route.delimiter else frames)
         self._queue(peer, peer.codec.take_output())
-        peer.in_flight = False
+        peer.in_flight = peer.waiting = False
         self._flush(peer)
         if not peer.pumping:
             self._pump(peer)
@@ -264,7 +279,7 @@ class Transport:
             self.close(peer, broken, warn=True)
             return
         events = 0
-        if not peer.in_flight and peer.out_bytes <= PAUSE_OUTPUT:
+        if not peer.waiting and peer.out_bytes <= PAUSE_OUTPUT:
             events |= select.EPOLLIN
         if peer.out_bytes:
             events |= select.EPOLLOUT

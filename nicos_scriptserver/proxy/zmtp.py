@@ -47,8 +47,8 @@ MAX_PING_CONTEXT = 16
 
 _LONG_SIZE = struct.Struct('>Q')
 _VALUE_SIZE = struct.Struct('>I')
-# Below this many buffered bytes already parsed, the buffer is not
-# compacted: deleting from its front costs a copy of the rest.
+# Below this many bytes already parsed, the buffer is not compacted:
+# that costs a copy of the rest.
 _COMPACT = 64 * 1024
 
 
@@ -139,8 +139,13 @@ class ServerConnection:
         self.state = State.GREETING
         #: The peer's Socket-Type (REQ or DEALER) once it is READY.
         self.peer_type: Optional[str] = None
-        self._buffer = bytearray()
+        # The bytes being parsed, from `_pos` on; and what arrived after
+        # them, joined only once a frame is whole (a large frame arriving
+        # in many reads is copied once, a small one usually not at all).
+        self._buffer = b''
         self._pos = 0
+        self._pending: List[bytes] = []
+        self._pending_bytes = 0
         self._frames: List[bytes] = []
         self._held = 0
         self._output = [greeting()]
@@ -148,13 +153,14 @@ class ServerConnection:
     @property
     def buffered(self) -> int:
         """Bytes this connection holds: received and not yet handed out."""
-        return len(self._buffer) - self._pos + self._held
+        return len(self._buffer) - self._pos + self._pending_bytes + self._held
 
     def receive(self, data: bytes) -> None:
         """Add bytes from the peer; `next_message` parses them."""
         if self.state is State.CLOSED:
             raise ZmtpError('the connection is closed')
-        self._buffer += data
+        self._pending.append(data)
+        self._pending_bytes += len(data)
 
     def take_output(self) -> bytes:
         """What must be sent to the peer now (and is forgotten here)."""
@@ -193,7 +199,8 @@ class ServerConnection:
                     return message
         except ZmtpError:
             self.state = State.CLOSED
-            self._buffer, self._pos, self._frames, self._held = bytearray(), 0, [], 0
+            self._buffer, self._pos, self._frames, self._held = b'', 0, [], 0
+            self._pending, self._pending_bytes = [], 0
             raise
         finally:
             self._compact()
@@ -204,7 +211,24 @@ class ServerConnection:
         self._output.append(error_command(reason))
         raise ZmtpError(reason)
 
+    def _have(self, count: int) -> bool:
+        """Whether *count* bytes from the parse position have arrived
+        (joined into the buffer if they have)."""
+        available = len(self._buffer) - self._pos
+        if available >= count:
+            return True
+        if available + self._pending_bytes < count:
+            return False
+        if not available and len(self._pending) == 1:
+            self._buffer = self._pending[0]
+        else:
+            self._buffer = b''.join([self._buffer[self._pos:], *self._pending])
+        self._pos = 0
+        self._pending, self._pending_bytes = [], 0
+        return True
+
     def _greeting(self) -> bool:
+        self._have(len(self._buffer) - self._pos + self._pending_bytes)
         available = len(self._buffer) - self._pos
         head = self._buffer[self._pos:self._pos + 11]
         # Decide on older peers as soon as their first octets say so: they
@@ -218,7 +242,7 @@ class ServerConnection:
         if available < GREETING_SIZE:
             return False
         start = self._pos
-        mechanism = bytes(self._buffer[start + 12:start + 32]).rstrip(b'\x00')
+        mechanism = self._buffer[start + 12:start + 32].rstrip(b'\x00')
         self._pos += GREETING_SIZE
         if mechanism != MECHANISM:
             self._refuse(f'security mechanism '
@@ -230,10 +254,9 @@ class ServerConnection:
         return True
 
     def _next_frame(self) -> Optional[tuple]:
-        buffer, pos = self._buffer, self._pos
-        available = len(buffer) - pos
-        if available < 2:
+        if not self._have(2):
             return None
+        buffer, pos = self._buffer, self._pos
         flags = buffer[pos]
         if flags & ~(MORE | LONG | COMMAND):
             self._refuse(f'reserved flag bits set in a frame ({flags:#04x})')
@@ -242,18 +265,18 @@ class ServerConnection:
         if flags & COMMAND and self._frames:
             self._refuse('a command inside a multipart message')
         if flags & LONG:
-            if available < 9:
+            if not self._have(9):
                 return None
+            buffer, pos = self._buffer, self._pos   # joined anew, maybe
             size, = _LONG_SIZE.unpack_from(buffer, pos + 1)
             header = 9
         else:
             size, header = buffer[pos + 1], 2
         self._check_size(flags, size)
-        if available < header + size:
+        if not self._have(header + size):
             return None
-        start = pos + header
-        with memoryview(buffer) as view:   # one copy, and no export left
-            body = bytes(view[start:start + size])
+        buffer, start = self._buffer, self._pos + header
+        body = buffer[start:start + size]
         self._pos = start + size
         if not flags & COMMAND:
             self._held += size + FRAME_COST
@@ -270,12 +293,12 @@ class ServerConnection:
                          f'is larger than the limit')
 
     def _compact(self) -> None:
+        # Let go of what was parsed, so that a large message's memory goes
+        # back and `buffered` is what is held.
         if self._pos == len(self._buffer):
-            # A new buffer, so that a large message's memory goes back.
-            self._buffer, self._pos = bytearray(), 0
+            self._buffer, self._pos = b'', 0
         elif self._pos >= _COMPACT:
-            del self._buffer[:self._pos]
-            self._pos = 0
+            self._buffer, self._pos = self._buffer[self._pos:], 0
 
     # -- commands -------------------------------------------------------------
 

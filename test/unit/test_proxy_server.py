@@ -15,7 +15,7 @@ from nicos_scriptserver.proxy.budget import Limits
 from nicos_scriptserver.proxy.login import LoginPolicy, TokenLogin
 from nicos_scriptserver.proxy.server import ConfigError, ProxyConfig, \
     ProxyServer, is_loopback
-from nicos_scriptserver.proxy.transport import PAUSE_OUTPUT
+from nicos_scriptserver.proxy.transport import PAUSE_OUTPUT, RECV_BYTES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'integration'))
 from zmtp_raw import RawPeer, frame, message  # noqa: E402
@@ -237,7 +237,7 @@ def test_a_client_that_does_not_read_is_not_read_from(proxy, context):
         pass   # the proxy stopped reading, the kernel's buffers are full
     held = in_loop(proxy, lambda: max(peer.meter.used for peer in
                                       proxy.transport.peers.values()))
-    assert held < PAUSE_OUTPUT + 64 * KIB
+    assert held < PAUSE_OUTPUT + RECV_BYTES + 4 * KIB   # and one reply
     gui = zmq_socket(context, proxy)
     gui.send_multipart([b'getbanner', b'', b''])
     assert gui.recv_multipart()[0] == b'ok'
