@@ -9,6 +9,8 @@ Run one target::
 Targets (`TARGETS`):
 
 - ``proxy``: request frames and their JSON arguments (`parse_request`)
+- ``zmtp``: the byte stream of a client connection, in random pieces,
+  through the proxy's ZMTP server (`proxy.zmtp`)
 - ``catalog``: arbitrary command-file bytes (`parse_file`); the repo's
   commands/ make a good seed corpus
 - ``jobs``: job specs, edits and job ids (`jobcheck`, `queue.validate`,
@@ -45,11 +47,14 @@ if __name__ == '__main__':
         import nicos_scriptserver.daemon.queuecommands  # noqa: F401
         import nicos_scriptserver.jobcheck  # noqa: F401
         import nicos_scriptserver.proxy.protocol  # noqa: F401
+        import nicos_scriptserver.proxy.zmtp  # noqa: F401
         import nicos_scriptserver.queue  # noqa: F401
 
 from fuzzing import oracles  # noqa: E402 (after the instrumentation)
 from fuzzing.queuehandler import COMMANDS, QueueHandler  # noqa: E402
 from nicos_scriptserver.proxy.protocol import WRITER_COMMANDS  # noqa: E402
+from nicos_scriptserver.proxy.zmtp import encode_command, encode_metadata, \
+    greeting  # noqa: E402
 
 # Words the structured inputs pick from, so that the fuzzer reaches past
 # the first "unknown field/command/kind" refusal quickly.
@@ -114,6 +119,27 @@ def proxy(data: bytes) -> None:
     oracles.check_request(frames)
 
 
+# A client's greeting and READY, so that most inputs reach the framing.
+_HELLO = greeting() + encode_command(
+    b'READY', encode_metadata({b'Socket-Type': b'REQ'}))
+# A small message limit, so that inputs of a few hundred bytes reach it.
+_ZMTP_LIMIT = 512
+
+
+def zmtp(data: bytes) -> None:
+    """A client's bytes (mostly after a valid handshake), cut into the
+    pieces that reads could return."""
+    fdp = atheris.FuzzedDataProvider(data)
+    stream = (_HELLO if fdp.ConsumeIntInRange(0, 3) else b'') + \
+        fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 4096))
+    chunks, start = [], 0
+    while start < len(stream):
+        end = start + fdp.ConsumeIntInRange(1, 300)
+        chunks.append(stream[start:end])
+        start = end
+    oracles.check_zmtp_stream(chunks, _ZMTP_LIMIT)
+
+
 _command_fd = None
 
 
@@ -170,7 +196,8 @@ def commands(data: bytes) -> None:
 
 #: Target name -> function of one input.
 TARGETS: Dict[str, Callable[[bytes], None]] = {
-    'proxy': proxy, 'catalog': catalog, 'jobs': jobs, 'commands': commands}
+    'proxy': proxy, 'zmtp': zmtp, 'catalog': catalog, 'jobs': jobs,
+    'commands': commands}
 
 
 def replay(target: str, data: bytes) -> None:

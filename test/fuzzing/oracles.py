@@ -4,7 +4,7 @@ Every function takes one input as an outsider could give it and returns
 quietly if the code under test either accepted it (and the result keeps
 its invariants) or refused it with the documented error type. Anything
 else escapes: an unexpected exception as itself, a broken invariant as
-``AssertionError``. Pure: no NICOS, ZeroMQ or EPICS import, so the
+``AssertionError``. Pure: no NICOS, libzmq or EPICS import, so the
 hypothesis properties (test/unit/test_fuzz_inputs.py) and the atheris
 targets (`fuzzing.atheris_targets`) share them.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import functools
 import json
-from typing import Any, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 from nicos_scriptserver.catalog import Catalog, ValidationError
 from nicos_scriptserver.catalog.parse import ParsedFile, parse_file, parse_source
@@ -23,6 +23,9 @@ from nicos_scriptserver.jobcheck import prepared_edits, prepared_spec
 from nicos_scriptserver.proxy.protocol import (ProtocolError, Request,
                                                check_allowed, encode_json,
                                                parse_request)
+from nicos_scriptserver.proxy.zmtp import (FRAME_COST, GREETING_SIZE,
+                                           MAX_COMMAND_BYTES, ServerConnection,
+                                           State, ZmtpError)
 from nicos_scriptserver.queue import QueueError
 from nicos_scriptserver.queue import validate as queue_validate
 
@@ -60,6 +63,26 @@ def check_request(frames: Sequence[bytes]) -> Optional[Request]:
         except ProtocolError:
             pass
     return request
+
+
+def check_zmtp_stream(chunks: Sequence[bytes], limit: int) -> List[List[bytes]]:
+    """Bytes a client sends the proxy's ZMTP server, in the pieces that
+    reads return: its messages, or a refusal with `ZmtpError`, after which
+    nothing is held. Whatever comes, a message is within *limit*, and the
+    server holds no more than one message (or command) and a frame header."""
+    conn = ServerConnection(limit)
+    bound = max(limit, MAX_COMMAND_BYTES, GREETING_SIZE) + 9
+    messages = []
+    try:
+        for chunk in chunks:
+            conn.receive(chunk)
+            while (message := conn.next_message()) is not None:
+                assert sum(len(f) + FRAME_COST for f in message) <= limit
+                messages.append(message)
+            assert conn.buffered <= bound, conn.buffered
+    except ZmtpError:
+        assert conn.state is State.CLOSED and conn.buffered == 0
+    return messages
 
 
 # -- command files ----------------------------------------------------------

@@ -19,11 +19,12 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 TARGETS_SCRIPT = HERE / 'atheris_targets.py'
 #: Target names, in the order runs report them.
-TARGET_NAMES = ('proxy', 'catalog', 'jobs', 'commands')
+TARGET_NAMES = ('proxy', 'zmtp', 'catalog', 'jobs', 'commands')
 # Seed corpora and dictionaries: real command files for the catalog,
-# JSON tokens for the proxy (random bytes rarely make JSON).
+# JSON tokens for the proxy (random bytes rarely make JSON), ZMTP's
+# commands and flags for its stream.
 SEEDS = {'catalog': [REPO / 'commands']}
-DICTS = {'proxy': HERE / 'json.dict'}
+DICTS = {'proxy': HERE / 'json.dict', 'zmtp': HERE / 'zmtp.dict'}
 # One input running longer than this is a finding (a hang), seconds.
 INPUT_TIMEOUT = 10
 # What libFuzzer names the inputs it keeps as findings.
