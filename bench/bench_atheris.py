@@ -8,9 +8,9 @@ Runs each target of test/fuzzing/atheris_targets.py (proxy frames/JSON,
 ZMTP streams, command files, job specs, the daemon's new commands
 in-process) in a temporary directory and prints per target: executions,
 exec/s, libFuzzer's coverage (``cov:`` edges and ``ft:`` features of its
-last stats line) and findings. A finding is copied to bench/results/atheris/ (git-ignored) and
-makes the exit status non-zero: add it to test/fuzzing/regressions/<target>/
-and fix the bug. CI runs the same targets for seconds
+last stats line) and findings. A finding is copied to
+bench/results/atheris/ (git-ignored) and makes the exit status non-zero:
+add it to test/fuzzing/regressions/<target>/ and fix the bug. CI runs the same targets for seconds
 (test/unit/test_fuzz_atheris.py).
 """
 
