@@ -10,8 +10,8 @@ in-process) in a temporary directory and prints per target: executions,
 exec/s, libFuzzer's coverage (``cov:`` edges and ``ft:`` features of its
 last stats line) and findings. A finding is copied to
 bench/results/atheris/ (git-ignored) and makes the exit status non-zero:
-add it to test/fuzzing/regressions/<target>/ and fix the bug. CI runs the same targets for seconds
-(test/unit/test_fuzz_atheris.py).
+add it to test/fuzzing/regressions/<target>/ and fix the bug. CI runs the
+same targets for seconds (test/unit/test_fuzz_atheris.py).
 """
 
 import shutil
