@@ -6,6 +6,7 @@ import os
 import pickle
 import pwd
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -262,6 +263,63 @@ def test_ibex_flow(server, writer):
     assert ibex.login(user, token, encrypt=False) == 10
     assert isinstance(ibex.call('getstatus')['requests'], list)
     ibex.close()
+
+
+# What the IBEX GUI does with JeroMQ (ZMQWrapper, ZMQSession): a REQ
+# socket, a request as three frames, the reply read frame by frame. Each
+# line on stdin is "command<TAB>JSON arguments"; each reply is printed as
+# one line, its frames joined by " | ".
+JEROMQ_CLIENT = """
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import org.zeromq.ZMQ;
+
+public class IbexLikeClient {
+    public static void main(String[] args) throws Exception {
+        ZMQ.Context context = ZMQ.context(1);
+        ZMQ.Socket socket = context.socket(ZMQ.REQ);
+        socket.setReceiveTimeOut(5000);
+        socket.connect("tcp://127.0.0.1:" + args[0]);
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
+        for (String line; (line = in.readLine()) != null; ) {
+            String[] request = line.split("\t", 2);
+            socket.sendMore(request[0]);
+            socket.sendMore("");
+            socket.send(request[1]);
+            StringBuilder reply = new StringBuilder(String.valueOf(socket.recvStr()));
+            while (socket.hasReceiveMore()) {
+                reply.append(" | ").append(socket.recvStr());
+            }
+            System.out.println(reply);
+        }
+        socket.close();
+        context.term();
+    }
+}
+"""
+
+
+@pytest.mark.skipif(not os.environ.get('JEROMQ_JAR') or not shutil.which('javac'),
+                    reason='set JEROMQ_JAR to a jeromq jar (the IBEX GUI uses '
+                    '0.5.x) and have a JDK to run a JeroMQ client')
+def test_a_jeromq_req_client_as_the_ibex_gui_uses(server, tmp_path):
+    jar = os.environ['JEROMQ_JAR']
+    (tmp_path / 'IbexLikeClient.java').write_text(JEROMQ_CLIENT)
+    subprocess.run(['javac', '-cp', jar, '-d', str(tmp_path),
+                    str(tmp_path / 'IbexLikeClient.java')], check=True,
+                   capture_output=True, timeout=120)
+    user, token = credentials(server)
+    login = json.dumps([{'login': user, 'passwd': token, 'display': 'jeromq'}])
+    out = subprocess.run(
+        ['java', '-cp', f'{jar}{os.pathsep}{tmp_path}', 'IbexLikeClient',
+         str(server.instance.proxy_port)],
+        input=f'getbanner\t[]\nauthenticate\t{login}\ngetstatus\t[]\n',
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    banner, auth, status = out.stdout.splitlines()
+    assert banner.startswith('ok |  | ') and '"protocol_version":23' in banner
+    assert auth == 'ok |  | {"user_level":10}'
+    assert json.loads(status.split(' | ', 2)[2])['status']
 
 
 def test_start_refuses_a_non_loopback_listen_address(server):
