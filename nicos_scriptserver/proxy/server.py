@@ -224,6 +224,8 @@ class ProxyServer:
         remote, local = peer.remote, peer.local
 
         def check() -> None:
+            if route.peer not in self.transport.peers:
+                return   # closed while it waited: no scrypt for nobody
             future = self._login_checks.submit(self._check_login, remote,
                                                local, login_name, password)
             future.add_done_callback(lambda done: self.post(

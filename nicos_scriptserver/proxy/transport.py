@@ -35,6 +35,9 @@ RECV_BYTES = 64 * 1024
 # Connections accepted per readiness of the listening socket, so that a
 # burst of connects does not keep the loop from others.
 ACCEPT_BURST = 64
+# After accept() failed (out of descriptors, say), the listening socket
+# rests this long instead of waking the loop again at once.
+ACCEPT_REST = 1.0
 # Above this many bytes waiting to be sent, the connection is not read.
 PAUSE_OUTPUT = 64 * 1024
 # Once closed connections let go of this many bytes, the C allocator is
@@ -150,28 +153,41 @@ class Transport:
                 sock, remote = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            except ConnectionAbortedError:
+                continue
             except OSError as err:   # e.g. out of descriptors: try later
-                log.warning('accepting a connection failed: %s', err)
+                self._warnings.warning('accepting connections failed: %s', err)
+                self._rest_listener()
                 return
             if not is_loopback(remote[0]):
                 self._warnings.warning('refused a connection from '
                                        'non-loopback address %s', remote[0])
                 sock.close()
                 continue
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            peer = Peer(next(self._ids), sock, remote, sock.getsockname(),
-                        self.limits.message)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                local = sock.getsockname()
+            except OSError:   # reset by the client already
+                sock.close()
+                continue
+            peer = Peer(next(self._ids), sock, remote, local, self.limits.message)
             if not self._on_open(peer):
                 sock.close()
                 continue
             self.peers[peer.id] = peer
             peer.events = select.EPOLLIN
             self.loop.watch(peer.fd, peer.events,
-                              lambda events, peer=peer: self._ready(peer, events))
+                            lambda events, peer=peer: self._ready(peer, events))
             self._queue(peer, peer.codec.take_output())   # our greeting
             self._flush(peer)
             self._settle(peer)
+
+    def _rest_listener(self) -> None:
+        fd = self._listener.fileno()
+        self.loop.forget(fd)
+        self.loop.call_later(ACCEPT_REST, lambda: self.loop.watch(
+            fd, select.EPOLLIN, self._accept))
 
     # -- reading ------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """The proxy's serving loop in-process, without a daemon: loopback rules,
 real libzmq clients (REQ, DEALER, heartbeats) and the bounds."""
 
+import errno
 import socket
 import sys
 import threading
@@ -167,6 +168,35 @@ def test_connections_from_other_addresses_are_closed_at_accept(proxy, address):
     theirs.settimeout(5)
     assert theirs.recv(100) == b''   # closed, not even our greeting sent
     assert connections(proxy) == before
+
+
+class Exhausted:
+    """Stands in for the listening socket when the process is out of
+    descriptors."""
+
+    def __init__(self, listener):
+        self.listener = listener
+
+    def fileno(self):
+        return self.listener.fileno()
+
+    def accept(self):
+        raise OSError(errno.EMFILE, 'Too many open files')
+
+
+def test_out_of_descriptors_the_listener_rests_instead_of_spinning(proxy, context):
+    listener = proxy.transport._listener
+    fd = listener.fileno()
+    proxy.transport._listener = Exhausted(listener)
+    try:
+        in_loop(proxy, lambda: proxy.transport._accept(0))
+        assert fd not in in_loop(proxy, lambda: set(proxy.loop._handlers))
+    finally:
+        proxy.transport._listener = listener
+    sock = zmq_socket(context, proxy)   # served once the rest is over
+    sock.send_multipart([b'getbanner', b'', b''])
+    assert sock.recv_multipart()[0] == b'ok'
+    assert fd in in_loop(proxy, lambda: set(proxy.loop._handlers))
 
 
 def test_half_greetings_and_silent_connections_are_closed(start_proxy, context):
