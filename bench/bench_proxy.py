@@ -15,18 +15,25 @@ One script server with its proxy, on loopback:
     Target: <= 300 ms.
  4. Proxy memory per logged-in idle client (200 of them), and ``getstatus``
     with those 200 connected. Target: <= 1 MB each, no slowdown.
+ 5. Proxy memory under the attack of issue #14 (a raw ZMTP client sends
+    300 frames of 1 MiB, each saying more follow, and never finishes the
+    message; then 60 such clients at once), while a logged-in client
+    polls. Target: bounded, and back once the attackers are gone.
 """
 
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / 'test' / 'integration'))
 
 from _daemon_bench import gather_latencies, login as daemon_login, pct, \
     wait_for_quiet  # noqa: E402
@@ -34,6 +41,7 @@ from _daemon_bench import gather_latencies, login as daemon_login, pct, \
 from nicos_scriptserver.instance import Instance  # noqa: E402
 from nicos_scriptserver.processes import ServerProcesses, free_port  # noqa: E402
 from nicos_scriptserver.proxy.client import ProxyClient  # noqa: E402
+from zmtp_raw import RawPeer, frame  # noqa: E402 (a hand-written ZMTP peer)
 
 ALLOW_ROOT = os.geteuid() == 0
 BLOCKS, PER_BLOCK = 10, 300
@@ -174,6 +182,72 @@ def logins(port: int, token: str, count: int = 20):
     return times
 
 
+MIB = 1024 * 1024
+
+
+def unfinished_message(port: int, frames: int) -> int:
+    """Send frames of 1 MiB that never end a message; bytes taken."""
+    peer = RawPeer(port)
+    taken = 0
+    try:
+        peer.handshake()
+        chunk = frame(b'x' * MIB, more=True)
+        for _ in range(frames):
+            peer.sock.sendall(chunk)
+            taken += len(chunk)
+    except OSError:
+        pass
+    finally:
+        peer.close()
+    return taken
+
+
+def attack(proxy: psutil.Process, port: int, token: str) -> None:
+    """Section 5: proxy RSS while attackers hold unfinished messages."""
+    def rss() -> float:
+        return proxy.memory_info().rss / MIB
+    client = ProxyClient('127.0.0.1', port)
+    client.login('scriptserver', token)
+    before, taken = rss(), []
+    attacker = threading.Thread(target=lambda: taken.append(
+        unfinished_message(port, 300)))
+    attacker.start()
+    peak, lat = before, []
+    while attacker.is_alive():
+        t0 = time.perf_counter()
+        client.call('getstatus')
+        lat.append(time.perf_counter() - t0)
+        peak = max(peak, rss())
+    attacker.join()
+    time.sleep(2)
+    print(f'  one attacker: RSS {before:.1f} MiB before, peak {peak:.1f}, '
+          f'{rss():.1f} 2 s after it left; the proxy took '
+          f'{taken[0] / MIB:.0f} of 300 MiB (then closed it); getstatus '
+          f'meanwhile: {len(lat)}, slowest {max(lat) * 1e3:.2f} ms')
+    before = rss()
+    peers = []
+    for _ in range(60):
+        peer = RawPeer(port)
+        peer.handshake()
+        try:
+            peer.sock.sendall(frame(b'x' * MIB, more=True))
+        except OSError:
+            pass
+        peers.append(peer)
+    time.sleep(1)
+    during = rss()
+    t0 = time.perf_counter()
+    client.call('getstatus')
+    polled = time.perf_counter() - t0
+    for peer in peers:
+        peer.close()
+    time.sleep(2)
+    print(f'  60 attackers with 1 MiB each: RSS {before:.1f} MiB before, '
+          f'{during:.1f} while they held it, {rss():.1f} 2 s after they left; '
+          f'getstatus meanwhile {polled * 1e3:.2f} ms')
+    client.close()
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         inst = Instance(datadir=Path(tmp), daemon_port=free_port(),
@@ -218,6 +292,8 @@ def main() -> None:
             line(f'getstatus, proxy, {IDLE} idle connected', crowded)
             idler.stdin.close()
             idler.wait(60)
+            print('5. the attack of issue #14 (unfinished messages of 1 MiB frames)')
+            attack(proxy, port, token)
         finally:
             procs.stop()
 
