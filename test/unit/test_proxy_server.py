@@ -131,12 +131,12 @@ def test_a_dealer_gets_its_replies_without_a_delimiter(proxy, context):
 
 def test_libzmq_heartbeats_get_their_pongs(proxy, context):
     # libzmq closes a connection whose PINGs go unanswered for the timeout.
-    sock = zmq_socket(context, proxy, heartbeat_ivl=50, heartbeat_timeout=200,
-                      heartbeat_ttl=1000)
+    sock = zmq_socket(context, proxy, heartbeat_ivl=100, heartbeat_timeout=1000,
+                      heartbeat_ttl=3000)
     sock.send_multipart([b'getbanner', b'', b''])
     assert sock.recv_multipart()[0] == b'ok'
     first = connections(proxy)
-    time.sleep(1.0)
+    time.sleep(2.5)
     sock.send_multipart([b'getbanner', b'', b''])
     assert sock.recv_multipart()[0] == b'ok'
     assert connections(proxy) == first
@@ -241,11 +241,14 @@ def test_a_request_over_max_request_bytes_still_gets_an_error(proxy):
 def test_connections_before_login_share_one_bound(start_proxy, context):
     proxy = start_proxy(limits=Limits(before_login_total=MIB))
     peers = []
-    for _ in range(3):
+    for held in (400 * KIB, 800 * KIB, None):
         peer = RawPeer(proxy.port)
         peer.handshake()
         peer.sock.sendall(frame(b'x' * (400 * KIB), more=True))
         peers.append(peer)
+        if held:   # taken in by the proxy before the next one sends
+            wait_for(lambda held=held: in_loop(
+                proxy, lambda: proxy.transport.budget.before_login_total) >= held)
     # The third crosses 1 MiB together: it is closed, the others not.
     assert peers[2].closed_by_server(5) is not None
     assert peers[0].closed_by_server(0.5) is None
