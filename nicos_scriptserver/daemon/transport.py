@@ -2,8 +2,10 @@
 kept from stock clients, and events sent safely while clients come and go."""
 
 import queue
+import socket
 
-from nicos.protocols.daemon.classic import ClassicSerializer
+from nicos.protocols.daemon import ProtocolError
+from nicos.protocols.daemon.classic import LENGTH, ClassicSerializer
 from nicos.services.daemon.proto import classic
 from nicos.services.daemon.utils import SizedQueue
 from nicos.utils import closeSocket
@@ -15,6 +17,11 @@ from nicos_scriptserver.protocol import EVENTS
 #: is dropped (NICOS keeps 100 MiB per client: a few frozen GUIs took
 #: hundreds of MiB of the daemon's memory).
 EVENT_BACKLOG = 16 * 1024 * 1024
+#: Largest command frame before login (an ``authenticate``) and after it
+#: (a script is at most 512 KiB; ``transfer`` sends whole files).
+MAX_FRAME_BEFORE_LOGIN = 64 * 1024
+MAX_FRAME = 16 * 1024 * 1024
+_HEADER = 3 + LENGTH.size   # ENQ, command code, length
 
 
 class PlainDataSerializer(ClassicSerializer):
@@ -32,16 +39,47 @@ class PlainDataSerializer(ClassicSerializer):
         return cmdname, plainpickle.loads(data)
 
 
+class BoundedTransport(classic.ServerTransport):
+    """NICOS's classic connection handler, refusing oversized frames.
+
+    NICOS reads a command frame of any announced length (up to 4 GiB)
+    into memory, before login too: one local process could exhaust the
+    daemon's memory without a password. The header is looked at (not
+    taken) first, and a frame over the limit gets an error reply and
+    closes the connection before any of it is read.
+    """
+
+    def recv_command(self):
+        try:
+            header = self.sock.recv(_HEADER, socket.MSG_PEEK | socket.MSG_WAITALL)
+        except OSError as err:
+            raise ProtocolError(f'recv_command: connection broken ({err})') from err
+        if len(header) == _HEADER:
+            length, = LENGTH.unpack(header[3:])
+            before_login = getattr(self, 'user', None) is None
+            limit = MAX_FRAME_BEFORE_LOGIN if before_login else MAX_FRAME
+            if length > limit:
+                when = ' before login' if before_login else ''
+                self.send_error_reply(f'request of {length} bytes is larger '
+                                      f'than the limit of {limit} bytes{when}')
+                raise ProtocolError(f'recv_command: frame of {length} bytes')
+        return classic.ServerTransport.recv_command(self)
+
+
 class ClassicServer(classic.Server):
     """The stock classic (TCP) server, with the script server's events
     masked, a smaller backlog per client, and an `emit` that survives
     clients connecting meanwhile.
 
-    A stock NICOS client drops its whole event connection on an event code
-    it does not know. So every connection starts with the new event types
+    Connections are handled by `BoundedTransport`. A stock NICOS client
+    drops its whole event connection on an event code it does not know. So every connection starts with the new event types
     masked; clients that understand them unmask them with the stock
     ``eventunmask`` command.
     """
+
+    def __init__(self, daemon, address, serializer):
+        classic.Server.__init__(self, daemon, address, serializer)
+        self.RequestHandlerClass = BoundedTransport
 
     def register_handler(self, handler, ident, client_id):
         handler.event_mask.update(EVENTS)

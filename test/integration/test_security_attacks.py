@@ -92,6 +92,22 @@ def test_a_pickle_sent_before_login_runs_nothing(server, tmp_path):
     assert server.client('guest').call('getstatus')['status']
 
 
+def test_a_huge_frame_before_login_is_refused_unread(server):
+    address = (server.instance.host, server.instance.daemon_port)
+    with socket.create_connection(address, 10) as sock:
+        sock.settimeout(10)
+        sock.sendall(uuid.uuid4().bytes)
+        read_reply(sock)
+        # announces 1 GiB; NICOS would wait for it and keep it all
+        sock.sendall(ENQ + command2code['authenticate'] + LENGTH.pack(1 << 30)
+                     + b'x' * 1024)
+        reply = read_reply(sock)
+        assert sock.recv(1) == b''
+    assert reply == (False, 'request of 1073741824 bytes is larger than the '
+                            'limit of 65536 bytes before login')
+    assert server.client('guest').call('getstatus')['status']
+
+
 # -- the cache ---------------------------------------------------------------
 
 CACHE_WRITER = r'''
