@@ -488,13 +488,15 @@ def test_clients_of_the_proxy_outlive_a_daemon_restart(server_factory, tmp_path)
         client.call('getstatus')
     # ... and are served again, still logged in, once it is back.
     running.processes.start_daemon()
+    assert wait_until(lambda: status_or_none(client), timeout=30)['status']
 
-    def served():
-        try:
-            return client.call('getstatus')
-        except ProxyError:
-            return None
-    assert wait_until(served, timeout=30)['status']
+
+def status_or_none(client):
+    """The proxy's getstatus reply, or None while it cannot serve it."""
+    try:
+        return client.call('getstatus')
+    except ProxyError:
+        return None
 
 
 def wait_line(proc, text, timeout=30.0):

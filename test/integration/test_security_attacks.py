@@ -13,7 +13,6 @@ import os
 import pickle
 import socket
 import threading
-import time
 import uuid
 
 import psutil
@@ -23,8 +22,7 @@ from nicos.core.sessions.simulation import SIM_MESSAGE
 from nicos.protocols.daemon.classic import ENQ, LENGTH, NAK, STX, command2code
 
 from local_account import NOBODY, run_probe
-from nicos_scriptserver.proxy.client import ProxyError
-from test_proxy import connect, credentials
+from test_proxy import connect, credentials, status_or_none
 from waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -307,13 +305,7 @@ def test_the_proxy_logs_in_only_to_the_daemon_account(server_factory, tmp_path):
     assert f'runs as uid {NOBODY}, not as the daemon' in log
     # the real daemon is back: the proxy serves its client again
     processes.start_daemon()
-
-    def served():
-        try:
-            return client.call('getstatus')
-        except ProxyError:
-            return None
-    assert wait_until(served, timeout=60)['status']
+    assert wait_until(lambda: status_or_none(client), timeout=60)['status']
     client.close()
 
 
