@@ -16,6 +16,7 @@ expressions that pass the read-only check.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 GUEST, USER, ADMIN = 0, 10, 20
@@ -87,11 +88,15 @@ class Command:
     def usage(self) -> str:
         return f"{self.name}({', '.join(arg.name for arg in self.args)})"
 
+    @cached_property
+    def least_args(self) -> int:
+        return sum(arg.required for arg in self.args)
+
     def check_args(self, args: Sequence[Any]) -> Optional[str]:
-        """What is wrong with *args*, or None."""
+        """What is wrong with *args*, or None (checked for every request)."""
         if not isinstance(args, (list, tuple)):
             return f'{self.name}: arguments must be a list; usage: {self.usage}'
-        least = sum(arg.required for arg in self.args)
+        least = self.least_args
         if not least <= len(args) <= len(self.args):
             return (f'{self.name}: takes {_count(least, len(self.args))}, '
                     f'got {len(args)}; usage: {self.usage}')

@@ -2,10 +2,10 @@
 kept from stock clients, and events sent safely while clients come and go."""
 
 import queue
-import socket
 
 from nicos.protocols.daemon import ProtocolError
-from nicos.protocols.daemon.classic import LENGTH, ClassicSerializer
+from nicos.protocols.daemon.classic import ENQ, LENGTH, ClassicSerializer, \
+    code2command
 from nicos.services.daemon.proto import classic
 from nicos.services.daemon.utils import SizedQueue
 from nicos.utils import closeSocket
@@ -44,26 +44,44 @@ class BoundedTransport(classic.ServerTransport):
 
     NICOS reads a command frame of any announced length (up to 4 GiB)
     into memory, before login too: one local process could exhaust the
-    daemon's memory without a password. The header is looked at (not
-    taken) first, and a frame over the limit gets an error reply and
-    closes the connection before any of it is read.
+    daemon's memory without a password. Here a frame over the limit gets
+    an error reply and closes the connection before any of it is read.
     """
 
     def recv_command(self):
+        header = self._receive(_HEADER)
+        if header[:1] != ENQ:
+            raise ProtocolError('recv_command: invalid command header')
+        length, = LENGTH.unpack_from(header, 3)
+        before_login = getattr(self, 'user', None) is None
+        limit = MAX_FRAME_BEFORE_LOGIN if before_login else MAX_FRAME
+        if length > limit:
+            when = ' before login' if before_login else ''
+            self.send_error_reply(f'request of {length} bytes is larger '
+                                  f'than the limit of {limit} bytes{when}')
+            raise ProtocolError(f'recv_command: frame of {length} bytes')
+        payload = self._receive(length)
         try:
-            header = self.sock.recv(_HEADER, socket.MSG_PEEK | socket.MSG_WAITALL)
-        except OSError as err:
-            raise ProtocolError(f'recv_command: connection broken ({err})') from err
-        if len(header) == _HEADER:
-            length, = LENGTH.unpack(header[3:])
-            before_login = getattr(self, 'user', None) is None
-            limit = MAX_FRAME_BEFORE_LOGIN if before_login else MAX_FRAME
-            if length > limit:
-                when = ' before login' if before_login else ''
-                self.send_error_reply(f'request of {length} bytes is larger '
-                                      f'than the limit of {limit} bytes{when}')
-                raise ProtocolError(f'recv_command: frame of {length} bytes')
-        return classic.ServerTransport.recv_command(self)
+            return self.serializer.deserialize_cmd(payload,
+                                                   code2command[header[1:3]])
+        except Exception as err:
+            self.send_error_reply('invalid command or garbled data')
+            raise ProtocolError('recv_command: invalid command or garbled '
+                                'data') from err
+
+    def _receive(self, size: int) -> bytes:
+        data = bytearray(size)
+        view, got = memoryview(data), 0
+        while got < size:
+            try:
+                count = self.sock.recv_into(view[got:])
+            except OSError as err:
+                raise ProtocolError(f'recv_command: connection broken '
+                                    f'({err})') from err
+            if not count:
+                raise ProtocolError('recv_command: connection broken')
+            got += count
+        return bytes(data)
 
 
 class ClassicServer(classic.Server):
