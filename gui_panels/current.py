@@ -26,7 +26,7 @@ class CurrentJobPanel(Panel):
 
     Pause stops the job at its next pause point (black-box jobs cannot be
     paused), Resume continues it, Abort stops it at the next safe point and
-    holds the queue.
+    holds the jobs waiting then.
     """
 
     panelName = 'Script-server current job'
@@ -90,7 +90,7 @@ class CurrentJobPanel(Panel):
         self.resumeButton.clicked.connect(self.resume)
         self.abortButton = QPushButton('Abort', self)
         self.abortButton.setToolTip('Stop the job at its next safe point and '
-                                    'hold the queue')
+                                    'hold the waiting jobs')
         self.abortButton.clicked.connect(self.abort)
         row = QHBoxLayout()
         row.addLayout(grid)
@@ -300,7 +300,8 @@ class CurrentJobPanel(Panel):
     def abort(self) -> None:
         """Abort the current job, after asking."""
         if self.job and self.askQuestion(
-                f"Abort job {self.job['id']}? The queue will be held."):
+                f"Abort job {self.job['id']}? The waiting jobs will be "
+                'held.'):
             self._do('ss_abort')
 
 

@@ -144,7 +144,8 @@ _STOCK = (
     _stock('rearrange', USER, WRITER, 'reorder waiting jobs', ('ids', LIST)),
     _stock('break', USER, WRITER, 'pause the current job', ('level', INT)),
     _stock('continue', USER, WRITER, 'resume the paused job'),
-    _stock('stop', USER, WRITER, 'abort the current job; waiting jobs stay',
+    _stock('stop', USER, WRITER, 'abort the current job; the waiting jobs '
+           'stay, held',
            ('level', INT)),
     _stock('finish', USER, WRITER, 'end the current count early'),
     _stock('emergency', USER, WRITER, 'abort at once and stop every device'),
@@ -206,12 +207,14 @@ _OURS = (
           ('job_id', JOB), ('changes', ANY, 'None'), ('position', ANY, 'None')),
     _ours('ss_history', 0x700D, GUEST, 'finished jobs, newest first',
           ('limit', NUMBER, '50'), ('before', ANY, 'None')),
-    _ours('ss_hold', 0x700E, USER, 'start nothing new until released'),
-    _ours('ss_release', 0x700F, USER, 'run waiting jobs again'),
+    _ours('ss_hold', 0x700E, USER, 'start nothing new, also jobs queued later, '
+          'until released'),
+    _ours('ss_release', 0x700F, USER, 'run waiting jobs again (ends any hold)'),
     _ours('ss_pause', 0x7010, USER, 'pause the current job at its next pause point',
           ('level', NUMBER, '2')),
     _ours('ss_resume', 0x7011, USER, 'resume the paused job'),
-    _ours('ss_abort', 0x7012, USER, 'abort the current job and hold the queue',
+    _ours('ss_abort', 0x7012, USER, 'abort the current job; the waiting jobs '
+          'stay, held',
           ('level', NUMBER, '2')),
     _ours('ss_catalog', 0x7013, GUEST, "the instrument's commands"),
     _ours('ss_confirm', 0x7014, USER, 'let a held-back job run in its turn',

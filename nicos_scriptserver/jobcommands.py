@@ -230,7 +230,8 @@ def RequeueJob(job_id):
 @helparglist('')
 @parallel_safe
 def HoldQueue():
-    """Lets the running job finish, then starts nothing until `ReleaseQueue`."""
+    """Lets the running job finish, then starts nothing, also jobs queued
+    later, until `ReleaseQueue`."""
     _act('hold', f'held by {session.getExecutingUser().name}')
     session.log.info('The queue is held.')
 
@@ -270,7 +271,8 @@ def ResumeJob():
 @helparglist('')
 @parallel_safe
 def AbortJob():
-    """Aborts the running job at its next safe point and holds the queue.
+    """Aborts the running job at its next safe point; the jobs waiting now
+    are held.
 
     The job can be edited and queued again (`RequeueJob`); it then runs from
     the start. `ReleaseQueue` runs the waiting jobs.

@@ -182,8 +182,8 @@ HANDLERS: Dict[str, Handler] = {
     'pause': action('ss_pause', 'the current job pauses at its next pause '
                                 'point'),
     'resume': action('ss_resume', 'resumed the current job'),
-    'abort': action('ss_abort', 'the current job is being aborted; the queue '
-                                'is held until "release"'),
+    'abort': action('ss_abort', 'the current job is being aborted; the jobs '
+                                'waiting now are held until "release"'),
     'hold': action('ss_hold', 'the queue is held: the current job finishes, '
                               'nothing new starts'),
     'release': action('ss_release', 'the queue is released: waiting jobs run'),

@@ -31,7 +31,7 @@ examples:
   nicos-scriptserver submit scan.py --name "T scan" --position top
   nicos-scriptserver submit --call set_ei energy=25 wait_for_choppers=False
   nicos-scriptserver move 12 top
-  nicos-scriptserver --daemon 127.0.0.1:1302 --user user queue
+  nicos-scriptserver --daemon 127.0.0.1:1303 --user user queue
   nicos-scriptserver watch
 """
 
@@ -116,7 +116,7 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
     with_id('edit', 'edit a waiting job\'s script in $EDITOR')
     command('pause', 'pause the current job at its next pause point')
     command('resume', 'resume the paused job')
-    command('abort', 'abort the current job (the queue is then held)')
+    command('abort', 'abort the current job (the jobs waiting then are held)')
     command('hold', 'let the current job finish, then start nothing')
     command('release', 'let waiting jobs run again')
     history = command('history', 'finished jobs with outcome and error')

@@ -18,12 +18,24 @@ def waiting_jobs(queue: Dict[str, Any]) -> List[Dict[str, Any]]:
     return [dict(zip(queue['columns'], row)) for row in queue['waiting']]
 
 
+#: How many of the jobs a safety hold protects `hold_text` names.
+SHOWN_PROTECTED = 5
+
+
 def hold_text(queue: Dict[str, Any]) -> str:
-    """``no`` or ``yes (reason)``."""
+    """``no`` or ``yes (reason)``; a safety hold also names the jobs it
+    protects (it ends once none of them is queued)."""
     if not queue.get('held'):
         return 'no'
     reason = queue.get('hold_reason')
-    return f'yes ({reason})' if reason else 'yes'
+    text = f'yes ({reason})' if reason else 'yes'
+    protected = queue.get('protected') or []
+    if queue.get('hold_kind') == 'safety' and protected:
+        shown = ', '.join(map(str, protected[:SHOWN_PROTECTED]))
+        more = len(protected) - SHOWN_PROTECTED
+        text += (f', protects job{"s" if len(protected) > 1 else ""} {shown}'
+                 + (f' and {more} more' if more > 0 else ''))
+    return text
 
 
 def queue_end_text(timeline: Dict[str, Any], now: float) -> str:

@@ -10,8 +10,8 @@ cancels its dry run. Explicit checks of scripts that are not queued
 
 With the policy 'hold' (the default) a job starts only once its dry run
 has finished, and a job whose dry run found a problem is held back until
-a user confirms or edits it. With 'mark' jobs never wait; problems are
-only reported.
+a user confirms it, or edits it and its new dry run passes. With 'mark'
+jobs never wait; problems are only reported.
 """
 
 import os
@@ -211,13 +211,17 @@ class DryRunScheduler:
             hold = None
             if self.policy == 'hold' and report['state'] != 'ok':
                 hold = 'dry run: ' + _first_problem(report)
-            self._store(job.id, script, report, hold)
+            stored = self._store(job.id, script, report, hold,
+                                 passed=report['state'] == 'ok')
         finally:
             with self._cond:
                 self._active.pop(job.id, None)
         if report['state'] != 'ok':
             self.log.warning('dry run of job %d: %s', job.id,
                              _first_problem(report))
+        elif stored and job.held_by_dry_run:
+            self.log.info('dry run of job %d passed: it is no longer held '
+                          'back', job.id)
 
     def _validate(self, script: str, user: str, future: Future) -> None:
         try:
@@ -237,10 +241,10 @@ class DryRunScheduler:
                              self.time_limit, env)
 
     def _store(self, job_id: int, script: str, report: dict,
-               hold: Optional[str] = None) -> bool:
+               hold: Optional[str] = None, passed: bool = False) -> bool:
         try:
             self.jobs.set_estimate(job_id, report, for_source=script,
-                                   hold_reason=hold)
+                                   hold_reason=hold, passed=passed)
             return True
         except (NotEditable, JobNotFound):
             return False   # edited, finished or removed meanwhile

@@ -205,11 +205,12 @@ class ScriptServerController(ExecutionController):
         """Stop and emergency stop leave the waiting jobs where they are."""
 
     def script_stop(self, level, user, message=None):
-        """Abort the current job at the next point of *level*; hold the queue.
+        """Abort the current job at the next point of *level*; the jobs
+        queued now wait for a person (a safety hold; none if none is).
 
         A black-box job's process group is terminated instead.
         """
-        self.jobs.hold(f'job aborted by {user.name}')
+        self.jobs.hold_for_safety(f'job aborted by {user.name}')
         current = self.jobs.current()
         if current is None:
             return
@@ -224,9 +225,10 @@ class ScriptServerController(ExecutionController):
     def script_immediate_stop(self, user, message=None):
         """Emergency stop: abort the current job at once and stop all devices.
 
-        Unlike stock NICOS, waiting jobs are kept (the queue is held).
+        Unlike stock NICOS, waiting jobs are kept, and the ones queued now
+        wait for a person (a safety hold).
         """
-        self.jobs.hold(f'emergency stop by {user.name}')
+        self.jobs.hold_for_safety(f'emergency stop by {user.name}')
         session.log.warning('Immediate stop requested by %s', user.name)
         current = self.jobs.current()
         if current is None or current.kind == JobKind.BLACKBOX:

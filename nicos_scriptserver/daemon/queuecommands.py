@@ -67,7 +67,8 @@ def ss_submit(self, jobs, position=None):
 
 @queue_command('ss_queue')
 def ss_queue(self):
-    """The queue: current job, waiting jobs in order (rows), hold state."""
+    """The queue: current job, waiting jobs in order (rows), the hold: held,
+    its reason, its kind and the jobs a safety hold protects."""
     jobs = _jobs(self)
     current = jobs.current()
     return dict(jobs.state.to_dict(),
@@ -162,13 +163,14 @@ def ss_history(self, limit=50, before=None):
 
 @queue_command('ss_hold')
 def ss_hold(self):
-    """Let the current job finish, then start nothing until released."""
+    """Let the current job finish, then start nothing, also jobs queued
+    later, until released."""
     _jobs(self).hold(f'held by {self.user.name}')
 
 
 @queue_command('ss_release')
 def ss_release(self):
-    """Start running waiting jobs again."""
+    """Start running waiting jobs again (ends a hold of either kind)."""
     _jobs(self).release()
 
 
@@ -186,7 +188,8 @@ def ss_resume(self):
 
 @queue_command('ss_abort')
 def ss_abort(self, level=2):
-    """Abort the current job at its next safe point and hold the queue."""
+    """Abort the current job at its next safe point; the jobs waiting now
+    are held (a safety hold)."""
     self.daemon.abort_current(self.user, int(level))
 
 

@@ -108,14 +108,19 @@ class QueueEditing:
 
     def set_estimate(self, job_id: int, estimate: Optional[dict],
                      for_source: Optional[str] = None,
-                     hold_reason: Optional[str] = None) -> Change:
+                     hold_reason: Optional[str] = None,
+                     passed: bool = False) -> Change:
         """Attach a dry run's report (opaque JSON-ready dict) to a waiting or
         the current job. Result: the job. The report is written to disk
-        with the job's next stored change, or at once if it holds the job.
+        with the job's next stored change, or at once if it holds the job
+        back or releases it.
 
         *for_source* is the script the dry run checked: if the job has been
         edited since, the report is refused. *hold_reason* also holds a
-        waiting job back (as a failed dry run does by policy).
+        waiting job back (as a failed dry run does by policy); *passed*
+        (the dry run found nothing wrong) releases a job that an earlier
+        dry run held back, of a script since edited. A job held back by
+        whoever submitted it stays held back.
         """
         job = self._jobs.get(job_id) if isinstance(job_id, int) else None
         if job is None or not job.state.current:
@@ -128,12 +133,17 @@ class QueueEditing:
         values = {'estimate': validate.normalized(
             estimate, f'the estimate of job {job_id}')}
         holds = bool(hold_reason) and job.state.waiting
+        releases = passed and not holds and job.held_by_dry_run
         if holds:
-            values.update(held=True, hold_reason=validate.text(
-                hold_reason, 'hold reason', f'job {job_id}'))
+            values.update(held=True, held_by_dry_run=True,
+                          hold_reason=validate.text(hold_reason, 'hold reason',
+                                                    f'job {job_id}'))
+        elif releases:
+            values.update(held=False, held_by_dry_run=False, hold_reason='')
         # A report alone is not worth a disk write of its own (a lost one is
-        # simply redone after a restart); holding a job back is.
-        return self._update(job, durable=holds, **values)
+        # simply redone after a restart); holding a job back or releasing
+        # it is.
+        return self._update(job, durable=holds or releases, **values)
 
     def mark_unestimated(self, estimate: dict) -> Change:
         """Give every waiting job that has no estimate yet *estimate* (a
@@ -148,9 +158,9 @@ class QueueEditing:
         return self._run(change)
 
     def confirm(self, job_id: int) -> Change:
-        """Let a job that was held back by policy run when its turn comes."""
+        """Let a job that was held back run when its turn comes."""
         return self._update(self._waiting(job_id, 'confirm'), held=False,
-                            hold_reason='')
+                            held_by_dry_run=False, hold_reason='')
 
     def skip(self, job_id: int) -> Change:
         """Leave a waiting job in its place but pass over it."""
@@ -223,6 +233,7 @@ class QueueEditing:
                       source=job.source, calls=job.calls, **rights,
                       state=JobState.QUEUED, created=job.created, queued_at=now,
                       estimate=job.estimate, held=job.held,
+                      held_by_dry_run=job.held_by_dry_run,
                       hold_reason=job.hold_reason) for n in range(times)]
         return self._run(self._insert(copies, at, result=copies))
 

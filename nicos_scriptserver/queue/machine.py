@@ -10,7 +10,8 @@ Invariants (property-tested): at most one job is current (running or
 paused); while one is paused nothing else starts and it can only be
 resumed or aborted; finished jobs never change (re-queuing makes a new
 job); ids are unique and never reused; the waiting order is exactly what
-the store restores. Editing operations live in `editing.QueueEditing`;
+the store restores; a safety hold lasts exactly while one of the jobs it
+protects is queued. Editing operations live in `editing.QueueEditing`;
 this module has the queries, the running job and the queue's hold state.
 """
 
@@ -24,8 +25,9 @@ from nicos_scriptserver.queue.change import Change
 from nicos_scriptserver.queue.editing import QueueEditing
 from nicos_scriptserver.queue.errors import (InvalidTransition, InvalidValue,
                                              JobNotFound)
-from nicos_scriptserver.queue.model import (FAILURE_POLICIES, Job, JobKind,
-                                            JobState, QueueData, QueueState)
+from nicos_scriptserver.queue.model import (FAILURE_POLICIES, MANUAL, SAFETY,
+                                            Job, JobKind, JobState, QueueData,
+                                            QueueState)
 
 #: How a current job can end.
 OUTCOMES = (JobState.DONE, JobState.FAILED, JobState.ABORTED)
@@ -154,13 +156,36 @@ class QueueMachine(QueueEditing):
     # -- the queue as a whole ----------------------------------------------
 
     def hold(self, reason: str = 'held') -> Change:
-        """Start nothing new (the current job goes on) until `release`."""
+        """A person holds the queue: start nothing new (the current job goes
+        on), also jobs queued later, until `release`. It replaces a safety
+        hold."""
         reason = validate.text(reason, 'hold reason', 'hold')
-        return self._set_queue(held=True, hold_reason=reason)
+        return self._set_queue(held=True, hold_reason=reason, hold_kind=MANUAL,
+                               protected=())
+
+    def hold_for_safety(self, reason: str) -> Change:
+        """The server holds the queue for safety (an abort or emergency stop
+        was asked for): the jobs queued now wait for a person.
+
+        Nothing starts while any of them is still queued; jobs queued later
+        wait behind them. The hold ends with `release`, or by itself once
+        none of them is queued any more (removed or skipped). With no job
+        queued there is nothing to protect and no hold: a job queued after
+        a stop into an empty queue runs, as in stock NICOS. A hold by a
+        person stays as it is; an earlier safety hold keeps its reason and
+        now protects every queued job.
+        """
+        reason = validate.text(reason, 'hold reason', 'hold')
+        change = Change()
+        self._hold_for_safety(change, reason)
+        return self._run(change)
 
     def release(self) -> Change:
-        """Start waiting jobs again."""
-        return self._set_queue(held=False, hold_reason='')
+        """Start waiting jobs again (ends a hold of either kind)."""
+        change = Change()
+        if self._queue.held:
+            change.set_queue(self._queue.released())
+        return self._run(change)
 
     def set_on_failure(self, policy: str) -> Change:
         """What a failed job does to the queue: 'hold' or 'continue'."""
@@ -255,10 +280,11 @@ class QueueMachine(QueueEditing):
                error: Optional[dict] = None) -> Change:
         """The current job ended: 'done', 'failed' or 'aborted'.
 
-        A failure holds the queue when the failure policy is 'hold'; an
-        abort always does. The hold reason names the job, unless the queue
-        was held already (say, by whoever asked for the abort): then its
-        reason stays. Waiting jobs stay where they are.
+        A failure holds the queue for safety (`hold_for_safety`: the jobs
+        queued now) when the failure policy is 'hold'; the reason names the
+        job. An abort holds nothing by itself: whoever asks for one holds
+        the queue for safety at that moment, so that a job queued after
+        the stop into an empty queue runs. Waiting jobs stay where they are.
         """
         try:
             state = JobState(outcome)
@@ -276,33 +302,28 @@ class QueueMachine(QueueEditing):
             validate.text(result, 'result', label)
         change = self._end(job, state, now, result=result,
                            error=validate.error_report(error, label))
-        reason = None
-        if state is JobState.ABORTED:
-            reason = f'job {job.id} was aborted'
-        elif state is JobState.FAILED and self._queue.on_failure == 'hold':
+        if state is JobState.FAILED and self._queue.on_failure == 'hold':
             reason = f'job {job.id} failed'
             if change.result.error:
                 first_line = change.result.error['message'].split('\n', 1)[0]
                 reason += f': {change.result.error["type"]}: {first_line[:200]}'
-        if reason and not self._queue.held:
-            change.set_queue(dataclasses.replace(self._queue, held=True,
-                                                 hold_reason=reason))
+            self._hold_for_safety(change, reason)
         return self._run(change)
 
     def recover(self, now: float) -> Change:
         """After a restart: the job that was current is interrupted.
 
         It goes to the history (it is never run again by itself; re-queue
-        it to run it again) and the queue is held, as the instrument may
-        not be where the next job expects it.
+        it to run it again) and the queue is held for safety (the jobs
+        queued now, see `hold_for_safety`), as the instrument may not be
+        where the next job expects it.
         """
         if self._current is None:
             return self._run(Change())
         job = self._jobs[self._current]
         change = self._end(job, JobState.INTERRUPTED, now)
-        change.set_queue(dataclasses.replace(
-            self._queue, held=True,
-            hold_reason=f'job {job.id} was interrupted by a server restart'))
+        self._hold_for_safety(
+            change, f'job {job.id} was interrupted by a server restart')
         return self._run(change)
 
     # -- helpers -------------------------------------------------------------
@@ -332,6 +353,37 @@ class QueueMachine(QueueEditing):
         change.history[job.id] = self._history_start + len(self._history)
         return change
 
+    def _hold_for_safety(self, change: Change, reason: str) -> None:
+        """Add a safety hold over the jobs queued now to *change* (see
+        `hold_for_safety`); *change* must not touch the waiting jobs."""
+        queue = self._queue
+        if queue.hold_kind == MANUAL:
+            return
+        queued = tuple(job_id for job_id in self._order
+                       if self._jobs[job_id].state is JobState.QUEUED)
+        if not queued:
+            return
+        held = dataclasses.replace(
+            queue, held=True, hold_kind=SAFETY, protected=queued,
+            hold_reason=queue.hold_reason if queue.held else reason)
+        if held != queue:
+            change.set_queue(held)
+
+    def _end_safety_hold(self, change: Change) -> None:
+        """Release a safety hold that *change* leaves protecting no queued
+        job (the last of them was removed or skipped)."""
+        queue = change.queue or self._queue
+        if queue.hold_kind != SAFETY:
+            return
+        for job_id in queue.protected:
+            job = change.put.get(job_id)
+            if job is None and job_id not in change.deleted:
+                job = self._jobs.get(job_id)
+            if job is not None and job.state is JobState.QUEUED:
+                return
+        change.set_queue(queue.released())
+        change.durable = True
+
     def _put(self, job: Job) -> Change:
         change = Change(result=job)
         change.put_job(job)
@@ -347,6 +399,7 @@ class QueueMachine(QueueEditing):
                 f'finished job {job.id} must not change'
             if job.state.waiting and job.id not in change.keys:
                 change.keys[job.id] = self._keys[job.id]
+        self._end_safety_hold(change)
         if change.durable:
             self._commit(change)
         self._apply(change)

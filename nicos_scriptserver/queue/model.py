@@ -9,14 +9,21 @@ read-only.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 #: What the queue does when a job fails: hold (start nothing more until
 #: released) or continue with the next waiting job.
 FAILURE_POLICIES = ('hold', 'continue')
+#: Who held the queue: a person (``hold``: nothing starts, also jobs
+#: queued later, until released) or the server, for safety (after an
+#: abort, a failure, an emergency stop or a restart that interrupted a
+#: job: the jobs queued at that moment wait for a person).
+MANUAL, SAFETY = 'manual', 'safety'
+HOLD_KINDS = (MANUAL, SAFETY)
 
 
 class JobKind(str, Enum):
@@ -95,6 +102,9 @@ class Job:
     estimate: Optional[Dict[str, Any]] = None
     held: bool = False
     hold_reason: str = ''
+    #: Held back by its dry run (not by whoever submitted it): a later dry
+    #: run that passes (after an edit) releases it.
+    held_by_dry_run: bool = False
     # to_dict's result, made once: listing thousands of jobs for a client
     # must be fast, and a job never changes.
     _wire: Optional[Dict[str, Any]] = field(default=None, init=False,
@@ -142,6 +152,7 @@ class Job:
                 'error': self.error, 'requeued_from': self.requeued_from,
                 'estimate': self.estimate, 'held': self.held,
                 'hold_reason': self.hold_reason,
+                'held_by_dry_run': self.held_by_dry_run,
             }
             object.__setattr__(self, '_wire', wire)
         return wire.copy()
@@ -168,22 +179,51 @@ _JOB_FIELDS = tuple(f.name for f in fields(Job) if f.init)
 
 @dataclass(frozen=True)
 class QueueState:
-    """The queue as a whole: whether it is held, and its failure policy."""
+    """The queue as a whole: whether it is held, and its failure policy.
+
+    ``hold_kind`` says who held it (`MANUAL` or `SAFETY`; empty when not
+    held). A safety hold lists the jobs it protects, the ones queued when
+    it was set, in ``protected``; it lasts while one of them is still
+    queued (see `QueueMachine.hold_for_safety`).
+    """
 
     held: bool = False
     hold_reason: str = ''
     on_failure: str = 'hold'
+    hold_kind: str = ''
+    protected: Tuple[int, ...] = ()
 
     def to_dict(self) -> Dict[str, Any]:
         """The state as a JSON-ready dict (the ``queue_state`` event)."""
         return {'held': self.held, 'hold_reason': self.hold_reason,
-                'on_failure': self.on_failure}
+                'on_failure': self.on_failure, 'hold_kind': self.hold_kind,
+                'protected': list(self.protected)}
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> 'QueueState':
         """The state described by a `to_dict` dict."""
         return cls(bool(data['held']), str(data['hold_reason']),
-                   str(data['on_failure']))
+                   str(data['on_failure']), str(data['hold_kind']),
+                   tuple(int(job_id) for job_id in data['protected']))
+
+    def released(self) -> 'QueueState':
+        """This state without its hold."""
+        return dataclasses.replace(self, held=False, hold_reason='',
+                                   hold_kind='', protected=())
+
+    def problems(self) -> List[str]:
+        """What is inconsistent in the hold (empty if all is well)."""
+        found = []
+        if self.hold_kind not in ('',) + HOLD_KINDS:
+            found.append(f'unknown hold kind {self.hold_kind!r}')
+        if self.held != bool(self.hold_kind):
+            found.append('a hold without its kind, or a kind without a hold')
+        if bool(self.protected) != (self.hold_kind == SAFETY):
+            found.append('only a safety hold protects jobs, and it protects '
+                         'some')
+        if self.on_failure not in FAILURE_POLICIES:
+            found.append(f'unknown failure policy {self.on_failure!r}')
+        return found
 
 
 @dataclass
@@ -233,8 +273,12 @@ class QueueData:
             found.append(f'next id {self.next_id} is not above every job id')
         if self.history_start < 0:
             found.append(f'negative history start {self.history_start}')
-        if self.queue.on_failure not in FAILURE_POLICIES:
-            found.append(f'unknown failure policy {self.queue.on_failure!r}')
+        found.extend(self.queue.problems())
+        if self.queue.hold_kind == SAFETY and not any(
+                job_id in self.jobs and
+                self.jobs[job_id].state is JobState.QUEUED
+                for job_id in self.queue.protected):
+            found.append('a safety hold that protects no queued job')
         return found
 
 

@@ -34,7 +34,7 @@ class JobQueue:
     """The job queue saved in the SQLite file *path*.
 
     Opening it restores the queue; a job that was current when the server
-    stopped becomes ``interrupted`` and the queue is held (see
+    stopped becomes ``interrupted`` and the jobs queued then are held (see
     `QueueMachine.recover`). Every operation returns its result once the
     change is on disk, or raises a `QueueError` (`StoreError` if the disk
     refused it) and changes nothing. *clock* gives the time for the jobs'
@@ -145,7 +145,8 @@ class JobQueue:
 
     @property
     def state(self) -> QueueState:
-        """Whether the queue is held, why, and its failure policy."""
+        """Whether the queue is held, by whom, why, and its failure
+        policy."""
         with self._lock:
             return self._machine.queue
 
@@ -182,11 +183,12 @@ class JobQueue:
 
     def set_estimate(self, job_id: int, estimate: Optional[dict],
                      for_source: Optional[str] = None,
-                     hold_reason: Optional[str] = None) -> Job:
+                     hold_reason: Optional[str] = None,
+                     passed: bool = False) -> Job:
         """Attach a dry run's report to a waiting or the current job (see
         `QueueMachine.set_estimate`); returns the job."""
         return self._do(lambda now: self._machine.set_estimate(
-            job_id, estimate, for_source, hold_reason))
+            job_id, estimate, for_source, hold_reason, passed))
 
     def mark_unestimated(self, estimate: dict) -> List[int]:
         """Give waiting jobs without an estimate *estimate*, in one write;
@@ -194,7 +196,7 @@ class JobQueue:
         return self._do(lambda now: self._machine.mark_unestimated(estimate))
 
     def confirm(self, job_id: int) -> Job:
-        """Let a job held back by policy run when its turn comes."""
+        """Let a held-back job run when its turn comes; returns it."""
         return self._do(lambda now: self._machine.confirm(job_id))
 
     def move(self, job_id: int, to: Position) -> None:
@@ -244,11 +246,17 @@ class JobQueue:
     # -- the queue as a whole -----------------------------------------------------
 
     def hold(self, reason: str = 'held') -> None:
-        """Start nothing new after the current job until released."""
+        """A person's hold: start nothing new after the current job, also
+        jobs queued later, until released."""
         self._do(lambda now: self._machine.hold(reason))
 
+    def hold_for_safety(self, reason: str) -> None:
+        """The server's hold: the jobs queued now wait for a person (see
+        `QueueMachine.hold_for_safety`)."""
+        self._do(lambda now: self._machine.hold_for_safety(reason))
+
     def release(self) -> None:
-        """Start waiting jobs again."""
+        """Start waiting jobs again (ends a hold of either kind)."""
         self._do(lambda now: self._machine.release())
 
     def set_on_failure(self, policy: str) -> None:

@@ -22,11 +22,14 @@ from typing import List, Optional, Tuple, Union
 
 from nicos_scriptserver.queue.change import Change
 from nicos_scriptserver.queue.errors import StoreError
-from nicos_scriptserver.queue.model import Job, QueueData, QueueState
+from nicos_scriptserver.queue.model import MANUAL, Job, QueueData, QueueState
 
-# 2: jobs record ``changed_by``. A bump also keeps older versions (which
-# would run a job as its owner) from opening a newer file.
-SCHEMA_VERSION = 2
+# 2: jobs record ``changed_by``. 3: a hold records its kind (a person's or
+# the server's) and the jobs a safety hold protects; jobs record whether
+# their dry run held them back. A bump also keeps older versions (which
+# would run a job as its owner, or run jobs a safety hold protects) from
+# opening a newer file.
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -64,8 +67,8 @@ class QueueStore:
             self._db.execute('INSERT OR IGNORE INTO meta VALUES (?, ?)',
                              ('schema', str(SCHEMA_VERSION)))
             version = self._meta('schema')
-            if version == 1:
-                self._upgrade()
+            if version in range(1, SCHEMA_VERSION):
+                self._upgrade(version)
                 version = SCHEMA_VERSION
         except sqlite3.Error as err:
             self._db.close()
@@ -81,10 +84,17 @@ class QueueStore:
                              f'{version}, this version reads formats 1 to '
                              f'{SCHEMA_VERSION}')
 
-    def _upgrade(self) -> None:
-        """Format 1 to 2, in one transaction: jobs saved before jobs recorded
-        ``changed_by`` were last changed by their owner as far as anyone
-        knows, and ran as the owner."""
+    def _upgrade(self, version: int) -> None:
+        """From format *version* to the current one, in one transaction.
+
+        1 to 2: jobs saved before jobs recorded ``changed_by`` were last
+        changed by their owner as far as anyone knows, and ran as the
+        owner. 2 to 3: who set an old hold is not known, so it becomes a
+        person's hold, as strong as it was (nothing starts until somebody
+        releases it); a job held back with a reason of its dry run
+        ("dry run: ...", the only reason the server gave) was held back
+        by its dry run.
+        """
         db = self._db
         db.execute('BEGIN IMMEDIATE')
         try:
@@ -92,8 +102,16 @@ class QueueStore:
             for job_id, text in db.execute('SELECT id, data FROM jobs'):
                 data = json.loads(text)
                 data.setdefault('changed_by', data['owner'])
+                data.setdefault('held_by_dry_run', bool(
+                    data['held'] and data['hold_reason'].startswith('dry run: ')))
                 rows.append((_json(data), job_id))
             db.executemany('UPDATE jobs SET data = ? WHERE id = ?', rows)
+            queue = self._meta('queue')
+            if queue is not None and version < 3:
+                queue.update(hold_kind=MANUAL if queue['held'] else '',
+                             protected=[])
+                db.execute("UPDATE meta SET value = ? WHERE name = 'queue'",
+                           (_json(queue),))
             db.execute("UPDATE meta SET value = ? WHERE name = 'schema'",
                        (str(SCHEMA_VERSION),))
             db.execute('COMMIT')

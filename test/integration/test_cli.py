@@ -154,9 +154,11 @@ def test_pause_resume_watch_and_abort_the_current_job(server, client):
     assert [json.loads(f)['queue']['current']['id'] for f in frames] == \
         [job_id, job_id]
 
+    waiting = submit(client, 'waiting', 'print(1)')
     assert 'held' in ok(cli(server, 'abort'))
     wait_until(lambda: client.call('ss_job', job_id)['state'] == 'aborted')
     assert client.queue()['held']
+    assert f'protects job {waiting}' in ok(cli(server, 'status'))
     ok(cli(server, 'release'))
     assert not client.queue()['held']
     ok(cli(server, 'hold'))

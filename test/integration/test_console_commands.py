@@ -107,14 +107,16 @@ def test_pause_resume_abort_and_requeue_while_a_job_runs(server, client):
     job_state(client, job['id'], 'paused')
     console(client, 'ResumeJob()')
     job_state(client, job['id'], 'running')
+    nxt, = client.call('ss_submit', {'source': 'print("next")'})
     console(client, 'AbortJob()')
     job_state(client, job['id'], 'aborted')
-    assert client.queue()['held']
+    queue = client.queue()
+    assert queue['held'] and queue['protected'] == [nxt['id']]
     finished = console(client, 'ListFinishedJobs(3)')
     assert f"{job['id']}" in finished and 'aborted' in finished
     console(client, f"RequeueJob({job['id']})")
-    again, = client.queue()['waiting']
-    assert again['requeued_from'] == job['id']
+    waiting, again = client.queue()['waiting']
+    assert waiting['id'] == nxt['id'] and again['requeued_from'] == job['id']
     console(client, 'ReleaseQueue()')
     job_state(client, again['id'], 'running')
     console(client, 'AbortJob()')

@@ -75,11 +75,11 @@ def test_limit_violation_is_flagged_and_held_before_it_runs(client):
     listing = client.queue()['waiting']
     assert listing[0]['estimate']['state'] == 'failed'
     assert 'T_sample' in listing[0]['estimate']['problem']
-    # Editing it gives it a new dry run; a good script is not held.
+    # Editing it gives it a new dry run; one that passes releases it.
     client.call('ss_edit', job['id'], {'source': 'set_temperature(300)'})
     fixed = estimated(client, job['id'])
     assert fixed['estimate']['state'] == 'ok'
-    client.call('ss_confirm', job['id'])
+    assert not fixed['held'] and not fixed['held_by_dry_run']
     assert finished(client, job['id'])['state'] == 'done'
 
 

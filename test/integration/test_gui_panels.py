@@ -357,6 +357,7 @@ def test_current_job_panel_follows_and_controls_the_running_job(
     shot(queue, 'history')
     history.tree.setCurrentItem(history.tree.topLevelItem(1))
     assert 'aborted' in history.details.toPlainText()
+    client.call('ss_hold')   # nothing waited when it failed: nothing is held
     history.requeueButton.click()
     assert 'queued again as job' in history.status.text()
     requeued = client.queue()['waiting'][-1]

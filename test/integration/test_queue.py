@@ -218,13 +218,20 @@ def test_failed_job_records_its_error_and_holds(client):
                            and d['held'], 30)[1]
     assert held['estimate']['state'] == 'failed'
     assert held['state'] == 'queued'
+    client.call('ss_hold')
     client.call('ss_confirm', job['id'])
+    after, = client.call('ss_submit', {'source': 'print("after")'})
+    client.call('ss_release')
     failed = wait_finished(client, job['id'])
     assert failed['state'] == 'failed'
     assert failed['error']['line'] == 2
     assert 'limit' in failed['error']['message']
     assert failed['error']['traceback']
-    assert client.queue()['held'] is True
+    # The job that waited waits for somebody to look first.
+    queue = client.queue()
+    assert (queue['held'], queue['hold_kind']) == (True, 'safety')
+    assert queue['protected'] == [after['id']]
+    assert queue['hold_reason'].startswith(f"job {job['id']} failed: LimitError")
     assert client.call('ss_history', 5)[0]['id'] == job['id']
 
 
@@ -352,7 +359,7 @@ def test_blackbox_output_streams_and_abort_kills_a_stubborn_tree(server, client)
     aborted = wait_finished(client, job['id'], timeout=20)
     assert aborted['state'] == 'aborted'
     wait_until(lambda: gone(child), timeout=10)
-    assert client.queue()['held'] is True
+    assert client.queue()['held'] is False   # nothing was waiting
 
 
 def test_blackbox_failure_reports_the_line(client):

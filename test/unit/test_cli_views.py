@@ -3,7 +3,7 @@
 import time
 
 from nicos_scriptserver.cli.views import catalog_text, history_table, \
-    param_text, queue_table, status_text, watch_frame
+    hold_text, param_text, queue_table, status_text, watch_frame
 
 NOW = time.mktime((2024, 5, 6, 12, 0, 0, 0, 0, -1))
 COLUMNS = ['id', 'kind', 'name', 'owner', 'state', 'batch_id', 'batch_index',
@@ -51,6 +51,17 @@ def test_status_of_an_idle_held_queue_says_why_no_end_is_known():
     assert out.startswith('job:        none running')
     assert 'yes (job aborted)' in out
     assert 'not while the queue is held' in out
+
+
+def test_a_safety_hold_names_the_jobs_it_protects():
+    held = dict(QUEUE, held=True, hold_reason='job 3 was aborted',
+                hold_kind='safety')
+    assert hold_text(dict(held, protected=[8])) == \
+        'yes (job 3 was aborted), protects job 8'
+    assert hold_text(dict(held, protected=list(range(8, 15)))) == \
+        'yes (job 3 was aborted), protects jobs 8, 9, 10, 11, 12 and 2 more'
+    assert hold_text(dict(held, hold_kind='manual', protected=[],
+                          hold_reason='held by user')) == 'yes (held by user)'
 
 
 def test_queue_table_lists_positions_estimates_and_start_times():

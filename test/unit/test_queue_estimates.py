@@ -64,6 +64,31 @@ def test_failed_dry_run_holds_the_job_back_until_confirmed(queue):
     assert queue.start_next().id == first.id
 
 
+def test_a_passing_dry_run_of_an_edited_script_releases_it(queue, tmp_path):
+    job, = submit(queue, 'a()')
+    queue.set_estimate(job.id, FAILED, hold_reason='dry run: limit')
+    assert queue.get(job.id).held_by_dry_run
+    queue.edit(job.id, by=Caller('u', 10), source='b()')
+    # A report that is not a verdict (pending, running) changes nothing.
+    queue.set_estimate(job.id, PENDING, for_source='b()')
+    assert queue.get(job.id).held and queue.start_next() is None
+    released = queue.set_estimate(job.id, OK, for_source='b()', passed=True)
+    assert not released.held and not released.held_by_dry_run
+    assert released.hold_reason == ''
+    queue.close()
+    with JobQueue(tmp_path / 'queue.db') as reopened:   # written at once
+        assert not reopened.get(job.id).held
+        assert reopened.start_next().id == job.id
+
+
+def test_a_passing_dry_run_does_not_release_a_job_submitted_held(queue):
+    job, = queue.submit({'kind': 'aware', 'source': 'a()', 'held': True,
+                         'hold_reason': 'needs the beam'}, owner='u')
+    assert queue.set_estimate(job.id, OK, passed=True).held
+    queue.confirm(job.id)
+    assert queue.start_next().id == job.id
+
+
 def test_current_job_may_get_its_report_late(queue):
     job, = submit(queue, 'a()')
     queue.start_next()

@@ -13,7 +13,8 @@ import pytest
 
 from nicos_scriptserver.queue import (BadPosition, Caller, InvalidTransition,
                                       InvalidValue, Job, JobKind, JobNotFound,
-                                      JobState, NotEditable, QueueMachine)
+                                      JobState, NotEditable, QueueMachine,
+                                      QueueState)
 
 #: The owner of the jobs `add` submits, at user level.
 ALICE = Caller('alice', 10)
@@ -507,7 +508,9 @@ def test_hold_lets_current_job_finish_but_starts_nothing(m):
     change = m.hold('held by alice')
     assert change.events == [('queue_state', {'held': True,
                                               'hold_reason': 'held by alice',
-                                              'on_failure': 'hold'})]
+                                              'on_failure': 'hold',
+                                              'hold_kind': 'manual',
+                                              'protected': []})]
     m.finish('done', 30.0)
     assert m.next_job() is None
     with refused(InvalidTransition, 'cannot start job 2: the queue is held '
@@ -518,6 +521,15 @@ def test_hold_lets_current_job_finish_but_starts_nothing(m):
     assert m.release().events == []
 
 
+def test_a_persons_hold_holds_jobs_queued_later_and_an_empty_queue(m):
+    m.hold('held by alice')
+    add(m)
+    m.remove(1)
+    assert m.queue.held and m.queue.hold_kind == 'manual'
+    add(m)
+    assert m.next_job() is None
+
+
 def test_failure_holds_the_queue_by_default(m):
     add(m, 2)
     run(m, 1)
@@ -525,7 +537,19 @@ def test_failure_holds_the_queue_by_default(m):
                                     'message': 'bad value\nmore', 'line': 3})
     assert m.queue.held
     assert m.queue.hold_reason == 'job 1 failed: ValueError: bad value'
+    assert (m.queue.hold_kind, m.queue.protected) == ('safety', (2,))
     assert m.next_job() is None and order(m) == [2]
+
+
+def test_failure_with_nothing_queued_holds_nothing(m):
+    add(m, 2)
+    m.skip(2)
+    run(m, 1)
+    m.finish('failed', 30.0)
+    assert not m.queue.held
+    assert m.next_job() is None   # job 2 is skipped
+    add(m)
+    assert m.next_job().id == 3
 
 
 def test_failure_policy_continue(m):
@@ -539,23 +563,82 @@ def test_failure_policy_continue(m):
         m.set_on_failure('stop')
 
 
-def test_abort_keeps_the_reason_of_an_earlier_hold(m):
-    add(m, 2)
+def test_an_abort_holds_nothing_by_itself(m):
+    # Whoever asks for the abort holds the queue for safety at that moment.
+    add(m, 3)
     run(m, 1)
-    m.hold('job aborted by bob')
     change = m.finish('aborted', 30.0)
-    assert m.queue.hold_reason == 'job aborted by bob'
+    assert not m.queue.held and order(m) == [2, 3]
     assert [name for name, _ in change.events] == ['job_changed']
 
 
-def test_abort_holds_the_queue_and_keeps_waiting_jobs(m):
-    add(m, 3)
-    m.set_on_failure('continue')
+def test_safety_hold_protects_the_jobs_queued_at_that_moment(m):
+    add(m, 4)
+    m.skip(3)
     run(m, 1)
-    change = m.finish('aborted', 30.0)
-    assert m.queue.hold_reason == 'job 1 was aborted'
-    assert order(m) == [2, 3]
-    assert ('queue_state', m.queue.to_dict()) in change.events
+    change = m.hold_for_safety('job aborted by bob')
+    assert change.events == [('queue_state', {
+        'held': True, 'hold_reason': 'job aborted by bob', 'on_failure': 'hold',
+        'hold_kind': 'safety', 'protected': [2, 4]})]
+    m.finish('aborted', 30.0)
+    assert m.queue.hold_reason == 'job aborted by bob'
+    # A job queued later waits behind them, also at the top.
+    later, = add(m, position='top')
+    assert m.next_job() is None
+    with refused(InvalidTransition, f'cannot start job {later}: the queue is '
+                                    'held (job aborted by bob); release it '
+                                    'first'):
+        m.start(later, 31.0)
+    m.release()
+    assert m.next_job().id == later and m.queue == QueueState()
+
+
+def test_safety_hold_with_nothing_queued_is_no_hold(m):
+    add(m, 2)
+    m.skip(2)
+    run(m, 1)
+    assert m.hold_for_safety('job aborted by bob').empty
+    m.finish('aborted', 30.0)
+    add(m)
+    assert m.next_job().id == 3   # queued after the stop: it runs
+
+
+def test_safety_hold_ends_when_none_of_its_jobs_is_queued_any_more(m):
+    add(m, 3)
+    m.hold_for_safety('emergency stop by bob')
+    later, = add(m)
+    m.remove(1)
+    m.skip(3)
+    assert m.queue.held and m.next_job() is None
+    m.confirm(2)   # still queued: still protected
+    m.edit(2, by=ALICE, name='renamed')
+    assert m.queue.held
+    change = m.remove(2)
+    assert ('queue_state', QueueState(on_failure='hold').to_dict()) in \
+        change.events
+    assert not m.queue.held and m.next_job().id == later
+    m.unskip(3)   # no longer protected: it runs in its turn
+    assert m.next_job().id == 3
+
+
+def test_a_persons_hold_outranks_a_safety_hold(m):
+    add(m, 2)
+    m.hold_for_safety('job 7 failed')
+    m.hold('held by alice')
+    assert (m.queue.hold_kind, m.queue.protected) == ('manual', ())
+    m.clear()
+    assert m.queue.held   # a person's hold lasts until released
+    assert m.hold_for_safety('emergency stop by bob').empty
+    assert m.queue.hold_reason == 'held by alice'
+
+
+def test_a_second_safety_hold_keeps_the_reason_and_protects_every_queued_job(m):
+    add(m, 2)
+    m.hold_for_safety('job aborted by bob')
+    add(m)
+    m.hold_for_safety('emergency stop by carol')
+    assert m.queue.hold_reason == 'job aborted by bob'
+    assert m.queue.protected == (1, 2, 3)
 
 
 # -- the running job -------------------------------------------------------------
@@ -729,8 +812,15 @@ def test_recover_interrupts_the_current_job_and_holds(m):
         JobState.INTERRUPTED, 50.0, 20.0)
     assert m.current() is None and m.history() == [job]
     assert m.queue.hold_reason == 'job 1 was interrupted by a server restart'
+    assert (m.queue.hold_kind, m.queue.protected) == ('safety', (2,))
     assert order(m) == [2]
     assert m.requeue(1, 60.0).result.requeued_from == 1
+
+
+def test_recover_with_nothing_queued_holds_nothing(m):
+    run(m, add(m)[0])
+    assert m.recover(50.0).result.state is JobState.INTERRUPTED
+    assert not m.queue.held
 
 
 def test_recover_without_current_job_changes_nothing(m):

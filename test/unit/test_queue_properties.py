@@ -4,9 +4,13 @@ A hypothesis state machine drives a durable `JobQueue` with every operation
 (many of them not allowed at that moment) and keeps a model of the waiting
 order. After each step: the stored state is consistent, the waiting order
 is the model's, at most one job is current, a paused job blocks every
-start, finished jobs never change. At random points the queue is reopened
-(cleanly or as after a crash) and must come back exactly as it was, but
-for the current job, which comes back interrupted.
+start, finished jobs never change, and the hold is the model's: a
+person's lasts until released; a safety hold (a failure, an emergency
+stop, a restart) protects the jobs queued when it was set, only if there
+are any, and lasts exactly while one of them is still queued. At random
+points the queue is reopened (cleanly or as after a crash) and must come
+back exactly as it was, but for the current job, which comes back
+interrupted.
 """
 
 import dataclasses
@@ -24,6 +28,7 @@ from nicos_scriptserver.queue import (BadPosition, Caller, InvalidTransition,
                                       JobNotFound, JobQueue, JobState,
                                       NotEditable, QueueError, QueueMachine,
                                       StoreError)
+from nicos_scriptserver.queue.model import MANUAL, SAFETY
 from nicos_scriptserver.queue.order import place
 
 ALICE = Caller('alice', 10)
@@ -54,6 +59,8 @@ class QueueInvariants(RuleBasedStateMachine):
         self.path = self.dir / 'queue.db'
         self.clock = Clock()
         self.order = []  # the model of the waiting list
+        # The model of the hold: None, MANUAL or the set of protected ids.
+        self.hold = None
         self.finished = {}  # id -> the job as it finished
         self.old_queues = []
         self._open()
@@ -91,6 +98,16 @@ class QueueInvariants(RuleBasedStateMachine):
 
     def waiting_ids(self):
         return set(self.order)
+
+    def queued_ids(self):
+        jobs = self.queue.snapshot().jobs
+        return {i for i in self.order if jobs[i].state is JobState.QUEUED}
+
+    def safety_hold(self):
+        """The model of a safety hold set now: it protects the jobs queued
+        now, if any, unless a person holds the queue."""
+        if self.hold != MANUAL and self.queued_ids():
+            self.hold = self.queued_ids()
 
     # -- the waiting list ------------------------------------------------------------
 
@@ -210,9 +227,16 @@ class QueueInvariants(RuleBasedStateMachine):
         self.queue.set_on_failure(policy)
         if dice == 0:  # hold one time in three, or few jobs would start
             self.queue.hold('held for a test')
+            self.hold = MANUAL
         else:
             self.queue.release()
+            self.hold = None
         assert self.queue.state.held == (dice == 0)
+
+    @rule()
+    def hold_for_safety(self):
+        self.queue.hold_for_safety('emergency stop for a test')
+        self.safety_hold()
 
     @rule()
     def start_next(self):
@@ -263,8 +287,8 @@ class QueueInvariants(RuleBasedStateMachine):
         policy = self.queue.state.on_failure
         job = self.queue.finish(outcome, error={'type': 'E', 'message': 'x'})
         self.finished[job.id] = job
-        if outcome == 'aborted' or (outcome == 'failed' and policy == 'hold'):
-            assert self.queue.state.held
+        if outcome == 'failed' and policy == 'hold':
+            self.safety_hold()
 
     # -- persistence --------------------------------------------------------------
 
@@ -295,7 +319,7 @@ class QueueInvariants(RuleBasedStateMachine):
         expected.jobs[job_id] = dataclasses.replace(
             expected.jobs[job_id], current_line=interrupted.current_line)
         assert after == expected
-        assert after.queue.held
+        self.safety_hold()
         self.finished[job_id] = interrupted
 
     @rule()
@@ -327,6 +351,28 @@ class QueueInvariants(RuleBasedStateMachine):
             sorted(self.finished, key=lambda i: self.finished[i].finished_at,
                    reverse=True)
         assert all(job_id < data.next_id for job_id in data.jobs)
+
+    @invariant()
+    def hold_is_the_models(self):
+        data = self.queue.snapshot()
+        if isinstance(self.hold, set) and not any(
+                data.jobs[i].state is JobState.QUEUED
+                for i in self.hold if i in data.jobs):
+            self.hold = None   # the last job it protected left
+        state = data.queue
+        if self.hold is None:
+            assert not state.held and state.hold_kind == ''
+        elif self.hold == MANUAL:
+            assert state.held and state.hold_kind == MANUAL
+        else:
+            assert state.held and state.hold_kind == SAFETY
+            assert set(state.protected) == self.hold
+        if state.held:
+            assert self.queue.next_job() is None
+        states = [payload for name, payload in self.events
+                  if name == 'queue_state']
+        if states:
+            assert states[-1] == state.to_dict()
 
     @invariant()
     def last_queue_event_shows_the_order(self):

@@ -23,6 +23,7 @@ from nicos_scriptserver.queue import (Caller, InvalidTransition, InvalidValue,
                                       NotPermitted, QueueMachine, StoreError,
                                       UnknownAccount, runs_as)
 from nicos_scriptserver.queue.rights import ADMIN
+from nicos_scriptserver.queue.store import SCHEMA_VERSION
 
 USER = 10
 ALICE = Caller('alice', USER)
@@ -196,7 +197,7 @@ def test_an_old_queue_file_gets_changed_by_owner_and_keeps_working(tmp_path):
         assert who(queue.repeat(2, owner='bob')[0]) == ('bob', 'bob')
     db = sqlite3.connect(path)
     assert db.execute("SELECT value FROM meta WHERE name = 'schema'"
-                      ).fetchone() == ('2',)
+                      ).fetchone() == (str(SCHEMA_VERSION),)
     assert all(json.loads(data)['changed_by'] == json.loads(data)['owner']
                for data, in db.execute('SELECT data FROM jobs WHERE id <= 3'))
     db.close()

@@ -11,7 +11,7 @@ import pytest
 
 from nicos_scriptserver.queue import (BadPosition, Caller, JobNotFound,
                                       JobQueue, JobState, NotEditable,
-                                      QueueStore, StoreError)
+                                      QueueState, QueueStore, StoreError)
 
 ALICE = Caller('alice', 10)
 
@@ -258,12 +258,78 @@ def test_open_refuses_what_is_not_a_queue_database(tmp_path):
 def test_open_refuses_newer_format(path):
     QueueStore(path).close()
     db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value = '3' WHERE name = 'schema'")
+    db.execute("UPDATE meta SET value = '4' WHERE name = 'schema'")
     db.commit()
     db.close()
-    with pytest.raises(StoreError, match='has format 3, this version reads '
-                                         'formats 1 to 2$'):
+    with pytest.raises(StoreError, match='has format 4, this version reads '
+                                         'formats 1 to 3$'):
         JobQueue(path)
+
+
+def test_holds_of_both_kinds_survive_a_restart(queue, path):
+    queue.submit([spec(), spec(), spec()], 'alice')
+    queue.hold_for_safety('emergency stop by bob')
+    queue.submit(spec(), 'alice')
+    queue = reopen(queue, path)
+    assert (queue.state.hold_kind, queue.state.protected) == ('safety',
+                                                              (1, 2, 3))
+    queue.remove(1)
+    queue.remove(2)
+    queue = reopen(queue, path)
+    assert queue.state.protected == (1, 2, 3)
+    queue.skip(3)   # the last job it protected: the hold ends, on disk too
+    queue = reopen(queue, path)
+    assert not queue.state.held and queue.start_next().id == 4
+    queue.hold('held by alice')
+    queue.finish('done')
+    queue = reopen(queue, path)
+    assert (queue.state.held, queue.state.hold_kind) == (True, 'manual')
+    queue.close()
+
+
+def format_2_file(path, queue_state, jobs):
+    """A queue file as format 2 wrote it: holds without a kind, jobs
+    without ``held_by_dry_run``."""
+    with JobQueue(path) as current:
+        for job in jobs:
+            current.submit(spec(**job), 'alice')
+    db = sqlite3.connect(path)
+    for job_id, text in db.execute('SELECT id, data FROM jobs').fetchall():
+        data = json.loads(text)
+        del data['held_by_dry_run']
+        db.execute('UPDATE jobs SET data = ? WHERE id = ?',
+                   (json.dumps(data), job_id))
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('queue', ?)",
+               (json.dumps(queue_state),))
+    db.execute("UPDATE meta SET value = '2' WHERE name = 'schema'")
+    db.commit()
+    db.close()
+
+
+def test_format_2_holds_become_a_persons_hold_and_dry_run_holds_stay_theirs(
+        path):
+    format_2_file(path, {'held': True, 'hold_reason': 'job 3 was aborted',
+                         'on_failure': 'continue'},
+                  [{'held': True, 'hold_reason': 'dry run: LimitError'},
+                   {'held': True, 'hold_reason': 'needs the beam'}, {}])
+    with JobQueue(path) as queue:
+        # Who held it is not known: it stays as strong as it was.
+        assert queue.state == QueueState(True, 'job 3 was aborted', 'continue',
+                                         'manual', ())
+        assert [job.held_by_dry_run for job in queue.waiting()] == \
+            [True, False, False]
+        queue.set_estimate(1, {'state': 'ok'}, passed=True)
+        queue.set_estimate(2, {'state': 'ok'}, passed=True)
+        assert [job.held for job in queue.waiting()] == [False, True, False]
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE name = 'schema'"
+                      ).fetchone() == ('3',)
+    db.close()
+    format_2_file(path.with_name('released.db'), {
+        'held': False, 'hold_reason': '', 'on_failure': 'hold'}, [{}])
+    with JobQueue(path.with_name('released.db')) as queue:
+        assert queue.state == QueueState()
+        assert queue.start_next().id == 1
 
 
 def test_open_refuses_damaged_rows(queue, path):
