@@ -143,7 +143,8 @@ _STOCK = (
            ('newcode', TEXT), ('reason', TEXT), ('reqid', ANY, 'None')),
     _stock('rearrange', USER, WRITER, 'reorder waiting jobs', ('ids', LIST)),
     _stock('break', USER, WRITER, 'pause the current job', ('level', INT)),
-    _stock('continue', USER, WRITER, 'resume the paused job'),
+    _stock('continue', USER, WRITER, 'resume the paused job; none running: '
+           'release the hold or confirm the first held-back job'),
     _stock('stop', USER, WRITER, 'abort the current job; the waiting jobs '
            'stay, held',
            ('level', INT)),
@@ -165,7 +166,8 @@ _STOCK = (
            ('content', ANY)),
     # what is going on
     _stock('getversion', GUEST, VIEWER, "the daemon's version"),
-    _stock('getstatus', GUEST, VIEWER, 'status, script, runnable waiting jobs, ...'),
+    _stock('getstatus', GUEST, VIEWER, 'status (a queue waiting for a person: '
+           'paused), script, queued jobs, ...'),
     _stock('getmessages', GUEST, VIEWER, 'the last log messages', ('n', ANY)),
     _stock('getscript', GUEST, VIEWER, 'the current script'),
     _stock('gethistory', GUEST, VIEWER, "a cache key's history",

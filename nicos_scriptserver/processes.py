@@ -194,7 +194,9 @@ class ServerProcesses:
                          self.passwords['guest'])
             while True:
                 status = client.call('getstatus')
-                if status['setups'][1] and status['status'][0] < 0:
+                # Idle (-2, -1), or paused (1): a queue held after a
+                # restart shows so; running (0) is the start-up script.
+                if status['setups'][1] and status['status'][0] in (-2, -1, 1):
                     return
                 if time.monotonic() > deadline:
                     raise StartupError('daemon did not load its setups within '

@@ -12,8 +12,8 @@ from nicos import session
 
 from nicos_scriptserver import jobcheck
 from nicos_scriptserver.catalog import describe_calls
-from nicos_scriptserver.daemon import access, plaindata, \
-    queuecommands  # noqa: F401 (registers commands)
+from nicos_scriptserver.daemon import access, plaindata, queuecommands, \
+    stockcommands  # noqa: F401 (registers commands)
 from nicos_scriptserver.daemon.auth import HashedAccounts
 from nicos_scriptserver.daemon.catalogdev import find_command_catalog
 from nicos_scriptserver.daemon.dryrun import \
@@ -21,11 +21,13 @@ from nicos_scriptserver.daemon.dryrun import \
 from nicos_scriptserver.daemon.dryruns import DryRunScheduler
 from nicos_scriptserver.daemon.events import EventRelay
 from nicos_scriptserver.daemon.execution import ScriptServerController
+from nicos_scriptserver.daemon.stockview import HELD, StockView
 from nicos_scriptserver.daemon.timelineevents import TimelineEmitter
 from nicos_scriptserver.estimates import (blackbox_report, not_possible,
                                           timeline)
 from nicos_scriptserver.queue import (InvalidTransition, Job, JobKind,
                                       JobQueue, JobState, runs_as)
+from nicos_scriptserver.queue.model import SAFETY
 
 
 class ScriptServerDaemon(NicosDaemon):
@@ -75,10 +77,14 @@ class ScriptServerDaemon(NicosDaemon):
             self.jobs.set_on_failure(self.failurepolicy)
         self._controller_replaced = threading.Event()
         NicosDaemon.doInit(self, mode)
+        self._stock = StockView(self.jobs, self.emit_event,
+                                lambda: session.log)
         self._controller = ScriptServerController(self, self.simmode,
                                                   self.autosimulate)
+        self._stock.attach(self._controller)
         self._controller_replaced.set()
         self.jobs.add_listener(EventRelay(self.jobs, self.emit_event))
+        self.jobs.add_listener(self._stock)
         self._timeline_events = TimelineEmitter(self.timeline, self.emit_event)
         self.jobs.add_listener(self._timeline_events)
         self._blackbox = None
@@ -106,6 +112,11 @@ class ScriptServerDaemon(NicosDaemon):
     def jobs(self) -> JobQueue:
         """The unified job queue."""
         return self._jobs
+
+    @property
+    def stock(self) -> StockView:
+        """What stock NICOS clients see of the queue."""
+        return self._stock
 
     # -- used by the command handlers ----------------------------------------
 
@@ -231,6 +242,30 @@ class ScriptServerDaemon(NicosDaemon):
         if not self.jobs.is_paused():
             raise InvalidTransition(f'job {job.id} is not paused')
         self._controller.set_continue(('continue', 0, user.name))
+
+    def continue_queue(self, user: User) -> None:
+        """What a stock client's ``continue`` means while no job runs: the
+        queue waits for a person (`StockView.attention`), who releases
+        its hold or runs the first held-back job anyway."""
+        attention = self.stock.attention()
+        if attention is None:
+            raise InvalidTransition('nothing to continue: no job is paused, '
+                                    'the queue is not held and no queued job '
+                                    'is held back')
+        kind, job_id = attention
+        if kind == HELD:
+            state = self.jobs.state
+            self.jobs.release()
+            session.log.info('Queue released by %s (continue): the %s hold '
+                             '(%s) is over, the waiting jobs run.', user.name,
+                             'safety' if state.hold_kind == SAFETY else
+                             'manual', state.hold_reason)
+        else:
+            reason = self.jobs.get(job_id).hold_reason
+            job = self.jobs.confirm(job_id)
+            session.log.info('Job %d %r confirmed by %s (continue): it runs '
+                             'although it was held back (%s).', job.id,
+                             job.name, user.name, reason)
 
     def abort_current(self, user: User, level: int) -> None:
         self._current('abort')

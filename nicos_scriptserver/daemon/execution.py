@@ -9,7 +9,9 @@ controller hooks report pauses, lines and outcomes back to it.
 Stock daemon commands keep working because the handlers call controller
 methods that are overridden here: ``queue``/``start`` submit a job,
 ``rearrange`` reorders waiting jobs, ``stop`` and ``emergency`` abort the
-current job without dropping the waiting ones.
+current job without dropping the waiting ones. What the stock clients see
+(``getstatus``'s requests, the ``status`` events) comes from the daemon's
+`stockview.StockView`.
 """
 
 import collections
@@ -145,26 +147,14 @@ class JobFeed:
     def finished(self, request: JobRequest, outcome: str, error) -> None:
         self.jobs.finish(outcome, error=error)
 
-    def serialize_queue(self):
-        """Runnable waiting jobs, as stock clients expect them."""
-        return [stock_request(job) for job in self.jobs.waiting()
-                if job.runnable]
-
-
-def stock_request(job) -> dict:
-    """A job (or its dict) in the shape of NICOS's serialized `ScriptRequest`."""
-    if not isinstance(job, dict):
-        job = {'id': job.id, 'name': job.name, 'source': job.source,
-               'owner': job.owner}
-    return {'reqid': str(job['id']), 'name': job['name'],
-            'script': job['source'], 'user': job['owner'], 'job': job['id']}
-
 
 class ScriptServerController(ExecutionController):
     """NICOS's execution controller running the unified job queue."""
 
     def __init__(self, daemon, simmode, autosim):
-        ExecutionController.__init__(self, daemon.log, daemon.emit_event,
+        # Its status events go out as stock clients see the queue.
+        ExecutionController.__init__(self, daemon.log,
+                                     daemon.stock.controller_event,
                                      'startup', simmode, autosim)
         self.daemon = daemon
         self.jobs = daemon.jobs
@@ -193,7 +183,7 @@ class ScriptServerController(ExecutionController):
         return str(job.id)
 
     def get_queue(self):
-        return self.queue.serialize_queue()
+        return self.daemon.stock.requests()
 
     def rearrange_queue(self, ids):
         try:

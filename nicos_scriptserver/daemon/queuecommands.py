@@ -1,12 +1,10 @@
-"""Daemon commands of the unified job queue (``ss_*``), and stock overrides.
+"""Daemon commands of the unified job queue (``ss_*``).
 
 Each ``ss_*`` command takes JSON-ready arguments and replies JSON-ready
 data; refusals are error replies whose text says what was wrong. See
-docs/PROTOCOL.md. Three stock commands are re-registered because their
-NICOS semantics contradict the unified queue: ``unqueue`` (acts on jobs,
-``'*'`` clears the waiting list), ``update`` (edits waiting jobs also while
-idle) and ``break`` (pauses like ``ss_pause``: refused for black-box jobs).
-Which user level may call what is decided in `access`.
+docs/PROTOCOL.md. `queue_command` also registers the stock commands that
+`stockcommands` re-defines. Which user level may call what is decided in
+`access`.
 """
 
 import inspect
@@ -222,48 +220,6 @@ def ss_catalog(self):
     if device is None:
         raise ValueError('no command catalog: the instrument setup is not loaded')
     return device.catalog.to_json()
-
-
-# -- stock commands whose NICOS semantics contradict the unified queue ------
-
-@queue_command('unqueue')
-def unqueue(self, reqid):
-    """Remove a waiting job, or all of them with '*'."""
-    if reqid == '*':
-        _jobs(self).clear()
-    else:
-        _jobs(self).remove(as_job_id(reqid))
-
-
-@queue_command('update')
-def update(self, newcode, reason, reqid=None):
-    """Replace the text of a waiting job (the current one cannot be edited),
-    as ss_edit does."""
-    if reqid is None:
-        raise ValueError('no job id given: the current job cannot be edited; '
-                         'abort it, then edit and re-queue it')
-    _jobs(self).edit(as_job_id(reqid),
-                     by=Caller(self.user.name, self.user.level),
-                     **self.daemon.checked_edits({'source': newcode}))
-
-
-def _start_now(stock_start):
-    """NICOS's ``start`` ("run this now", refused while a job runs): the job
-    does not wait for its dry run, as a console's user expects."""
-    def start(handler, args):
-        with handler.daemon.starting_now():
-            stock_start(handler, args)
-    start.orig_function = getattr(stock_start, 'orig_function', stock_start)
-    return start
-
-
-command_wrappers['start'] = _start_now(command_wrappers['start'])
-
-
-@queue_command('break')
-def break_(self, level):
-    """Pause the current job (as ss_pause; black-box jobs cannot pause)."""
-    self.daemon.pause_current(self.user, int(level))
 
 
 protocol.register()

@@ -32,7 +32,10 @@ def ran_as(client, job_ids):
     """``{job id: (tag, user name, level)}`` from the jobs' printed lines."""
     found = {}
     for name, data in client.events:
-        if name == 'message' and data[-1] and int(data[-1]) in job_ids:
+        # Messages between jobs (e.g. why the queue is held) carry the
+        # request id of NICOS's start-up script, which is not a number.
+        if name == 'message' and str(data[-1]).isdigit() and \
+                int(data[-1]) in job_ids:
             match = RAN_AS.search(data[3])
             if match:
                 found[int(data[-1])] = (match[1], match[2], int(match[3]))

@@ -1,0 +1,221 @@
+"""What stock clients see of the queue, against a real queue file.
+
+A client that follows only the stock events (``status``, ``request``,
+``blocked``, ``updated``, ``rearranged``, ``processing``) must agree with
+``getstatus`` after every change, whatever the changes are; and what both
+say must be the queue: its queued jobs in order, held-back ones named so,
+and the status paused exactly while nothing runs and the queue waits for
+a person.
+"""
+
+import logging
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nicos.protocols.daemon import STATUS_IDLE, STATUS_IDLEEXC, \
+    STATUS_INBREAK, STATUS_RUNNING
+
+from nicos_scriptserver.daemon.stockview import HELD, HELD_BACK, StockView
+from nicos_scriptserver.queue import JobQueue, QueueError
+
+LOG = logging.getLogger('stockview test')
+
+
+class Controller:
+    """NICOS's execution controller, as far as the view reads it."""
+
+    def __init__(self):
+        self.status, self.lineno = STATUS_IDLE, -1
+
+
+class Mirror:
+    """The status and requests, from the events alone."""
+
+    def __init__(self, status, requests):
+        self.status = status[0]
+        self.requests = [dict(r) for r in requests]
+
+    def __call__(self, name, data):
+        if name == 'status':
+            self.status = data[0]
+        elif name == 'request':
+            self.requests.append(dict(data))
+        elif name == 'updated':
+            self.requests = [dict(data) if r['reqid'] == data['reqid'] else r
+                             for r in self.requests]
+        elif name == 'blocked':
+            self.requests = [r for r in self.requests if r['reqid'] not in data]
+        elif name == 'rearranged':
+            index = {r['reqid']: r for r in self.requests}
+            self.requests = [index[i] for i in data]
+        elif name == 'processing':
+            self.requests = [r for r in self.requests
+                             if r['reqid'] != data['reqid']]
+
+    def view(self):
+        return self.status, [(r['reqid'], r['name']) for r in self.requests]
+
+
+class Daemon:
+    """A queue, its stock view, a controller, and a client of the events."""
+
+    def __init__(self, path):
+        self.jobs = JobQueue(path)
+        self.controller = Controller()
+        self.events = []
+        self.stock = StockView(self.jobs, self.emit, lambda: LOG)
+        self.stock.attach(self.controller)
+        self.jobs.add_listener(self.stock)
+        self.mirror = Mirror(*self.stock.snapshot())
+
+    def emit(self, name, data):
+        self.events.append((name, data))
+        if hasattr(self, 'mirror'):
+            self.mirror(name, data)
+
+    def set_status(self, status):
+        """The controller's status changes (its observer's event)."""
+        self.controller.status = status
+        self.stock.controller_event('status', (status, self.controller.lineno))
+
+    def run_next(self):
+        """The script thread starts the next job: NICOS says 'processing'."""
+        job = self.jobs.start_next()
+        if job is not None:
+            self.emit('processing', {'reqid': str(job.id)})
+            self.set_status(STATUS_RUNNING)
+        return job
+
+    def finish(self, outcome):
+        self.jobs.finish(outcome)
+        self.set_status(STATUS_IDLE if outcome == 'done' else STATUS_IDLEEXC)
+
+    def expected(self):
+        """What stock clients should see, from the queue itself."""
+        queued = [job for job in self.jobs.waiting() if job.state.value == 'queued']
+        names = [(str(job.id), f'[held: {job.hold_reason}] {job.name}'.rstrip()
+                  if job.held else job.name) for job in queued]
+        waits = self.jobs.current() is None and queued and (
+            self.jobs.state.held or all(job.held for job in queued))
+        idle = self.controller.status in (STATUS_IDLE, STATUS_IDLEEXC)
+        return (STATUS_INBREAK if waits and idle else self.controller.status,
+                names)
+
+    def check(self):
+        status, requests = self.stock.snapshot()
+        seen = (status[0], [(r['reqid'], r['name']) for r in requests])
+        assert seen == self.mirror.view() == self.expected()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    made = Daemon(tmp_path / 'queue.db')
+    yield made
+    made.jobs.close()
+
+
+def submit(daemon, *names):
+    return [job.id for job in daemon.jobs.submit(
+        [{'kind': 'aware', 'name': name, 'source': f'{name}()'}
+         for name in names], 'alice')]
+
+
+def test_a_held_back_job_is_listed_with_why_and_released_by_a_passing_dry_run(
+        daemon):
+    job, = submit(daemon, 'scan')
+    daemon.jobs.set_estimate(job, {'state': 'failed'}, hold_reason='dry run: '
+                             'T_sample 400 K above 300 K')
+    assert daemon.stock.requests()[0]['name'] == \
+        '[held: dry run: T_sample 400 K above 300 K] scan'
+    assert daemon.events[-2:] == [
+        ('updated', daemon.stock.requests()[0]), ('status', (STATUS_INBREAK, -1))]
+    assert daemon.stock.attention() == (HELD_BACK, job)
+    daemon.jobs.set_estimate(job, {'state': 'ok'}, passed=True)
+    assert daemon.stock.requests()[0]['name'] == 'scan'
+    assert daemon.stock.attention() is None
+    daemon.check()
+
+
+def test_the_status_is_paused_while_a_hold_keeps_queued_jobs_waiting(daemon):
+    daemon.jobs.hold('held by alice')
+    daemon.check()
+    assert daemon.stock.snapshot()[0][0] == STATUS_IDLE   # nothing waits
+    first, = submit(daemon, 'first')
+    assert daemon.stock.snapshot()[0][0] == STATUS_INBREAK
+    assert daemon.stock.attention() == (HELD, None)
+    daemon.jobs.skip(first)   # a skipped job waits for nobody
+    assert daemon.stock.snapshot()[0][0] == STATUS_IDLE
+    daemon.check()
+
+
+def test_the_log_says_why_once_per_reason(daemon, caplog):
+    caplog.set_level(logging.WARNING, LOG.name)
+    daemon.jobs.hold('held by alice')
+    submit(daemon, 'a', 'b')
+    submit(daemon, 'c')
+    assert [r.getMessage() for r in caplog.records] == [
+        'Queue held (held by alice): 2 jobs waiting; continue runs them.']
+    daemon.jobs.release()
+    daemon.jobs.hold('held by bob')
+    assert caplog.records[-1].getMessage() == \
+        'Queue held (held by bob): 3 jobs waiting; continue runs them.'
+
+
+OPERATIONS = st.lists(st.tuples(
+    st.sampled_from(['submit', 'skip', 'unskip', 'move', 'remove', 'hold',
+                     'release', 'safety', 'fail_dry_run', 'pass_dry_run',
+                     'confirm', 'run', 'pause', 'finish']),
+    st.integers(0, 5)), min_size=3, max_size=40)
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations=OPERATIONS)
+def test_events_and_getstatus_agree_with_the_queue_after_every_change(
+        tmp_path_factory, operations):
+    daemon = Daemon(tmp_path_factory.mktemp('queue') / 'queue.db')
+    try:
+        daemon.check()
+        for name, number in operations:
+            waiting = [job.id for job in daemon.jobs.waiting()]
+            job_id = waiting[number % len(waiting)] if waiting else 1
+            try:
+                apply(daemon, name, number, job_id)
+            except QueueError:
+                pass   # not allowed now: changes nothing
+            daemon.check()
+    finally:
+        daemon.jobs.close()
+
+
+def apply(daemon, name, number, job_id):
+    jobs = daemon.jobs
+    if name == 'submit':
+        submit(daemon, *[f'job{n}' for n in range(number % 3 + 1)])
+    elif name in ('skip', 'unskip', 'remove', 'confirm'):
+        getattr(jobs, name)(job_id)
+    elif name == 'move':
+        jobs.move(job_id, ['top', 'bottom', 'up', 'down', 0, 1][number])
+    elif name == 'hold':
+        jobs.hold('held for a test')
+    elif name == 'release':
+        jobs.release()
+    elif name == 'safety':
+        jobs.hold_for_safety('emergency stop for a test')
+    elif name == 'fail_dry_run':
+        jobs.set_estimate(job_id, {'state': 'failed'},
+                          hold_reason=f'dry run: problem {number}')
+    elif name == 'pass_dry_run':
+        jobs.set_estimate(job_id, {'state': 'ok'}, passed=True)
+    elif name == 'run' and jobs.current() is None:
+        daemon.run_next()
+    elif name == 'pause' and jobs.current() is not None:
+        jobs.pause()
+        daemon.set_status(STATUS_INBREAK)
+    elif name == 'finish' and jobs.current() is not None:
+        if jobs.is_paused():
+            jobs.resume()
+            daemon.set_status(STATUS_RUNNING)
+        daemon.finish(['done', 'failed', 'aborted'][number % 3])
