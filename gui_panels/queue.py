@@ -25,9 +25,12 @@ class QueuePanel(Panel):
     without running it (Ctrl+K); queue copies of it right after it (Repeat,
     Ctrl+R, asks how many; Duplicate, Ctrl+D, one);
     edit its name and script (double click or Ctrl+E); remove it (Delete).
-    "Hold queue" lets the current job finish without starting the next
-    one. The History tab lists finished jobs with their outcome and error
-    report; a failed, aborted or interrupted job can be queued again.
+    A job held back by its dry run ("held back", the reason in its tooltip)
+    runs in its turn once edited so that its new dry run passes, or once
+    confirmed (Confirm, Ctrl+Y) as it is. "Hold queue" lets the current job
+    finish without starting the next one. The History tab lists finished
+    jobs with their outcome and error report; a failed, aborted or
+    interrupted job can be queued again.
     """
 
     panelName = 'Script-server queue'
@@ -132,6 +135,9 @@ class QueuePanel(Panel):
                                     'Ctrl+E', self.edit_job)
         self.actRemove = self._action('Remove', 'Remove the selected job',
                                       'Delete', lambda: self._job_command('ss_remove'))
+        self.actConfirm = self._action('Confirm', 'Run the selected held-back '
+                                       'job anyway, in its turn', 'Ctrl+Y',
+                                       lambda: self._job_command('ss_confirm'))
         self.actHold = QAction('Hold queue', self, checkable=True)
         self.actHold.setToolTip('Let the current job finish but start no other '
                                 '(uncheck to release)')
@@ -140,7 +146,8 @@ class QueuePanel(Panel):
         row.setSpacing(2)
         for action in (self.actTop, self.actUp, self.actDown, self.actBottom,
                        None, self.actSkip, self.actRepeat, self.actDuplicate,
-                       self.actEdit, self.actRemove, None, self.actHold):
+                       self.actEdit, self.actRemove, self.actConfirm, None,
+                       self.actHold):
             if action is None:
                 row.addSpacing(12)
                 continue
@@ -177,7 +184,7 @@ class QueuePanel(Panel):
         selected = self.selected()
         self.summary = reply
         self.model.set_queue(reply.get('current'), waiting)
-        self._show_hold(reply.get('held'), reply.get('hold_reason'))
+        self._show_hold(reply)
         if selected:
             self.select_job(selected['id'])
 
@@ -194,11 +201,21 @@ class QueuePanel(Panel):
     def on_client_ss_timeline(self, timeline: dict) -> None:
         self.model.set_timeline(timeline)
 
-    def _show_hold(self, held: bool, reason: Optional[str]) -> None:
-        self.actHold.setChecked(bool(held))
-        self.holdLabel.setText('Queue held' + (f': {reason}' if reason else '')
-                               + '. No new job starts until it is released.')
-        self.holdLabel.setVisible(bool(held))
+    def _show_hold(self, queue: dict) -> None:
+        """Whether the queue is held, by whom, why and what waits for it."""
+        held, reason = bool(queue.get('held')), queue.get('hold_reason')
+        self.actHold.setChecked(held)
+        text = 'Queue held' + (f': {reason}' if reason else '') + '. '
+        protected = queue.get('protected') or []
+        if queue.get('hold_kind') == 'safety' and protected:
+            ids = ', '.join(map(str, protected))
+            text += (f'Held for safety: job{"s" if len(protected) > 1 else ""} '
+                     f'{ids} and every job queued later wait until it is '
+                     'released; removing them releases it too.')
+        else:
+            text += 'No new job starts until it is released.'
+        self.holdLabel.setText(text)
+        self.holdLabel.setVisible(held)
 
     def _tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.history:
@@ -233,6 +250,7 @@ class QueuePanel(Panel):
         for action in (self.actTop, self.actUp, self.actDown, self.actBottom,
                        self.actSkip, self.actEdit, self.actRemove):
             action.setEnabled(waiting)
+        self.actConfirm.setEnabled(waiting and bool(job.get('held')))
         # the current job can be copied, not changed
         self.actRepeat.setEnabled(job is not None)
         self.actDuplicate.setEnabled(job is not None)

@@ -20,6 +20,7 @@ from nicos.core import NicosError
 from nicos.utils import formatDuration, printTable
 
 from nicos_scriptserver.queue import QueueError
+from nicos_scriptserver.queue.model import SAFETY
 from nicos_scriptserver.queue.validate import as_job_id
 from nicos_scriptserver.timefmt import clock
 
@@ -97,9 +98,15 @@ def ListJobs():
                 for pos, job in enumerate(waiting)]
         printTable(('pos', 'id', 'kind', 'name', 'owner', 'state', 'estimate',
                     'expected start'), rows, session.log.info)
-    if jobs.state.held:
+    state = jobs.state
+    if state.held and state.hold_kind == SAFETY:
+        session.log.info('The queue is held for safety (%s): jobs %s and every '
+                         'job queued later wait; ReleaseQueue() runs them.',
+                         state.hold_reason or 'no reason given',
+                         ', '.join(map(str, state.protected)))
+    elif state.held:
         session.log.info('The queue is held (%s); ReleaseQueue() runs it again.',
-                         jobs.state.hold_reason or 'no reason given')
+                         state.hold_reason or 'no reason given')
 
 
 def _submit(spec: dict) -> int:
@@ -204,6 +211,21 @@ def RepeatJob(job_id, times=1):
     ids = [job.id for job in copies]
     session.log.info('Job %s repeated as %s.', job_id, ', '.join(map(str, ids)))
     return ids
+
+
+@usercommand
+@helparglist('job_id')
+@parallel_safe
+def ConfirmJob(job_id):
+    """Lets a held-back job run in its turn anyway.
+
+    A job whose dry run found a problem is held back; `ListJobs` shows why.
+    Editing it instead gives it a new dry run, which releases it if it
+    passes.
+    """
+    _on_job('confirm', job_id)
+    session.log.info('Job %s is no longer held back: it runs in its turn.',
+                     job_id)
 
 
 @usercommand

@@ -112,6 +112,8 @@ def test_pause_resume_abort_and_requeue_while_a_job_runs(server, client):
     job_state(client, job['id'], 'aborted')
     queue = client.queue()
     assert queue['held'] and queue['protected'] == [nxt['id']]
+    assert f"held for safety (job aborted by user): jobs {nxt['id']} and" in \
+        console(client, 'ListJobs()')
     finished = console(client, 'ListFinishedJobs(3)')
     assert f"{job['id']}" in finished and 'aborted' in finished
     console(client, f"RequeueJob({job['id']})")
@@ -121,6 +123,18 @@ def test_pause_resume_abort_and_requeue_while_a_job_runs(server, client):
     job_state(client, again['id'], 'running')
     console(client, 'AbortJob()')
     job_state(client, again['id'], 'aborted')
+
+
+def test_a_held_back_job_is_listed_and_confirmed_at_the_console(server, client):
+    job, = client.call('ss_submit', {'name': 'hot', 'source':
+                                     'set_temperature(1000)\n'})
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and d['held'], 30)
+    assert 'queued (held: dry run: LimitError' in console(client, 'ListJobs()')
+    assert 'no longer held back' in console(client, f"ConfirmJob({job['id']})")
+    failed = job_state(client, job['id'], 'failed')
+    assert failed['started_at'] and 'limit' in failed['error']['message']
+    assert 'is not a job id' in console(client, "ConfirmJob('x')")
 
 
 def test_a_console_line_queues_a_job_that_then_runs(server, client):

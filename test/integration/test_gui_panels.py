@@ -255,6 +255,26 @@ def test_queue_panel_shows_jobs_of_other_clients_and_reorders_them(
     other.disconnect()
 
 
+def test_queue_panel_confirms_a_held_back_job(window, client, qtbot):
+    queue = panel(window, 'Script-server queue')
+    client.call('ss_hold')
+    fine, = submit(client, 'print("fine")')
+    job, = submit(client, 'set_temperature(1000)\n')
+    qtbot.waitUntil(lambda: table_ids(queue) == [fine['id'], job['id']]
+                    and queue.model.job_at(1).get('held'), timeout=30000)
+    assert queue.model.data(queue.model.index(1, 4)) == 'held back'
+    queue.select_job(fine['id'])
+    assert not queue.actConfirm.isEnabled()
+    queue.select_job(job['id'])
+    assert queue.actConfirm.isEnabled()
+    queue.actConfirm.trigger()
+    assert not client.call('ss_job', job['id'])['held']
+    qtbot.waitUntil(lambda: not queue.actConfirm.isEnabled(), timeout=5000)
+    client.call('ss_release')
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and d['state'] == 'failed', 30)
+
+
 def test_queue_panel_edits_a_job_in_its_dialog(window, client, qtbot):
     from gui_panels.jobdialog import JobEditDialog  # pylint: disable=import-outside-toplevel
     queue = panel(window, 'Script-server queue')
@@ -332,6 +352,9 @@ def test_current_job_panel_follows_and_controls_the_running_job(
     qtbot.waitUntil(lambda: current.job['state'] == 'aborted', timeout=10000)
     assert not current.abortButton.isEnabled()
     qtbot.waitUntil(lambda: not queue.holdLabel.isHidden(), timeout=5000)
+    ids = ', '.join(str(job['id']) for job in waiting)
+    assert f'Held for safety: jobs {ids} and every job' in \
+        queue.holdLabel.text()
 
     # a job that fails: its dry run fails too, so it is confirmed to run
     for job in waiting:
