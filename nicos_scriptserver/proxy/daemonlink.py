@@ -25,12 +25,12 @@ import os
 import pickle
 import socket
 import uuid
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterable, List, Optional, Tuple
 
 import rsa
 from nicos.protocols.daemon import DAEMON_EVENTS
 from nicos.protocols.daemon.classic import ACK, ENQ, LENGTH, NAK, STX, \
-    command2code
+    code2event, command2code
 
 from nicos_scriptserver import plainpickle, protocol
 from nicos_scriptserver.peers import peer_uid
@@ -39,6 +39,16 @@ protocol.register()
 
 #: (ok, payload) of one daemon reply.
 Reply = Tuple[bool, Any]
+#: One daemon event as it arrived: its name, its pickled payload, blobs.
+RawEvent = Tuple[str, bytes, List[bytes]]
+
+#: Bytes of one event (payload and blobs) the proxy takes; a larger one
+#: breaks the link (the daemon's own limit on a command frame, which an
+#: event carrying a script never needs).
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+# An event frame starts with STX, the event code, the number of blobs and
+# the payload's length.
+_EVENT_HEADER = 1 + 2 + 1 + LENGTH.size
 
 
 class LinkError(ConnectionError):
@@ -72,6 +82,69 @@ class ReplyReader:
             replies.append((start == STX, bytes(self._buffer[1 + LENGTH.size:end])))
             del self._buffer[:end]
         return replies
+
+
+class EventReader:
+    """Splits the daemon's event stream into events (sans-I/O), as NICOS's
+    classic server sends them (``send_event``): STX, event code (2), blob
+    count (1), payload length (4), payload, then each blob with its length.
+    """
+
+    def __init__(self, limit: int = MAX_EVENT_BYTES):
+        self.limit = limit
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> List[RawEvent]:
+        """Add received bytes; return the events completed."""
+        self._buffer += data
+        events = []
+        while (event := self._next()) is not None:
+            events.append(event)
+        return events
+
+    def _next(self) -> Optional[RawEvent]:
+        buffer = self._buffer
+        if len(buffer) < _EVENT_HEADER:
+            if buffer[:1] not in (b'', STX):
+                raise LinkError(f'the daemon sent an invalid event start '
+                                f'{bytes(buffer[:1])!r}')
+            return None
+        if buffer[:1] != STX:
+            raise LinkError(f'the daemon sent an invalid event start '
+                            f'{bytes(buffer[:1])!r}')
+        name = code2event.get(bytes(buffer[1:3]))
+        if name is None:
+            raise LinkError(f'the daemon sent an unknown event code '
+                            f'{bytes(buffer[1:3]).hex()}')
+        blobs = buffer[3]
+        # Walk the lengths without copying; each is checked before waiting
+        # for what it announces.
+        pos, parts = 4, []
+        for _ in range(1 + blobs):
+            if len(buffer) < pos + LENGTH.size:
+                return None
+            length, = LENGTH.unpack_from(buffer, pos)
+            pos += LENGTH.size
+            if pos + length > self.limit:
+                raise LinkError(f'the daemon sent an event {name!r} of more '
+                                f'than {self.limit} bytes')
+            parts.append((pos, length))
+            pos += length
+        if len(buffer) < pos:
+            return None
+        payload, *blob_data = [bytes(buffer[start:start + length])
+                               for start, length in parts]
+        del buffer[:pos]
+        return name, payload, blob_data
+
+
+def decode_event(payload: bytes) -> Any:
+    """An event's payload as plain data (`plainpickle`); ValueError if it
+    is not plain data."""
+    try:
+        return plainpickle.loads(payload)
+    except (plainpickle.UnpicklingError, ValueError, TypeError, EOFError) as err:
+        raise ValueError(f'an event that is not plain data: {err}') from None
 
 
 def encode_request(command: str, args: list) -> bytes:
@@ -123,11 +196,13 @@ class DaemonLink:
         self.user_level: int = -1
         self.busy = False
         self._reader = ReplyReader()
+        self._events = EventReader()
 
     # -- setting up (blocking) ---------------------------------------------
 
-    def open(self) -> 'DaemonLink':
-        """Connect, log in, open and mask the event connection."""
+    def open(self, events: Iterable[str] = ()) -> 'DaemonLink':
+        """Connect, log in, open the event connection and mask every event
+        but *events*."""
         client_id = uuid.uuid4().bytes
         try:
             self.sock = socket.create_connection(self.address, self.timeout)
@@ -149,7 +224,8 @@ class DaemonLink:
             self.event_sock = socket.create_connection(self.address, self.timeout)
             check_daemon_account(self.event_sock, self.daemon_uid)
             self.event_sock.sendall(client_id)
-            ok, reply = self.call('eventmask', [sorted(DAEMON_EVENTS)])
+            ok, reply = self.call('eventmask', [sorted(set(DAEMON_EVENTS)
+                                                      - set(events))])
             if not ok:
                 raise LinkError(f'the daemon refused the event mask: {reply}')
         except (OSError, KeyError, ValueError, TypeError) as err:
@@ -220,17 +296,26 @@ class DaemonLink:
         self.busy = False
         return decode_reply(*replies[0])
 
+    def read_events(self) -> List[RawEvent]:
+        """Read what is available of the event connection; the events
+        completed (undecoded)."""
+        return self._events.feed(self._read_event_bytes())
+
     def discard_events(self) -> None:
         """Read and drop event bytes (everything is masked; a few arrive
         before the mask is set)."""
+        self._read_event_bytes()
+
+    def _read_event_bytes(self) -> bytes:
         try:
             data = self.event_sock.recv(1 << 16)
         except (BlockingIOError, TimeoutError):
-            return
+            return b''
         except OSError as err:
             raise LinkError(f'the daemon event connection broke: {err}') from err
         if not data:
             raise LinkError('the daemon closed the event connection')
+        return data
 
     def close(self) -> None:
         for sock in (self.sock, self.event_sock):

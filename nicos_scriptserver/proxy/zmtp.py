@@ -1,9 +1,11 @@
 """ZMTP 3.x, the server side of one connection, sans-I/O (RFC 23, RFC 37).
 
-What the proxy needs of ZeroMQ and no more: a ROUTER that serves REQ and
-DEALER peers with the NULL mechanism. Bytes go in (`receive`), messages
-come out (`next_message`), and what must go back to the peer (greeting,
-READY, PONG, ERROR, replies) collects in `take_output`.
+What the proxy needs of ZeroMQ and no more, with the NULL mechanism: a
+ROUTER that serves REQ and DEALER peers, and a PUB that serves SUB and
+XSUB peers (the event socket). Bytes go in (`receive`), messages come out
+(`next_message`), and what must go back to the peer (greeting, READY,
+PONG, ERROR, replies, events) collects in `take_output`. Frames and
+commands on the wire are in `zmtpwire`.
 
 Why not libzmq: it buffers an unfinished multipart message where nobody
 can see or bound it (its pipe only publishes whole messages), and it
@@ -25,16 +27,11 @@ import enum
 import struct
 from typing import Dict, List, Optional, Sequence
 
-#: The flags octet of a frame.
-MORE, LONG, COMMAND = 0x01, 0x02, 0x04
-GREETING_SIZE = 64
-#: What we announce: ZMTP 3.1 (PING/PONG); 3.0 peers frame the same way.
-VERSION = (3, 1)
-MECHANISM = b'NULL'
-SOCKET_TYPE = b'ROUTER'
-#: The socket types a ROUTER talks to that the proxy serves (RFC 37's
-#: table also allows ROUTER peers, which no client of ours is).
-PEER_TYPES = frozenset({'REQ', 'DEALER'})
+from nicos_scriptserver.proxy.zmtpwire import COMMAND, GREETING_SIZE, \
+    LONG, MECHANISM, MORE, ROUTER, Role, ZmtpError, decode_metadata, \
+    encode_command, encode_message, encode_metadata, error_command, \
+    greeting, subscription
+
 #: A command frame's body is at most this large (a READY carries a few
 #: short properties; nothing we accept needs more).
 MAX_COMMAND_BYTES = 64 * 1024
@@ -46,15 +43,9 @@ FRAME_COST = 64
 MAX_PING_CONTEXT = 16
 
 _LONG_SIZE = struct.Struct('>Q')
-_VALUE_SIZE = struct.Struct('>I')
 # Below this many bytes already parsed, the buffer is not compacted:
 # that costs a copy of the rest.
 _COMPACT = 64 * 1024
-
-
-class ZmtpError(Exception):
-    """The peer broke the protocol or a limit: close the connection, after
-    sending `take_output` (it may hold an ERROR command with the reason)."""
 
 
 class State(enum.Enum):
@@ -64,80 +55,19 @@ class State(enum.Enum):
     CLOSED = 'closed'
 
 
-def greeting() -> bytes:
-    """Our full 64-octet greeting: signature, version, mechanism, not as
-    server (NULL has no roles), filler."""
-    return (b'\xff' + bytes(8) + b'\x7f' + bytes(VERSION)
-            + MECHANISM.ljust(20, b'\x00') + b'\x00' + bytes(31))
-
-
-def frame_header(flags: int, size: int) -> bytes:
-    """A frame's flags and size, short or long as the size needs."""
-    if size < 256:
-        return bytes((flags, size))
-    return bytes((flags | LONG,)) + _LONG_SIZE.pack(size)
-
-
-def encode_message(frames: Sequence[bytes]) -> bytes:
-    """The frames of one message, ready for the wire."""
-    parts = []
-    last = len(frames) - 1
-    for i, body in enumerate(frames):
-        parts.append(frame_header(MORE if i < last else 0, len(body)))
-        parts.append(body)
-    return b''.join(parts)
-
-
-def encode_command(name: bytes, data: bytes = b'') -> bytes:
-    """One command frame: the name (short-size prefixed), then its data."""
-    body = bytes((len(name),)) + name + data
-    return frame_header(COMMAND, len(body)) + body
-
-
-def encode_metadata(properties: Dict[bytes, bytes]) -> bytes:
-    """READY's properties: short-size names, 4-octet-size values."""
-    return b''.join(bytes((len(name),)) + name + _VALUE_SIZE.pack(len(value))
-                    + value for name, value in properties.items())
-
-
-def decode_metadata(data: bytes) -> Dict[str, bytes]:
-    """READY's properties by lower-case name (names are case-insensitive);
-    `ZmtpError` if malformed."""
-    properties: Dict[str, bytes] = {}
-    pos = 0
-    while pos < len(data):
-        size = data[pos]
-        name = data[pos + 1:pos + 1 + size]
-        pos += 1 + size
-        if not size or len(name) < size or pos + 4 > len(data):
-            raise ZmtpError('malformed metadata in READY')
-        value_size, = _VALUE_SIZE.unpack_from(data, pos)
-        pos += 4
-        if pos + value_size > len(data):
-            raise ZmtpError('malformed metadata in READY')
-        properties[name.decode('ascii', 'replace').lower()] = \
-            data[pos:pos + value_size]
-        pos += value_size
-    return properties
-
-
-def error_command(reason: str) -> bytes:
-    """An ERROR command (its reason is at most 255 octets)."""
-    text = reason.encode('ascii', 'replace')[:255]
-    return encode_command(b'ERROR', bytes((len(text),)) + text)
-
-
 class ServerConnection:
-    """One peer of our ROUTER: the handshake, then its messages.
+    """One peer of our ROUTER (or PUB, as *role* says): the handshake,
+    then its messages.
 
     *max_message* bounds one incoming message: the sum of its frames'
     bodies plus `FRAME_COST` per frame.
     """
 
-    def __init__(self, max_message: int):
+    def __init__(self, max_message: int, role: Role = ROUTER):
         self.max_message = max_message
+        self.role = role
         self.state = State.GREETING
-        #: The peer's Socket-Type (REQ or DEALER) once it is READY.
+        #: The peer's Socket-Type (REQ, DEALER, SUB...) once it is READY.
         self.peer_type: Optional[str] = None
         # The bytes being parsed, from `_pos` on; and what arrived after
         # them, joined only once a frame is whole (a large frame arriving
@@ -189,7 +119,9 @@ class ServerConnection:
                     return None
                 flags, body = parsed
                 if flags & COMMAND:
-                    self._command(body)
+                    message = self._command(body)
+                    if message is not None:
+                        return message
                     continue
                 if self.state is not State.TRAFFIC:
                     self._refuse('a message before READY')
@@ -249,7 +181,7 @@ class ServerConnection:
                          f'{mechanism.decode("ascii", "replace")!r} is not '
                          f'supported; use NULL')
         self._output.append(encode_command(
-            b'READY', encode_metadata({b'Socket-Type': SOCKET_TYPE})))
+            b'READY', encode_metadata({b'Socket-Type': self.role.socket_type})))
         self.state = State.HANDSHAKE
         return True
 
@@ -302,7 +234,8 @@ class ServerConnection:
 
     # -- commands -------------------------------------------------------------
 
-    def _command(self, body: bytes) -> None:
+    def _command(self, body: bytes) -> Optional[List[bytes]]:
+        """Answer or check a command; a subscription to hand on, if any."""
         if not body or not 1 <= body[0] <= len(body) - 1:
             self._refuse('a malformed command frame')
         name, data = body[1:1 + body[0]], body[1 + body[0]:]
@@ -327,13 +260,19 @@ class ServerConnection:
                 b'PONG', data[2:2 + MAX_PING_CONTEXT]))
         elif name == b'READY':
             self._refuse('READY after the handshake')
-        # PONG, SUBSCRIBE, CANCEL and commands of later versions carry
-        # nothing for a ROUTER: ignored, as RFC 37 lets a peer do.
+        elif name in (b'SUBSCRIBE', b'CANCEL') and self.role.subscriptions:
+            return subscription(name == b'SUBSCRIBE', data)
+        # PONG, and for a ROUTER SUBSCRIBE and CANCEL, and commands of
+        # later versions carry nothing for us: ignored, as RFC 37 lets a
+        # peer do.
+        return None
 
     def _ready(self, properties: Dict[str, bytes]) -> None:
         peer_type = properties.get('socket-type', b'').decode('ascii', 'replace')
-        if peer_type not in PEER_TYPES:
+        if peer_type not in self.role.peer_types:
+            ours = self.role.socket_type.decode()
             self._refuse(f'socket type {peer_type[:20]!r} cannot talk to '
-                         f'ROUTER here; use REQ or DEALER')
+                         f'{ours} here; use '
+                         f'{" or ".join(sorted(self.role.peer_types))}')
         self.peer_type = peer_type
         self.state = State.TRAFFIC
