@@ -1,7 +1,7 @@
 """The proxy's client connections: non-blocking TCP around the ZMTP codec.
 
-The thin I/O edge of the serving loop: it accepts loopback connections
-only, reads what is there, hands complete messages to the server, and
+The thin I/O edge of the serving loop: it takes the loopback connections
+of its `Listener`, reads what is there, hands complete messages to the server, and
 writes replies as far as each socket takes them. The protocol is in
 `zmtp`, the bounds in `budget`.
 
@@ -16,28 +16,24 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import ipaddress
 import itertools
 import logging
 import select
 import socket
-from typing import Callable, Deque, Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Deque, Dict, List, NamedTuple, Tuple
 
 from nicos_scriptserver.proxy import zmtp
 from nicos_scriptserver.proxy.budget import Budget, Limits, Meter
+from nicos_scriptserver.proxy.listener import Listener, is_loopback
 from nicos_scriptserver.proxy.logquota import LogQuota
 from nicos_scriptserver.proxy.loop import EventLoop
+
+__all__ = ['Peer', 'Route', 'Transport', 'is_loopback']
 
 log = logging.getLogger('nicos_scriptserver.proxy')
 
 # Bytes taken from a socket per read.
 RECV_BYTES = 64 * 1024
-# Connections accepted per readiness of the listening socket, so that a
-# burst of connects does not keep the loop from others.
-ACCEPT_BURST = 64
-# After accept() failed (out of descriptors, say), the listening socket
-# rests this long instead of waking the loop again at once.
-ACCEPT_REST = 1.0
 # Above this many bytes waiting to be sent, the connection is not read.
 PAUSE_OUTPUT = 64 * 1024
 # Once closed connections let go of this many bytes, the C allocator is
@@ -59,17 +55,6 @@ def _malloc_trim() -> Callable[[], None]:
         return lambda: None
     trim.argtypes = [ctypes.c_size_t]
     return lambda: trim(0)
-
-
-def is_loopback(address: str) -> bool:
-    """Whether *address* (an IP address text) is a loopback address."""
-    try:
-        ip = ipaddress.ip_address(address.split('%')[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
 
 
 class Route(NamedTuple):
@@ -127,67 +112,28 @@ class Transport:
         self._on_message = on_message
         self._on_closed = on_closed
         self._ids = itertools.count(1)
-        self._listener: Optional[socket.socket] = None
         self._warnings = LogQuota(log)
+        self.listener = Listener(loop, self._accepted, self._warnings)
         self._malloc_trim = _malloc_trim()
         #: Bytes let go by closed connections since the last `trim`.
         self.released = 0
 
-    # -- listening ----------------------------------------------------------
-
     def listen(self, host: str, port: int) -> int:
         """Bind and listen on *host*:*port* (0: a free port); the port."""
-        family = socket.AF_INET6 if ':' in host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(128)
-        listener.setblocking(False)
-        self._listener = listener
-        self.loop.watch(listener.fileno(), select.EPOLLIN, self._accept)
-        return listener.getsockname()[1]
+        return self.listener.listen(host, port)
 
-    def _accept(self, _events: int) -> None:
-        for _ in range(ACCEPT_BURST):
-            try:
-                sock, remote = self._listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionAbortedError:
-                continue
-            except OSError as err:   # e.g. out of descriptors: try later
-                self._warnings.warning('accepting connections failed: %s', err)
-                self._rest_listener()
-                return
-            if not is_loopback(remote[0]):
-                self._warnings.warning('refused a connection from '
-                                       'non-loopback address %s', remote[0])
-                sock.close()
-                continue
-            try:
-                sock.setblocking(False)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                local = sock.getsockname()
-            except OSError:   # reset by the client already
-                sock.close()
-                continue
-            peer = Peer(next(self._ids), sock, remote, local, self.limits.message)
-            if not self._on_open(peer):
-                sock.close()
-                continue
-            self.peers[peer.id] = peer
-            peer.events = select.EPOLLIN
-            self.loop.watch(peer.fd, peer.events,
-                            lambda events, peer=peer: self._ready(peer, events))
-            self._queue(peer, peer.codec.take_output())   # our greeting
-            self._flush(peer)
-            self._settle(peer)
-
-    def _rest_listener(self) -> None:
-        fd = self._listener.fileno()
-        self.loop.forget(fd)
-        self.loop.call_later(ACCEPT_REST, lambda: self.loop.watch(
-            fd, select.EPOLLIN, self._accept))
+    def _accepted(self, sock: socket.socket, remote: Tuple, local: Tuple) -> None:
+        peer = Peer(next(self._ids), sock, remote, local, self.limits.message)
+        if not self._on_open(peer):
+            sock.close()
+            return
+        self.peers[peer.id] = peer
+        peer.events = select.EPOLLIN
+        self.loop.watch(peer.fd, peer.events,
+                        lambda events, peer=peer: self._ready(peer, events))
+        self._queue(peer, peer.codec.take_output())   # our greeting
+        self._flush(peer)
+        self._settle(peer)
 
     # -- reading ------------------------------------------------------------
 
@@ -340,6 +286,4 @@ class Transport:
     def close_all(self) -> None:
         for peer in list(self.peers.values()):
             self.close(peer, 'the proxy stops')
-        if self._listener is not None:
-            self.loop.forget(self._listener.fileno())
-            self._listener.close()
+        self.listener.close()

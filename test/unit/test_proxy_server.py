@@ -158,13 +158,13 @@ class OneConnection:
 @pytest.mark.parametrize('address', ['10.231.7.2', '::ffff:10.0.0.1', '192.168.0.10'])
 def test_connections_from_other_addresses_are_closed_at_accept(proxy, address):
     ours, theirs = socket.socketpair()
-    listener = proxy.transport._listener
+    listener = proxy.transport.listener.sock
     before = connections(proxy)
     try:
-        proxy.transport._listener = OneConnection(ours, address)
-        in_loop(proxy, lambda: proxy.transport._accept(0))
+        proxy.transport.listener.sock = OneConnection(ours, address)
+        in_loop(proxy, lambda: proxy.transport.listener._accept(0))
     finally:
-        proxy.transport._listener = listener
+        proxy.transport.listener.sock = listener
     theirs.settimeout(5)
     assert theirs.recv(100) == b''   # closed, not even our greeting sent
     assert connections(proxy) == before
@@ -185,14 +185,14 @@ class Exhausted:
 
 
 def test_out_of_descriptors_the_listener_rests_instead_of_spinning(proxy, context):
-    listener = proxy.transport._listener
+    listener = proxy.transport.listener.sock
     fd = listener.fileno()
-    proxy.transport._listener = Exhausted(listener)
+    proxy.transport.listener.sock = Exhausted(listener)
     try:
-        in_loop(proxy, lambda: proxy.transport._accept(0))
+        in_loop(proxy, lambda: proxy.transport.listener._accept(0))
         assert fd not in in_loop(proxy, lambda: set(proxy.loop._handlers))
     finally:
-        proxy.transport._listener = listener
+        proxy.transport.listener.sock = listener
     sock = zmq_socket(context, proxy)   # served once the rest is over
     sock.send_multipart([b'getbanner', b'', b''])
     assert sock.recv_multipart()[0] == b'ok'
