@@ -78,15 +78,15 @@ def parse_request(frames: Sequence[bytes]) -> Request:
         raise ProtocolError('the command name is not ASCII text') from None
     if not command.isidentifier():
         raise ProtocolError(f'{command[:40]!r} is not a command name')
-    args = decode_args(payload) if payload else []
+    # No arguments (every status poll) need no JSON decoder.
+    args = decode_args(payload) if payload and payload != b'[]' else []
     return Request(command, args)
 
 
 def decode_args(payload: bytes) -> List[Any]:
     """The argument list of a request, plain JSON only."""
     try:
-        args = json.loads(payload.decode('utf-8'),
-                          parse_constant=_no_constant, parse_float=_finite)
+        args = _DECODER.decode(payload.decode('utf-8'))
     except (UnicodeDecodeError, ValueError) as err:
         raise ProtocolError(f'arguments are not valid JSON: {err}') from None
     except RecursionError:
@@ -110,6 +110,11 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f'{text[:40]} is not a finite number')
     return value
+
+
+# One decoder for all requests (json.loads with options builds a new one
+# each time).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 
 
 def check_plain(value: Any, depth: int = 0) -> None:
