@@ -31,7 +31,7 @@ from _daemon_bench import gather_latencies, pct  # noqa: E402
 from bench_proxy import read_token  # noqa: E402
 
 from nicos_scriptserver.instance import Instance  # noqa: E402
-from nicos_scriptserver.processes import ServerProcesses, free_port  # noqa: E402
+from nicos_scriptserver.processes import ServerProcesses, free_instance_ports  # noqa: E402
 
 ALLOW_ROOT = os.geteuid() == 0
 WATCHERS, PROCESSES, PHASE = 50, 5, 10.0
@@ -104,9 +104,8 @@ def report(label: str, lat: list) -> None:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        inst = Instance(datadir=Path(tmp), daemon_port=free_port(),
-                        cache_port=free_port(), proxy_port=free_port(),
-                        pv_port=free_port(), dry_run_policy='off')
+        inst = Instance(datadir=Path(tmp), **free_instance_ports(),
+                        dry_run_policy='off')
         servers = ServerProcesses(inst, allow_root=ALLOW_ROOT, proxy=True).start()
         try:
             from nicos_scriptserver.client import ScriptServerClient

@@ -39,7 +39,7 @@ from _daemon_bench import gather_latencies, login as daemon_login, pct, \
     wait_for_quiet  # noqa: E402
 
 from nicos_scriptserver.instance import Instance  # noqa: E402
-from nicos_scriptserver.processes import ServerProcesses, free_port  # noqa: E402
+from nicos_scriptserver.processes import ServerProcesses, free_instance_ports  # noqa: E402
 from nicos_scriptserver.proxy.client import ProxyClient  # noqa: E402
 from zmtp_raw import RawPeer, frame  # noqa: E402 (a hand-written ZMTP peer)
 
@@ -250,9 +250,8 @@ def attack(proxy: psutil.Process, port: int, token: str) -> None:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        inst = Instance(datadir=Path(tmp), daemon_port=free_port(),
-                        cache_port=free_port(), proxy_port=free_port(),
-                        pv_port=free_port(), timescale=20, dry_run_policy='off')
+        inst = Instance(datadir=Path(tmp), **free_instance_ports(), timescale=20,
+                        dry_run_policy='off')
         procs = ServerProcesses(inst, allow_root=ALLOW_ROOT, proxy=True).start()
         try:
             token = read_token(inst)

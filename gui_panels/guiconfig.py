@@ -2,7 +2,7 @@
 console and devices panels.
 
 Start it with ``python -m gui_panels.launch -c gui_panels/guiconfig.py
-user@127.0.0.1:1302``; it asks for the password (see docs/GUI.md).
+user@127.0.0.1:1303``; it asks for the password (see docs/GUI.md).
 """
 
 # The ss_* event signals must exist before NICOS's GUI client module is

@@ -30,7 +30,7 @@ class Instance:
 
     datadir: Path
     host: str = '127.0.0.1'
-    daemon_port: int = 1302
+    daemon_port: int = 1303
     cache_port: int = 14869
     # >1 makes every demo device faster by that factor (tests use it).
     timescale: float = 1.0
@@ -40,7 +40,8 @@ class Instance:
     dry_run_policy: str = 'hold'
     # Wall seconds after which a dry run is cut off.
     dry_run_limit: float = 60.0
-    # The proxy owns the port the IBEX GUI connects to; the daemon moved.
+    # The proxy owns the port the IBEX GUI connects to, and the next one
+    # (its event socket, where NICOS's ZeroMQ clients look); the daemon moved.
     proxy_port: int = 1301
     # The embedded CA server of the token and user-name PVs.
     pv_port: int = 5064

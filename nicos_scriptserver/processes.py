@@ -44,6 +44,22 @@ def _is_free(host: str, port: int) -> bool:
     return True
 
 
+def free_instance_ports(host: str = '127.0.0.1') -> Dict[str, int]:
+    """Ports for one instance, free now and all different: the daemon's,
+    the cache's, the proxy's (whose event socket takes the next one too)
+    and the PV server's, as `Instance` arguments."""
+    taken: set = set()
+    ports = {}
+    for name, span in (('proxy_port', 2), ('daemon_port', 1),
+                       ('cache_port', 1), ('pv_port', 1)):
+        port = free_port(host, span)
+        while taken & set(range(port, port + span)):
+            port = free_port(host, span)
+        taken.update(range(port, port + span))
+        ports[name] = port
+    return ports
+
+
 def port_open(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)

@@ -14,7 +14,7 @@ import pytest
 
 from nicos_scriptserver.client import ScriptServerClient
 from nicos_scriptserver.instance import Instance
-from nicos_scriptserver.processes import ServerProcesses, free_port
+from nicos_scriptserver.processes import ServerProcesses, free_instance_ports
 
 # Containers and CI run as root; the services need an explicit opt-in.
 ALLOW_ROOT = os.geteuid() == 0
@@ -55,9 +55,7 @@ class RunningServer:
 def start_server(datadir: Path, proxy: bool = False, proxy_args=(),
                  **instance_args) -> RunningServer:
     """Start cache and daemon (and the proxy with its PVs if *proxy*)."""
-    instance = Instance(datadir=datadir, daemon_port=free_port(),
-                        cache_port=free_port(), proxy_port=free_port(),
-                        pv_port=free_port(),
+    instance = Instance(datadir=datadir, **free_instance_ports(),
                         timescale=instance_args.pop('timescale', TEST_TIMESCALE),
                         **instance_args)
     return RunningServer(ServerProcesses(

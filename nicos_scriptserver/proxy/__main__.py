@@ -53,8 +53,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--listen', type=_address, default=('127.0.0.1', 1301),
                         help='loopback HOST:PORT to serve (default 127.0.0.1:1301; '
                         'port 0 picks a free one)')
-    parser.add_argument('--daemon', type=_address, default=('127.0.0.1', 1302),
-                        help='the NICOS daemon (default 127.0.0.1:1302)')
+    parser.add_argument('--daemon', type=_address, default=('127.0.0.1', 1303),
+                        help='the NICOS daemon (default 127.0.0.1:1303)')
     parser.add_argument('--daemon-user', type=_account_uid, default=None,
                         help='the account the daemon runs as, by name or uid '
                         '(default: the proxy\'s own); the proxy logs in to '

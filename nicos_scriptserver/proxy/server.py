@@ -58,7 +58,7 @@ class ProxyConfig:
     #: The IBEX GUI connects to port 1301, hard-coded.
     listen_port: int = 1301
     daemon_host: str = '127.0.0.1'
-    daemon_port: int = 1302
+    daemon_port: int = 1303
     #: The account the daemon runs as: the proxy sends its passwords to
     #: nothing else listening on that port (None: the proxy's own).
     daemon_uid: Optional[int] = None

@@ -13,7 +13,7 @@ import pytest
 from nicos_scriptserver.accounts import read_secrets
 from nicos_scriptserver.client import ScriptServerClient, ServerError
 from nicos_scriptserver.instance import REPO
-from nicos_scriptserver.processes import free_port
+from nicos_scriptserver.processes import free_instance_ports
 
 pytestmark = pytest.mark.integration
 
@@ -145,11 +145,12 @@ def test_stock_console_client_drives_the_demo(server, tmp_path):
 
 
 def test_demo_command_serves_and_stops_cleanly(tmp_path):
-    port, cache_port, proxy_port = free_port(), free_port(), free_port()
+    ports = free_instance_ports()
+    port, proxy_port = ports['daemon_port'], ports['proxy_port']
     args = [sys.executable, '-m', 'nicos_scriptserver.serve', '--data',
             str(tmp_path / 'demo'), '--port', str(port), '--cache-port',
-            str(cache_port), '--proxy-port', str(proxy_port), '--pv-port',
-            str(free_port()), '--timescale', '20']
+            str(ports['cache_port']), '--proxy-port', str(proxy_port),
+            '--pv-port', str(ports['pv_port']), '--timescale', '20']
     if os.geteuid() == 0:
         args.append('--allow-root')
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

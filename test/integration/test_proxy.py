@@ -18,7 +18,7 @@ import pytest
 import zmq
 
 from nicos_scriptserver.instance import REPO
-from nicos_scriptserver.processes import free_port
+from nicos_scriptserver.processes import free_instance_ports
 from nicos_scriptserver.proxy.client import ProxyClient, ProxyError
 from nicos_scriptserver.proxy.protocol import MAX_REQUEST_BYTES
 from waiting import wait_until
@@ -516,7 +516,8 @@ def wait_line(proc, text, timeout=30.0):
 
 def test_token_published_to_an_external_pv_server(server, tmp_path):
     """The block-server configuration: existing PVs, written over CA."""
-    me, pv_port, proxy_port = getpass.getuser(), free_port(), free_port()
+    ports = free_instance_ports()
+    me, pv_port, proxy_port = getpass.getuser(), ports['pv_port'], ports['proxy_port']
     started = []
     try:
         pvs = subprocess.Popen(

@@ -23,7 +23,7 @@ import pytest
 
 from nicos_scriptserver.instance import REPO, Instance
 from nicos_scriptserver.lifetime import die_with_parent
-from nicos_scriptserver.processes import ServerProcesses, free_port
+from nicos_scriptserver.processes import ServerProcesses, free_instance_ports
 from nicos_scriptserver.proxy.client import ProxyClient, ProxyError
 from test_proxy import read_pvs, wait_line
 from test_pvs import _free_ca_port
@@ -91,9 +91,9 @@ def setup(tmp_path, repeater_port):
               'EPICS_CA_AUTO_ADDR_LIST': 'NO',
               'EPICS_CA_REPEATER_PORT': str(repeater_port)}
     pvs = PVServer(pv_port, tmp_path / 'pvs', dict(os.environ, **ca_env))
-    instance = Instance(datadir=tmp_path / 'data', daemon_port=free_port(),
-                        cache_port=free_port(), proxy_port=free_port(),
-                        pv_port=pv_port, pv_prefix=PREFIX, timescale=20.0)
+    ports = dict(free_instance_ports(), pv_port=pv_port)
+    instance = Instance(datadir=tmp_path / 'data', **ports, pv_prefix=PREFIX,
+                        timescale=20.0)
     processes = ServerProcesses(instance, allow_root=os.geteuid() == 0,
                                 env=ca_env, proxy=True,
                                 proxy_args=['--pvs', 'external'])

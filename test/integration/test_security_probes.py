@@ -25,7 +25,7 @@ from conftest import TEST_TIMESCALE
 from nicos_scriptserver.accounts import read_secrets, secrets_path
 from nicos_scriptserver.client import ScriptServerClient
 from nicos_scriptserver.instance import REPO, Instance
-from nicos_scriptserver.processes import ServerProcesses, free_port
+from nicos_scriptserver.processes import ServerProcesses, free_instance_ports
 
 SERVICE_USER = 'nobody'
 
@@ -108,9 +108,8 @@ def split():
         shutil.rmtree(base)
         pytest.skip(f'{SERVICE_USER} cannot reach {base}')
     base.chmod(0o755)
-    instance = Instance(datadir=base / 'data', daemon_port=free_port(),
-                        cache_port=free_port(), proxy_port=free_port(),
-                        pv_port=free_port(), timescale=TEST_TIMESCALE)
+    instance = Instance(datadir=base / 'data', **free_instance_ports(),
+                        timescale=TEST_TIMESCALE)
     processes = SplitProcesses(instance, proxy=True, service_user=SERVICE_USER)
     processes.reveal = private_ancestor(Path(sys.base_prefix))
     if processes.reveal:

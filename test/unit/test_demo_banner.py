@@ -20,5 +20,5 @@ def test_the_banner_suggests_no_password_and_says_where_they_are():
     banner = _banner(Instance(datadir=Path('/srv/demo')))
     assert not WITH_PASSWORD.search(banner), banner
     # The form NICOS's console client asks the password for.
-    assert 'nicos-client user@127.0.0.1:1302' in banner
+    assert 'nicos-client user@127.0.0.1:1303' in banner
     assert '/srv/demo/etc/secrets.toml' in banner
