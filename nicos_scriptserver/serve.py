@@ -32,6 +32,7 @@ nicos-scriptserver is running the demo instrument.
 
   NICOS daemon   {host}:{port}   (loopback only; NICOS GUI, console, CLI)
   proxy          {instance.proxy_address}   (loopback only; IBEX GUI, NICOS protocol over ZeroMQ/JSON)
+  proxy events   {host}:{instance.proxy_port + 1}   (its event socket, for clients logged in at the proxy)
   NICOS cache    {instance.cache_address}
   PVs            {instance.pv_prefix}USER, {instance.pv_prefix}TOKEN   (Channel Access on {host}:{instance.pv_port})
   data and logs  {instance.datadir}   (logs in {instance.logdir})
@@ -74,7 +75,8 @@ def main(argv=None) -> int:
     parser.add_argument('--cache-port', type=int, default=Instance.cache_port,
                         help='cache port (default %(default)s)')
     parser.add_argument('--proxy-port', type=int, default=Instance.proxy_port,
-                        help='proxy port (default %(default)s, the IBEX GUI\'s)')
+                        help='proxy port (default %(default)s, the IBEX GUI\'s; '
+                        'its events on the next)')
     parser.add_argument('--pv-port', type=int, default=Instance.pv_port,
                         help='CA server port of the token PVs (default %(default)s)')
     parser.add_argument('--timescale', type=float, default=1.0,
@@ -92,7 +94,9 @@ def main(argv=None) -> int:
                         pv_port=args.pv_port, timescale=args.timescale)
     for name, port, option in (('daemon', instance.daemon_port, 'port'),
                                ('cache', instance.cache_port, 'cache-port'),
-                               ('proxy', instance.proxy_port, 'proxy-port')):
+                               ('proxy', instance.proxy_port, 'proxy-port'),
+                               ('proxy\'s events', instance.proxy_port + 1,
+                                'proxy-port')):
         if port_open(instance.host, port):
             print(f'port {port} for the {name} is in use: is a server already '
                   f'running? Choose another with --{option}.', file=sys.stderr)

@@ -5,13 +5,19 @@
 - `login`: tier-1 login with a token made at each start and kept hashed,
   failure limits per local account and per connection, the RSA handshake
 - `sessions`: one session per client connection, with expiry (sans-I/O)
-- `zmtp`: the ZeroMQ wire protocol (ZMTP 3.1), server side (sans-I/O)
+- `zmtp`: the ZeroMQ wire protocol (ZMTP 3.1), server side, as ROUTER and
+  as PUB (sans-I/O)
 - `budget`: the bytes held for clients and their bounds (sans-I/O)
-- `loop`, `transport`: the event loop and the client connections on it
-  (loopback only)
+- `mirror`: the daemon's state from its events, for ``getstatus`` and
+  ``getmessages`` (sans-I/O)
+- `pubsub`: the event socket's messages and subscriptions (sans-I/O)
+- `loop`, `listener`, `transport`: the event loop, loopback-only
+  listening sockets and the client connections on it
+- `publisher`: the event socket (port + 1) and who may have events
 - `daemonlink`, `links`: tier-2 classic-protocol links to the daemon, a
-  few per role
-- `server`: the serving loop's logic (handshake, login, forwarding)
+  few per role; `mirrorfeed`: the mirror's own link
+- `config`, `server`: what the proxy is told; the serving loop's logic
+  (handshake, login, answers from the mirror, forwarding)
 - `client`: a client that speaks what the IBEX GUI speaks
 - ``python -m nicos_scriptserver.proxy``: the process
 """

@@ -52,7 +52,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help='the instance\'s data directory (etc/secrets.toml, log/)')
     parser.add_argument('--listen', type=_address, default=('127.0.0.1', 1301),
                         help='loopback HOST:PORT to serve (default 127.0.0.1:1301; '
-                        'port 0 picks a free one)')
+                        'port 0 picks a free one); events on PORT + 1')
     parser.add_argument('--daemon', type=_address, default=('127.0.0.1', 1303),
                         help='the NICOS daemon (default 127.0.0.1:1303)')
     parser.add_argument('--daemon-user', type=_account_uid, default=None,
@@ -180,8 +180,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.stop())
-    log.info('proxy serving on %s:%d for the daemon at %s:%d', config.listen_host,
-             port, config.daemon_host, config.daemon_port)
+    log.info('proxy serving on %s:%d (events on %d) for the daemon at %s:%d',
+             config.listen_host, port, server.events_port, config.daemon_host,
+             config.daemon_port)
     print(f'proxy ready on {config.listen_host}:{port}', flush=True)
     try:
         server.serve_forever()

@@ -8,19 +8,24 @@ request waits for a free link in arrival order.
 
 Links are opened (and reopened after the daemon restarts) by background
 threads, since opening blocks; everything else runs in the proxy's serving
-thread, which `post` hands results back to.
+thread, which `post` hands results back to, and where `LinkWatch` reads
+their replies.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import select
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from nicos_scriptserver.proxy.daemonlink import DaemonLink, LinkError, Reply
+from nicos_scriptserver.proxy.loop import EventLoop
+from nicos_scriptserver.proxy.protocol import ProtocolError, error_reply, \
+    ok_reply
 from nicos_scriptserver.proxy.transport import Route
 
 log = logging.getLogger('nicos_scriptserver.proxy')
@@ -166,3 +171,69 @@ class LinkPool:
         for link in self.links:
             link.close()
         self.links.clear()
+
+
+class LinkWatch:
+    """The sockets of every pool's links on the serving loop: replies go
+    back through *reply*, and *done* hears of each request that ended
+    (answered or failed)."""
+
+    def __init__(self, loop: EventLoop,
+                 reply: Callable[[Route, List[bytes]], None],
+                 done: Callable[[Forward], None]):
+        self.loop = loop
+        self.pools: Dict[str, LinkPool] = {}
+        self._reply = reply
+        self._done = done
+        self._fds: Dict[int, Tuple[LinkPool, DaemonLink, bool]] = {}
+
+    def changed(self) -> None:
+        """Watch the sockets of the pools' links, and only those. Called
+        before a dropped link's sockets close, so that no descriptor is
+        forgotten after its number went to a new connection."""
+        current = {}
+        for pool in self.pools.values():
+            for link in pool.links:
+                for sock, is_events in ((link.sock, False), (link.event_sock, True)):
+                    current[sock.fileno()] = (pool, link, is_events)
+        for fd, (_, link, _) in list(self._fds.items()):
+            if fd not in current or current[fd][1] is not link:
+                self.loop.forget(fd)
+                del self._fds[fd]
+        for fd, entry in current.items():
+            if fd not in self._fds:
+                self._fds[fd] = entry
+                self.loop.watch(fd, select.EPOLLIN,
+                                lambda _events, entry=entry: self._serve(*entry))
+
+    def _serve(self, pool: LinkPool, link: DaemonLink, is_events: bool) -> None:
+        if link not in pool.links:
+            return
+        try:
+            if is_events:
+                link.discard_events()
+                return
+            done = pool.reply_ready(link)
+        except LinkError as err:
+            failed = pool.broken(link, err)
+            if failed:
+                self._done(failed)
+                self._reply(failed.route, error_reply(
+                    f'the connection to the daemon broke: {err}'))
+            if not pool.links:
+                for waiting in pool.drain():
+                    self._reply(waiting.route, error_reply(
+                        f'the daemon is not reachable: {err}'))
+            return
+        if done is None:
+            return
+        forward, (ok, payload) = done
+        self._done(forward)
+        if not ok:
+            self._reply(forward.route, error_reply(str(payload)))
+            return
+        try:
+            frames = ok_reply(payload)
+        except ProtocolError as err:
+            frames = error_reply(f'{forward.command}: {err}')
+        self._reply(forward.route, frames)

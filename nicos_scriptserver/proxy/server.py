@@ -4,8 +4,11 @@ Every client message goes through the same steps: its connection came
 from a loopback address (checked at accept, `transport`), it fits the
 byte bounds (`budget`), its frames must parse (`protocol`), the handshake
 commands are answered here (banner, tier-1 login, quit), and everything
-else is checked against the session's role and forwarded over a daemon
-link of that role (`links`). Replies always have three frames.
+else is checked against the session's role, answered from the mirror of
+the daemon's state where it can be (``getstatus``, ``getmessages``:
+`mirrorfeed`) and otherwise forwarded over a daemon link of that role
+(`links`). Replies always have three frames. The daemon's events go out
+on the event socket, port + 1 (`publisher`), to accounts with a login.
 
 Slow work (the scrypt check of a login, opening daemon links) runs in
 other threads and comes back through `post`, so one client's login never
@@ -17,69 +20,40 @@ local account that made too many (`login`), not the other local clients.
 from __future__ import annotations
 
 import logging
-import select
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Tuple, Union
 
 from nicos_scriptserver.peers import tcp_owner
-from nicos_scriptserver.proxy.budget import Limits
-from nicos_scriptserver.proxy.daemonlink import DaemonLink, LinkError
-from nicos_scriptserver.proxy.links import Forward, LinkPool
+from nicos_scriptserver.proxy.config import ConfigError, ProxyConfig
+from nicos_scriptserver.proxy.daemonlink import DaemonLink
+from nicos_scriptserver.proxy.links import Forward, LinkPool, LinkWatch
 from nicos_scriptserver.proxy.logquota import LogQuota
 from nicos_scriptserver.proxy.login import Handshake, TokenLogin, login_fields
 from nicos_scriptserver.proxy.loop import EventLoop
-from nicos_scriptserver.proxy.protocol import WRITER, ProtocolError, \
-    banner, check_allowed, error_reply, ok_reply, parse_request
+from nicos_scriptserver.proxy.mirrorfeed import PUBLISHED_EVENTS, MirrorFeed
+from nicos_scriptserver.proxy.protocol import VIEWER, VIEWER_COMMANDS, \
+    WRITER, WRITER_COMMANDS, ProtocolError, banner, check_allowed, \
+    error_reply, ok_reply, parse_request
+from nicos_scriptserver.proxy.publisher import EventAccess, Publisher
 from nicos_scriptserver.proxy.sessions import Session, SessionTable
-from nicos_scriptserver.proxy.transport import Peer, Route, Transport, \
-    is_loopback
+from nicos_scriptserver.proxy.listener import is_loopback
+from nicos_scriptserver.proxy.transport import Peer, Route, Transport
 
 log = logging.getLogger('nicos_scriptserver.proxy')
 
 #: What a login check gives back to the loop: the uid of the client's
 #: account (None if unknown) and the role, or why it failed.
 LoginResult = Tuple[Optional[int], Union[str, ProtocolError]]
+#: Commands that may change the daemon's state: after one, the mirror
+#: asks the daemon before it answers again (the client's next getstatus
+#: must show the change, whose events may still be on their way).
+CHANGING_COMMANDS = WRITER_COMMANDS - VIEWER_COMMANDS
+# With port 0 (any), ports are tried until one whose next is free too.
+BIND_ATTEMPTS = 20
 
-
-class ConfigError(ValueError):
-    """The proxy was asked for something it must not do."""
-
-
-@dataclass
-class ProxyConfig:
-    """Where the proxy listens, which daemon it serves and how."""
-
-    #: NICOS account (login, password) per role; no viewer entry: no viewers.
-    accounts: Dict[str, Tuple[str, str]]
-    listen_host: str = '127.0.0.1'
-    #: The IBEX GUI connects to port 1301, hard-coded.
-    listen_port: int = 1301
-    daemon_host: str = '127.0.0.1'
-    daemon_port: int = 1303
-    #: The account the daemon runs as: the proxy sends its passwords to
-    #: nothing else listening on that port (None: the proxy's own).
-    daemon_uid: Optional[int] = None
-    links_per_role: int = 4
-    #: A connection with no login is closed after this many idle seconds
-    #: (also one that never finishes its ZMTP handshake).
-    handshake_timeout: float = 10.0
-    #: A logged-in connection is closed after this many idle seconds.
-    idle_timeout: float = 600.0
-    #: Connections beyond this are closed at once until others expire.
-    max_sessions: int = 1000
-    #: A request that found no free daemon link within this time fails.
-    queue_timeout: float = 30.0
-    limits: Limits = field(default_factory=Limits)
-
-    def check(self) -> None:
-        if not is_loopback(self.listen_host):
-            raise ConfigError(f'the proxy listens on loopback only, not on '
-                              f'{self.listen_host!r}')
-        if WRITER not in self.accounts:
-            raise ConfigError('no NICOS account for token holders (writers)')
+__all__ = ['ConfigError', 'ProxyConfig', 'ProxyServer', 'is_loopback']
 
 
 class ProxyServer:
@@ -100,19 +74,30 @@ class ProxyServer:
         self.loop = EventLoop()
         self.transport = Transport(self.loop, config.limits, self._opened,
                                    self._serve_message, self._closed)
-        self._link_fds: Dict[int, Tuple[LinkPool, DaemonLink, bool]] = {}
-        self.pools = {
-            role: LinkPool(role, self._opener(login_name, password),
-                           config.links_per_role, self.post,
-                           self._links_changed, self._stopping)
-            for role, (login_name, password) in config.accounts.items()}
+        self.links = LinkWatch(self.loop, self._reply, self._request_done)
+        self.pools = self.links.pools
+        for role, (login_name, password) in config.accounts.items():
+            self.pools[role] = LinkPool(
+                role, self._opener(login_name, password),
+                config.links_per_role, self.post, self.links.changed,
+                self._stopping)
+        self.access = EventAccess(self.post)
+        self.publisher = Publisher(self.loop, self.access,
+                                   config.max_subscribers,
+                                   config.handshake_timeout)
+        # The mirror only reads: the viewers' account if there is one.
+        mirror_account = config.accounts.get(VIEWER, config.accounts[WRITER])
+        self.feed = MirrorFeed(self._opener(*mirror_account, PUBLISHED_EVENTS),
+                               self.loop, self._stopping, self.publisher.publish)
         self.port = 0
+        self.events_port = 0
 
-    def _opener(self, login_name: str, password: str) -> Callable[[], DaemonLink]:
+    def _opener(self, login_name: str, password: str,
+                events: Iterable[str] = ()) -> Callable[[], DaemonLink]:
         host, port = self.config.daemon_host, self.config.daemon_port
         uid = self.config.daemon_uid
         return lambda: DaemonLink(host, port, login_name, password,
-                                  daemon_uid=uid).open()
+                                  daemon_uid=uid).open(events)
 
     def post(self, callback: Callable[[], None]) -> None:
         """Run *callback* in the serving thread (callable from any thread)."""
@@ -127,11 +112,23 @@ class ProxyServer:
     # -- lifecycle ----------------------------------------------------------
 
     def bind(self) -> int:
-        """Listen (and open the first daemon links); returns the port."""
-        self.port = self.transport.listen(self.config.listen_host,
-                                          self.config.listen_port)
+        """Listen on the port and the event socket on the next one (and
+        open the first daemon links); returns the port."""
+        host, wanted = self.config.listen_host, self.config.listen_port
+        for attempt in range(1 if wanted else BIND_ATTEMPTS):
+            port = self.transport.listen(host, wanted)
+            try:
+                self.events_port = self.publisher.listen(host, port + 1)
+                break
+            except (OSError, OverflowError) as err:
+                self.transport.listener.close()
+                if wanted or attempt == BIND_ATTEMPTS - 1:
+                    raise OSError(f'the event port {port + 1} (the port + 1) '
+                                  f'is not free: {err}') from err
+        self.port = port
         for pool in self.pools.values():
             pool.start()
+        self.feed.start()
         return self.port
 
     def stop(self) -> None:
@@ -148,8 +145,11 @@ class ProxyServer:
 
     def _close(self) -> None:
         self._login_checks.shutdown(wait=False, cancel_futures=True)
+        self.access.close()
         for pool in self.pools.values():
             pool.close()
+        self.feed.close()
+        self.publisher.close_all()
         self.transport.close_all()
         self.loop.close()
 
@@ -170,7 +170,9 @@ class ProxyServer:
         return True
 
     def _closed(self, peer: Peer) -> None:
-        self.sessions.drop(peer.id)
+        session = self.sessions.drop(peer.id)
+        if session is not None:
+            self.access.logged_out(session)
 
     def _serve_message(self, peer: Peer, frames: List[bytes]) -> None:
         # A REQ client puts an empty delimiter before its three frames.
@@ -201,6 +203,7 @@ class ProxyServer:
         elif command == 'quit':
             # Forgets the login, not the failures: a guesser gains nothing.
             session.role = None
+            self.access.logged_out(session)
             self.transport.log_in(peer.id, False)
             self._reply(route, ok_reply(None))
         elif session.role is None:
@@ -208,6 +211,10 @@ class ProxyServer:
                                 'authenticate first')
         else:
             check_allowed(command, session.role)
+            frames = self.feed.answer(command, args)
+            if frames is not None:
+                self._reply(route, frames)
+                return
             self._forward(session.role, Forward(route, command, args))
 
     def _banner(self) -> dict:
@@ -268,6 +275,7 @@ class ProxyServer:
                 f'{pool.last_error if pool else "not configured"}'))
             return
         session.role = role
+        self.access.logged_in(session, account)
         self.transport.log_in(route.peer)
         log.info('%s logged in as %r by uid %s (connection %d)', role,
                  login_name, account, route.peer)
@@ -279,62 +287,20 @@ class ProxyServer:
             raise ProtocolError(f'the daemon is not reachable: {pool.last_error}')
         pool.submit(forward)
 
-    # -- daemon links -------------------------------------------------------
-
-    def _links_changed(self) -> None:
-        """Watch the sockets of the pools' links, and only those. Called
-        before a dropped link's sockets close, so that no descriptor is
-        forgotten after its number went to a new connection."""
-        current = {}
-        for pool in self.pools.values():
-            for link in pool.links:
-                for sock, is_events in ((link.sock, False), (link.event_sock, True)):
-                    current[sock.fileno()] = (pool, link, is_events)
-        for fd, (_, link, _) in list(self._link_fds.items()):
-            if fd not in current or current[fd][1] is not link:
-                self.loop.forget(fd)
-                del self._link_fds[fd]
-        for fd, entry in current.items():
-            if fd not in self._link_fds:
-                self._link_fds[fd] = entry
-                self.loop.watch(fd, select.EPOLLIN,
-                                  lambda _events, entry=entry: self._serve_link(*entry))
-
-    def _serve_link(self, pool: LinkPool, link: DaemonLink, is_events: bool) -> None:
-        if link not in pool.links:
-            return
-        try:
-            if is_events:
-                link.discard_events()
-                return
-            done = pool.reply_ready(link)
-        except LinkError as err:
-            failed = pool.broken(link, err)
-            if failed:
-                self._reply(failed.route, error_reply(
-                    f'the connection to the daemon broke: {err}'))
-            if not pool.links:
-                for waiting in pool.drain():
-                    self._reply(waiting.route, error_reply(
-                        f'the daemon is not reachable: {err}'))
-            return
-        if done is None:
-            return
-        forward, (ok, payload) = done
-        if not ok:
-            self._reply(forward.route, error_reply(str(payload)))
-            return
-        try:
-            frames = ok_reply(payload)
-        except ProtocolError as err:
-            frames = error_reply(f'{forward.command}: {err}')
-        self._reply(forward.route, frames)
+    def _request_done(self, forward: Forward) -> None:
+        """A forwarded request was answered or failed (called before its
+        reply is sent, so that the client's next request finds it)."""
+        if forward.command in CHANGING_COMMANDS:
+            # Seeds sent before it ended cannot show what it changed: the
+            # mirror answers again once a seed sent from now on agrees.
+            self.feed.doubt()
 
     # -- housekeeping -------------------------------------------------------
 
     def _expire_sessions(self) -> None:
         gone = self.sessions.expire()
         for session in gone:
+            self.access.logged_out(session)
             peer = self.transport.peers.get(session.identity)
             if peer is not None:
                 self.transport.close(peer, 'idle too long')
@@ -343,6 +309,7 @@ class ProxyServer:
 
     def _sweep(self, now: float) -> None:
         self._expire_sessions()
+        self.publisher.sweep(now)
         self.transport.trim()
         for pool in self.pools.values():
             for forward in pool.expired(now, self.config.queue_timeout):

@@ -34,6 +34,9 @@ class Session:
     #: answer to a login (each failure puts that later).
     failures: int = 0
     next_login: float = 0.0
+    #: The uid of the client's account while it is logged in (and known):
+    #: what ties event connections to logins (`publisher`).
+    account: Optional[int] = None
 
 
 class SessionTable:
@@ -69,8 +72,9 @@ class SessionTable:
     def get(self, identity: Hashable) -> Optional[Session]:
         return self._sessions.get(identity)
 
-    def drop(self, identity: Hashable) -> None:
-        self._sessions.pop(identity, None)
+    def drop(self, identity: Hashable) -> Optional[Session]:
+        """Forget the session of *identity*; it, if there was one."""
+        return self._sessions.pop(identity, None)
 
     def _timeout(self, session: Session) -> float:
         return self.idle_timeout if session.role else self.handshake_timeout

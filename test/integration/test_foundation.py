@@ -164,6 +164,7 @@ def test_demo_command_serves_and_stops_cleanly(tmp_path):
         banner = ''.join(output)
         assert f'127.0.0.1:{port}' in banner, banner
         assert f'proxy          127.0.0.1:{proxy_port}' in banner, banner
+        assert f'proxy events   127.0.0.1:{proxy_port + 1}' in banner, banner
         # Printed nowhere (issue #14): the operator reads them from the file.
         passwords = read_secrets(tmp_path / 'demo')
         assert not any(password in banner for password, _ in passwords.values())

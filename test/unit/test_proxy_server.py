@@ -56,6 +56,7 @@ def start_proxy():
                              TokenLogin(LoginPolicy()))
         for pool in server.pools.values():
             pool.start = lambda: None
+        server.feed.start = lambda: None
         server.bind()
         thread = threading.Thread(target=server.serve_forever)
         thread.start()
@@ -155,19 +156,27 @@ class OneConnection:
         return self.pending.pop()
 
 
+@pytest.mark.parametrize('socket_of', ['transport', 'publisher'])
 @pytest.mark.parametrize('address', ['10.231.7.2', '::ffff:10.0.0.1', '192.168.0.10'])
-def test_connections_from_other_addresses_are_closed_at_accept(proxy, address):
+def test_connections_from_other_addresses_are_closed_at_accept(proxy, address,
+                                                               socket_of):
+    # The request socket and the event socket alike.
     ours, theirs = socket.socketpair()
-    listener = proxy.transport.listener.sock
-    before = connections(proxy)
+    listener = getattr(proxy, socket_of).listener
+    real = listener.sock
+
+    def all_connections():
+        return connections(proxy), in_loop(
+            proxy, lambda: sorted(proxy.publisher.subscribers))
+    before = all_connections()
     try:
-        proxy.transport.listener.sock = OneConnection(ours, address)
-        in_loop(proxy, lambda: proxy.transport.listener._accept(0))
+        listener.sock = OneConnection(ours, address)
+        in_loop(proxy, lambda: listener._accept(0))
     finally:
-        proxy.transport.listener.sock = listener
+        listener.sock = real
     theirs.settimeout(5)
     assert theirs.recv(100) == b''   # closed, not even our greeting sent
-    assert connections(proxy) == before
+    assert all_connections() == before
 
 
 class Exhausted:

@@ -1,0 +1,251 @@
+"""The mirror's own daemon link, on the serving loop (I/O edge of `mirror`).
+
+One daemon link, logged in as the viewers' NICOS account (the writers'
+if there are no viewers), with the events the mirror needs and those the
+event socket publishes unmasked. Each event is decoded as plain data
+(`plainpickle`), applied to the mirror, then published. Its command
+connection carries only the seeds: ``getstatus`` whenever the mirror
+wants one (after a reconnect, a doubt, a seed that disagreed) and
+``getmessages`` when it has no messages. A seed that disagrees is followed
+by the next one at once, then after 2 ms doubling up to 0.5 s while they
+keep disagreeing, so that a daemon whose state changes without events
+costs the daemon little; clients are answered by the daemon meanwhile.
+
+`answer` gives the reply frames of ``getstatus`` and ``getmessages``
+from the mirror, encoded once per mirror version, or None: ask the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import threading
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from nicos_scriptserver.proxy.daemonlink import DaemonLink, LinkError, \
+    decode_event
+from nicos_scriptserver.proxy.logquota import LogQuota
+from nicos_scriptserver.proxy.loop import EventLoop
+from nicos_scriptserver.proxy.mirror import MESSAGES_KEPT, MIRROR_EVENTS, \
+    Mark, Mirror, message_count
+from nicos_scriptserver.proxy.protocol import ProtocolError, ok_reply
+
+log = logging.getLogger('nicos_scriptserver.proxy')
+
+#: What proxy clients get on the event socket: what the mirror follows,
+#: and prompts, watchdog and sample-environment notices. Not: ``cache``
+#: (every value of every device), data sets and live data (plots; live
+#: data carries blobs), and events the daemon sends to one client only.
+PUBLISHED_EVENTS = MIRROR_EVENTS | frozenset({
+    'prompt', 'promptdone', 'watchdog', 'plugplay', 'debugging'})
+# After a seed that disagreed, the next waits this long, doubling.
+FIRST_RETRY, LAST_RETRY = 0.002, 0.5
+
+
+class MirrorFeed:
+    """Keeps `mirror` up to date over a link of its own."""
+
+    def __init__(self, opener: Callable[[], DaemonLink], loop: EventLoop,
+                 stopping: threading.Event,
+                 publish: Callable[[str, Any], None]):
+        self._opener = opener
+        self.loop = loop
+        self._stopping = stopping
+        self._publish = publish
+        self.mirror = Mirror()
+        self.link: Optional[DaemonLink] = None
+        # The seed on its way: ('status' | 'messages', its mark).
+        self._pending: Optional[Tuple[str, Mark]] = None
+        self._retry = 0.0
+        self._retry_timer = False
+        self._cache: Dict[tuple, List[bytes]] = {}
+        self._cache_version = -1
+        self._warnings = LogQuota(log)
+
+    # -- the link -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the link in the background (again after each break)."""
+        self._open_later(0.0)
+
+    def _open_later(self, delay: float) -> None:
+        threading.Thread(target=self._open, args=(delay,), daemon=True,
+                         name='proxy mirror link opener').start()
+
+    def _open(self, delay: float) -> None:
+        backoff = max(delay, 0.2)
+        if self._stopping.wait(delay):
+            return
+        while not self._stopping.is_set():
+            try:
+                link = self._opener()
+            except LinkError as err:
+                self.loop.post(lambda err=err: self._warnings.warning(
+                    'mirror link: %s', err))
+                if self._stopping.wait(backoff):
+                    return
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self.loop.post(lambda: self._attach(link))
+            return
+
+    def _attach(self, link: DaemonLink) -> None:
+        if self._stopping.is_set():
+            link.close()
+            return
+        link.serve()
+        self.link = link
+        self.loop.watch(link.sock.fileno(), select.EPOLLIN,
+                        lambda _events: self._reply_ready(link))
+        self.loop.watch(link.event_sock.fileno(), select.EPOLLIN,
+                        lambda _events: self._events_ready(link))
+        log.info('mirror link logged into the daemon as %r', link.login)
+        self.mirror.reset()
+        self._pending, self._retry = None, 0.0
+        self._seed()
+
+    def _broken(self, link: DaemonLink, err: Exception) -> None:
+        if link is not self.link:
+            return
+        log.warning('mirror link to the daemon broke: %s', err)
+        for sock in (link.sock, link.event_sock):
+            if sock is not None:
+                self.loop.forget(sock.fileno())
+        link.close()
+        self.link = None
+        # Events may be lost from here on: answer nothing until reseeded.
+        self.mirror.reset()
+        self._pending = None
+        if not self._stopping.is_set():
+            self._open_later(0.2)
+
+    def close(self) -> None:
+        if self.link is not None:
+            for sock in (self.link.sock, self.link.event_sock):
+                self.loop.forget(sock.fileno())
+            self.link.close()
+            self.link = None
+
+    # -- events -------------------------------------------------------------
+
+    def _events_ready(self, link: DaemonLink) -> None:
+        if link is not self.link:
+            return
+        try:
+            events = link.read_events()
+        except LinkError as err:
+            self._broken(link, err)
+            return
+        for name, payload, _blobs in events:
+            try:
+                data = decode_event(payload)
+            except ValueError as err:
+                # Nothing of it is used; what it changed must be asked for.
+                self._warnings.warning('mirror link: %s event: %s', name, err)
+                self.mirror.doubt()
+                continue
+            self.mirror.apply(name, data)
+            # Events of before the mask was set are not passed on.
+            if name in PUBLISHED_EVENTS:
+                self._publish(name, data)
+        self._seed()
+
+    # -- seeds --------------------------------------------------------------
+
+    def doubt(self) -> None:
+        """Something may have changed that the events did not bring yet
+        (a client's request that changes the state): ask again."""
+        self.mirror.doubt()
+        self._retry = 0.0
+        self._seed()
+
+    def _seed(self) -> None:
+        link = self.link
+        if link is None or self._pending is not None or self._retry_timer:
+            return
+        mirror = self.mirror
+        if mirror.wants_status:
+            kind, command, args = 'status', 'getstatus', []
+        elif mirror.wants_messages:
+            kind, command, args = 'messages', 'getmessages', [str(MESSAGES_KEPT)]
+        else:
+            return
+        mark = mirror.mark()
+        try:
+            link.send(command, args)
+        except LinkError as err:
+            self._broken(link, err)
+            return
+        self._pending = (kind, mark)
+
+    def _reply_ready(self, link: DaemonLink) -> None:
+        if link is not self.link:
+            return
+        try:
+            reply = link.read_reply()
+        except LinkError as err:
+            self._broken(link, err)
+            return
+        if reply is None or self._pending is None:
+            return
+        (kind, mark), self._pending = self._pending, None
+        ok, payload = reply
+        try:
+            if not ok:
+                raise ValueError(str(payload))
+            if kind == 'status':
+                self._seeded(self.mirror.seed_status(mark, payload))
+                return
+            self.mirror.seed_messages(mark, payload, MESSAGES_KEPT)
+        except ValueError as err:
+            self._warnings.warning('mirror link: the %s seed failed: %s',
+                                   kind, err)
+            self._seeded(False)
+            return
+        self._seed()
+
+    def _seeded(self, confirmed: bool) -> None:
+        """After a status seed: go on at once, or wait a little longer
+        each time seeds keep disagreeing."""
+        if confirmed or not self._retry:
+            self._retry = 0.0 if confirmed else FIRST_RETRY / 2
+            self._seed()
+            return
+        self._retry = min(self._retry * 2, LAST_RETRY)
+        self._retry_timer = True
+
+        def retry() -> None:
+            self._retry_timer = False
+            self._seed()
+        self.loop.call_later(self._retry, retry)
+
+    # -- answers ------------------------------------------------------------
+
+    def answer(self, command: str, args: list) -> Optional[List[bytes]]:
+        """The reply frames to *command* from the mirror, or None."""
+        if command == 'getstatus' and not args:
+            key: tuple = ('getstatus',)
+        elif command == 'getmessages' and len(args) == 1:
+            understood, count = message_count(args[0])
+            if not understood:
+                return None
+            key = ('getmessages', count)
+        else:
+            return None
+        if self._cache_version != self.mirror.version:
+            self._cache.clear()
+            self._cache_version = self.mirror.version
+        frames = self._cache.get(key)
+        if frames is None:
+            payload = self.mirror.status() if len(key) == 1 \
+                else self.mirror.messages(key[1])
+            if payload is None:
+                return None
+            try:
+                frames = ok_reply(payload)
+            except ProtocolError:
+                return None
+            if len(self._cache) > 16:
+                self._cache.clear()   # many different counts: bounded
+            self._cache[key] = frames
+        return frames
