@@ -29,6 +29,11 @@ def _b64(data: bytes) -> str:
 
 
 def _scrypt(secret: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
+    # scrypt keys HMAC with the secret, and HMAC pads short keys with zero
+    # bytes: 'abc' and 'abc\0' would hash alike. No password or token
+    # holds a NUL, so none is taken.
+    if '\0' in secret:
+        raise ValueError('a secret cannot contain a NUL character')
     return hashlib.scrypt(secret.encode('utf-8'), salt=salt, n=2 ** log2_n,
                           r=r, p=p, maxmem=128 * 1024 * 1024,
                           dklen=DIGEST_BYTES)
@@ -44,7 +49,8 @@ def hash_secret(secret: str, log2_n: int = DEFAULT_LOG2_N, r: int = DEFAULT_R,
 
 
 def verify_secret(secret: str, stored: str) -> bool:
-    """Check *secret* against a hash made by `hash_secret` in constant time."""
+    """Check *secret* against a hash made by `hash_secret` in constant time
+    (a secret with a NUL character never matches)."""
     try:
         scheme, log2_n, r, p, salt, digest = stored.split('$')
         if scheme != SCHEME:
@@ -54,6 +60,8 @@ def verify_secret(secret: str, stored: str) -> bool:
         params = int(log2_n), int(r), int(p)
     except ValueError as err:
         raise BadHash(f'not a {SCHEME} hash string: {err}') from None
+    if '\0' in secret:
+        return False
     return hmac.compare_digest(_scrypt(secret, salt_bytes, *params), expected)
 
 

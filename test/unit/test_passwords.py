@@ -32,12 +32,25 @@ def test_malformed_hash_is_reported(stored):
         verify_secret('anything', stored)
 
 
+secrets_text = st.text(st.characters(blacklist_characters='\0'), max_size=40)
+
+
 @settings(max_examples=30, deadline=None)
-@given(st.text(max_size=40), st.text(max_size=40))
+@given(secrets_text, st.text(max_size=40))
 def test_verify_matches_equality(secret, other):
     stored = hash_secret(secret, **FAST)
     assert verify_secret(secret, stored)
     assert verify_secret(other, stored) == (other == secret)
+
+
+def test_trailing_nul_characters_do_not_pass_for_the_password():
+    # scrypt's HMAC pads short keys with zero bytes: without the refusal
+    # 'abc\0' would verify against the hash of 'abc'
+    stored = hash_secret('abc', **FAST)
+    assert not verify_secret('abc\0', stored)
+    assert not verify_secret('abc\0\0', stored)
+    with pytest.raises(ValueError, match='NUL'):
+        hash_secret('abc\0', **FAST)
 
 
 def test_new_secrets_are_unique_and_long():
