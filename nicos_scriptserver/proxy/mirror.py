@@ -82,6 +82,8 @@ class Mirror:
         self._fields: Optional[Dict[str, Any]] = None
         self._requests: Dict[str, dict] = {}
         self._confirmed = False
+        #: Where the last seed differed from the state before it.
+        self.differences: List[str] = []
         self._epoch = 0
         self._position = 0
         self._log: Deque[Tuple[int, str, Any]] = collections.deque()
@@ -159,8 +161,12 @@ class Mirror:
                 clean &= _apply(fields, requests, name, data) \
                     and name not in STATUS_DOUBTS
         self._trim_log()
-        agrees = (clean and self._fields is not None and mark.epoch == self._epoch
-                  and _same(fields, requests, self._fields, self._requests))
+        if self._fields is not None and clean and mark.epoch == self._epoch:
+            self.differences = _differences(fields, requests, self._fields,
+                                            self._requests)
+        else:
+            self.differences = ['(no comparable state before)']
+        agrees = not self.differences
         if not agrees:
             self._fields, self._requests = fields, requests
         if agrees != self._confirmed:
@@ -324,14 +330,16 @@ def _apply(fields: Dict[str, Any], requests: Dict[str, dict], name: str,
     return True
 
 
-def _same(fields: Dict[str, Any], requests: Dict[str, dict],
-          other_fields: Dict[str, Any], other_requests: Dict[str, dict]) -> bool:
-    """Whether two statuses look the same to clients (as JSON), but for
-    the watch values."""
+def _differences(fields: Dict[str, Any], requests: Dict[str, dict],
+                 other_fields: Dict[str, Any], other_requests: Dict[str, dict]
+                 ) -> List[str]:
+    """The fields in which two statuses look different to clients (as
+    JSON), but for the watch values."""
     try:
-        mine, other = (to_json(dict(Mirror._materialize(f, r), watch=None))
+        mine, other = (to_json(Mirror._materialize(f, r))
                        for f, r in ((fields, requests),
                                     (other_fields, other_requests)))
-    except ProtocolError:
-        return False
-    return mine == other
+    except ProtocolError as err:
+        return [str(err)]
+    return sorted(key for key in set(mine) | set(other)
+                  if key != 'watch' and mine.get(key) != other.get(key))

@@ -212,6 +212,12 @@ class MirrorFeed:
             self._seed()
             return
         self._retry = min(self._retry * 2, LAST_RETRY)
+        if self._retry == LAST_RETRY:
+            # Something changes that no event tells: the daemon answers.
+            self._warnings.warning(
+                'the mirror keeps differing from the daemon in %s; getstatus '
+                'goes to the daemon until they agree',
+                ', '.join(self.mirror.differences))
         self._retry_timer = True
 
         def retry() -> None:

@@ -255,8 +255,10 @@ def test_a_seed_that_disagrees_is_taken_and_asked_again():
     mirror.doubt()
     assert mirror.status() is None and mirror.wants_status
     assert not mirror.seed_status(mirror.mark(), wire(daemon.state))
+    assert mirror.differences == ['devicefailures']   # for the log
     assert mirror.seed_status(mirror.mark(), wire(daemon.state))
     assert mirror.status()['devicefailures'] == {'m1': 'not reachable'}
+    assert mirror.differences == []
 
 
 def test_a_seed_sent_before_a_doubt_does_not_confirm():
