@@ -15,7 +15,6 @@ from nicos_scriptserver.queue.model import Job, QueueState
 #: An event for clients: ``(name, payload)`` with a JSON-ready payload.
 #:
 #: - ``("job_changed", job.to_dict())``: a job was added or changed.
-#: - ``("job_line", {"id": ..., "line": ...})``: the current job's line.
 #: - ``("queue_changed", {"order": [ids], "removed": [ids]})``: the waiting
 #:   list changed (jobs added, moved, started or removed); one per
 #:   operation, however many jobs it moved.

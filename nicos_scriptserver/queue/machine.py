@@ -262,9 +262,10 @@ class QueueMachine(QueueEditing):
     def set_line(self, line: Optional[int]) -> Change:
         """The script line the current job is at.
 
-        Kept in memory and announced, but not written on its own: it changes
-        on every executed line, and a disk write each time would slow the
-        script down. It is saved with the job's next durable change.
+        Kept in memory only, and not announced: it changes on every executed
+        line, and a disk write or an event each time would slow the script
+        down (clients follow the line in NICOS's ``status`` event). It is
+        saved and sent with the job's next durable change.
         """
         job = self._current_job('set the line of')
         if line is not None and (isinstance(line, bool)
@@ -273,7 +274,6 @@ class QueueMachine(QueueEditing):
         change = Change(result=dataclasses.replace(job, current_line=line),
                         durable=False)
         change.put[job.id] = change.result
-        change.events.append(('job_line', {'id': job.id, 'line': line}))
         return self._run(change)
 
     def finish(self, outcome: str, now: float, result: Optional[str] = None,

@@ -265,10 +265,6 @@ class JobQueue:
 
     # -- the current job (called from the script thread) ------------------------
 
-    def start(self, job_id: int) -> Job:
-        """Make a waiting job the running job; returns it."""
-        return self._do(lambda now: self._machine.start(job_id, now))
-
     def start_next(self, ready: Optional[Callable[[Job], bool]] = None
                    ) -> Optional[Job]:
         """Start the next runnable job, if one may start now; returns it.

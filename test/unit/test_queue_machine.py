@@ -720,7 +720,7 @@ def test_progress_and_line(m):
     assert (job.progress, job.progress_message) == (0.25, 'point 1 of 4')
     change = m.set_line(12)
     assert not change.durable
-    assert change.events == [('job_line', {'id': 1, 'line': 12})]
+    assert change.events == []
     assert m.current().current_line == 12
 
 
