@@ -5,21 +5,8 @@ from typing import Any, Optional
 from nicos_scriptserver import timefmt
 
 
-def duration(seconds: Optional[float]) -> str:
-    """``'45 s'``, ``'3 min 20 s'``, ``'2 h 05 min'``; empty if unknown."""
-    if seconds is None:
-        return ''
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f'{seconds} s'
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f'{minutes} min {seconds:02d} s' if seconds else f'{minutes} min'
-    hours, minutes = divmod(minutes, 60)
-    return f'{hours} h {minutes:02d} min'
-
-
 clock = timefmt.clock
+duration = timefmt.duration
 
 
 def estimate(summary: Optional[dict]) -> str:

@@ -17,12 +17,12 @@ from typing import Any, Iterator, List
 from nicos import session
 from nicos.commands import helparglist, parallel_safe, usercommand
 from nicos.core import NicosError
-from nicos.utils import formatDuration, printTable
+from nicos.utils import printTable
 
 from nicos_scriptserver.queue import QueueError
 from nicos_scriptserver.queue.model import SAFETY
 from nicos_scriptserver.queue.validate import as_job_id
-from nicos_scriptserver.timefmt import clock
+from nicos_scriptserver.timefmt import clock, duration
 
 
 def _daemon():
@@ -46,7 +46,7 @@ def _refusals() -> Iterator[None]:
 def _estimate(job) -> str:
     report = job.estimate or {}
     if report.get('seconds') is not None:
-        return formatDuration(report['seconds'], precise=False)
+        return duration(report['seconds'])
     return report.get('state', '-')
 
 
