@@ -5,10 +5,13 @@ It never imports NICOS, zmq, EPICS or Qt: the daemon adapter drives it.
 - `model`: `Job`, `JobKind`, `JobState`, `QueueState` (plain, immutable data)
 - `rights`: `Caller` (an account as plain data), who may edit a job and
   whom a job runs as
-- `machine`/`editing`: `QueueMachine`, the pure state machine; every
-  operation returns a `Change` (`change`: result, what to save, events
-  for clients) or raises a `QueueError` (`errors`); `validate` checks the
-  values clients give
+- `machine`: `QueueMachine`, the pure state machine; every operation
+  returns a `Change` (`change`: result, what to save, events for
+  clients) or raises a `QueueError` (`errors`). The operations are
+  functions of the state as `view` shows it: `waiting` (the waiting
+  list), `current` (the current job), `holds` (the queue's hold);
+  `lifecycle` says which operation a job allows where it is in its life;
+  `validate` checks the values clients give
 - `order`: order keys that make moving a job a one-row write
 - `store`: `QueueStore`, the SQLite file (also the archive of old
   finished jobs, which are not kept in memory)

@@ -18,7 +18,7 @@ from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
                     Union)
 
 from nicos_scriptserver.queue.change import Change, Event
-from nicos_scriptserver.queue.editing import Position
+from nicos_scriptserver.queue.waiting import Position
 from nicos_scriptserver.queue.machine import KEEP_HISTORY, QueueMachine
 from nicos_scriptserver.queue.model import Job, JobState, QueueData, QueueState
 from nicos_scriptserver.queue.rights import Caller
