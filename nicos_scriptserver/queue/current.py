@@ -1,21 +1,23 @@
-"""Operations on the current job: start, pause, resume, progress, finish.
+"""Operations on the current job: start, pause, resume, progress, finish,
+and the requests to pause or abort it.
 
 Each is a function of the queue's state (`view.QueueView`) and its
 arguments that returns the `Change` it makes, or raises a `QueueError`;
-`machine.QueueMachine` commits and applies it. At most one job is
-current; while it is paused nothing else starts, and it can only be
-resumed or aborted.
+`machine.QueueMachine` commits and applies it. Where the job goes is
+`lifecycle.TRANSITIONS`'s. At most one job is current; while it is paused
+nothing else starts, and it can only be resumed or aborted.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Optional, Tuple
 
 from nicos_scriptserver.queue import holds, validate
 from nicos_scriptserver.queue.change import Change
 from nicos_scriptserver.queue.errors import InvalidTransition, InvalidValue
-from nicos_scriptserver.queue.lifecycle import require_waiting
+from nicos_scriptserver.queue.lifecycle import (Stage, advance,
+                                                require_waiting)
 from nicos_scriptserver.queue.model import Job, JobKind, JobState
 from nicos_scriptserver.queue.view import QueueView
 
@@ -31,9 +33,7 @@ def start(view: QueueView, job_id: int, now: float) -> Change:
         raise InvalidTransition(
             f'cannot start job {job_id}: job {current.id} is '
             f'{current.state.value} and only one job runs at a time')
-    if job.state is JobState.SKIPPED:
-        raise InvalidTransition(f'job {job_id} is skipped: unskip it to '
-                                'start it')
+    state, _ = advance(job, 'start')
     if job.held:
         reason = job.hold_reason or 'no reason given'
         raise InvalidTransition(f'job {job_id} is held back ({reason}): '
@@ -42,34 +42,61 @@ def start(view: QueueView, job_id: int, now: float) -> Change:
         raise InvalidTransition(
             f'cannot start job {job_id}: the queue is held '
             f'({view.queue.hold_reason}); release it first')
-    started = dataclasses.replace(job, state=JobState.RUNNING, started_at=now)
+    started = dataclasses.replace(job, state=state, started_at=now)
     change = Change(result=started)
     change.put_job(started)
     change.set_order([i for i in view.order if i != job_id], {})
     return change
 
 
+def request_pause(view: QueueView) -> Change:
+    """A pause of the current job was asked for: it pauses at its next
+    pause point (`pause`). Kept in memory only: after a restart the job is
+    interrupted anyway."""
+    job, (state, requested) = _pausable(view, 'request pause')
+    return _put(dataclasses.replace(job, state=state, requested=requested),
+                durable=False)
+
+
 def pause(view: QueueView, now: float) -> Change:
     """The current job has stopped at a pause point."""
-    job = _current_job(view, 'pause')
-    if job.state is JobState.PAUSED:
-        raise InvalidTransition(f'job {job.id} is already paused')
-    if job.kind is JobKind.BLACKBOX:
-        raise InvalidTransition(f'job {job.id} is a black-box job: it '
-                                'cannot be paused, only aborted')
-    return _put(dataclasses.replace(job, state=JobState.PAUSED,
+    job, (state, requested) = _pausable(view, 'pause')
+    return _put(dataclasses.replace(job, state=state, requested=requested,
                                     paused_since=now))
 
 
 def resume(view: QueueView, now: float) -> Change:
     """The paused current job runs again."""
     job = _current_job(view, 'resume')
-    if job.state is not JobState.PAUSED:
-        raise InvalidTransition(f'job {job.id} is not paused: only a '
-                                'paused job can be resumed')
+    state, requested = advance(job, 'resume')
     return _put(dataclasses.replace(
-        job, state=JobState.RUNNING, paused_since=None,
+        job, state=state, requested=requested, paused_since=None,
         paused_total=job.paused_total + max(0.0, now - job.paused_since)))
+
+
+def request_abort(view: QueueView, reason: str) -> Change:
+    """An abort of the current job was asked for: it stops at its next
+    safe point (`finish` 'aborted'), and the jobs queued now wait for a
+    person (`holds.hold_for_safety`, for *reason*)."""
+    job = _current_job(view, 'abort')
+    state, requested = advance(job, 'request abort')
+    change = _put(dataclasses.replace(job, state=state, requested=requested),
+                  durable=False)
+    holds.add_safety_hold(view, change, validate.text(reason, 'hold reason',
+                                                      'hold'))
+    # The hold is worth a disk write; the request alone is not (see
+    # `request_pause`).
+    change.durable = change.queue is not None
+    return change
+
+
+def withdraw_request(view: QueueView) -> Change:
+    """What was asked of the current job could not be passed on to it: it
+    goes on as before (a safety hold set with an abort stays)."""
+    job = _current_job(view, 'withdraw the request of')
+    state, requested = advance(job, 'withdraw')
+    return _put(dataclasses.replace(job, state=state, requested=requested),
+                durable=False)
 
 
 def report_progress(view: QueueView, fraction: Optional[float],
@@ -122,13 +149,11 @@ def finish(view: QueueView, outcome: str, now: float,
         raise InvalidValue(f'unknown outcome {outcome!r}; give one of '
                            f'{", ".join(s.value for s in OUTCOMES)}')
     job = _current_job(view, 'finish')
-    if job.state is JobState.PAUSED and state is not JobState.ABORTED:
-        raise InvalidTransition(f'job {job.id} is paused: a paused job can '
-                                'only be resumed or aborted')
+    ended = advance(job, state.value)
     label = f'job {job.id}'
     if result is not None:
         validate.text(result, 'result', label)
-    change = _end(view, job, state, now, result=result,
+    change = _end(view, job, ended, now, result=result,
                   error=validate.error_report(error, label))
     if state is JobState.FAILED and view.queue.on_failure == 'hold':
         reason = f'job {job.id} failed'
@@ -150,7 +175,7 @@ def recover(view: QueueView, now: float) -> Change:
     job = view.current()
     if job is None:
         return Change()
-    change = _end(view, job, JobState.INTERRUPTED, now)
+    change = _end(view, job, advance(job, 'interrupted'), now)
     holds.add_safety_hold(
         view, change, f'job {job.id} was interrupted by a server restart')
     return change
@@ -164,20 +189,32 @@ def _current_job(view: QueueView, action: str) -> Job:
     return job
 
 
-def _put(job: Job) -> Change:
-    change = Change(result=job)
+def _pausable(view: QueueView, operation: str) -> Tuple[Job, Stage]:
+    """The current job and the stage *operation* (a pause or its request)
+    moves it to; black-box jobs cannot pause."""
+    job = _current_job(view, 'pause')
+    after = advance(job, operation)
+    if job.kind is JobKind.BLACKBOX:
+        raise InvalidTransition(f'job {job.id} is a black-box job: it '
+                                'cannot be paused, only aborted')
+    return job, after
+
+
+def _put(job: Job, durable: bool = True) -> Change:
+    change = Change(result=job, durable=durable)
     change.put_job(job)
     return change
 
 
-def _end(view: QueueView, job: Job, state: JobState, now: float,
+def _end(view: QueueView, job: Job, stage: Stage, now: float,
          **values) -> Change:
+    state, requested = stage
     paused = job.paused_total
     if job.paused_since is not None:
         paused += max(0.0, now - job.paused_since)
-    ended = dataclasses.replace(job, state=state, finished_at=now,
-                                paused_since=None, paused_total=paused,
-                                **values)
+    ended = dataclasses.replace(job, state=state, requested=requested,
+                                finished_at=now, paused_since=None,
+                                paused_total=paused, **values)
     change = Change(result=ended)
     change.put_job(ended)
     change.history[job.id] = view.history_end

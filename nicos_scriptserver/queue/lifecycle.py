@@ -1,16 +1,116 @@
-"""Where a job is in its life, and which operations it allows there.
+"""Where a job is in its life, and how each operation moves it on.
 
-`require_waiting` finds a waiting job for an operation, or refuses with
-what the user reads: the rule, and what to do instead.
+A job's stage is its state and what was asked of it that has not happened
+yet (`Request`): a pause requested, or an abort (it is *aborting*).
+`TRANSITIONS` is the whole table; an operation from a stage it does not
+list is refused with the rule (`advance`). The operations on a waiting
+job that do not move it (edit, move, remove, ...) are allowed exactly
+while it waits (`require_waiting`).
+
+::
+
+    submit -> queued <-skip/unskip-> skipped
+    queued -start-> running -request pause-> running, pause requested
+    running [, pause requested] -pause-> paused -resume-> running
+    running, paused [, pause requested] -request abort-> ..., aborting
+    running [, any request] -done/failed-> done/failed
+    running, paused [, any request] -aborted-> aborted
+    running, paused [, any request] -interrupted (restart)-> interrupted
+    ..., pause requested/aborting -withdraw-> ... (the request failed)
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Dict, Optional, Tuple
 
-from nicos_scriptserver.queue.errors import JobNotFound, NotEditable
-from nicos_scriptserver.queue.model import REQUEUEABLE, Job
+from nicos_scriptserver.queue.errors import (InvalidTransition, JobNotFound,
+                                             NotEditable)
+from nicos_scriptserver.queue.model import REQUEUEABLE, Job, JobState, Request
 from nicos_scriptserver.queue.view import QueueView
+
+#: A job's stage: its state and what was asked of it (None: nothing).
+Stage = Tuple[JobState, Optional[Request]]
+
+_QUEUED, _SKIPPED = JobState.QUEUED, JobState.SKIPPED
+_RUNNING, _PAUSED = JobState.RUNNING, JobState.PAUSED
+_PAUSE, _ABORT = Request.PAUSE, Request.ABORT
+_ANY_REQUEST = (None, _PAUSE, _ABORT)
+
+
+def _ends(state: JobState, *states: JobState) -> Dict[Stage, Stage]:
+    return {(current, request): (state, None) for current in states
+            for request in _ANY_REQUEST}
+
+
+#: operation -> {stage before: stage after}.
+TRANSITIONS: Dict[str, Dict[Stage, Stage]] = {
+    'skip': {(_QUEUED, None): (_SKIPPED, None),
+             (_SKIPPED, None): (_SKIPPED, None)},
+    'unskip': {(_SKIPPED, None): (_QUEUED, None),
+               (_QUEUED, None): (_QUEUED, None)},
+    'start': {(_QUEUED, None): (_RUNNING, None)},
+    # Asked again, a pause or an abort is sent again: at another level.
+    'request pause': {(_RUNNING, None): (_RUNNING, _PAUSE),
+                      (_RUNNING, _PAUSE): (_RUNNING, _PAUSE)},
+    'pause': {(_RUNNING, None): (_PAUSED, None),
+              (_RUNNING, _PAUSE): (_PAUSED, None)},
+    'resume': {(_PAUSED, None): (_RUNNING, None)},
+    'request abort': {(_RUNNING, None): (_RUNNING, _ABORT),
+                      (_RUNNING, _PAUSE): (_RUNNING, _ABORT),
+                      (_RUNNING, _ABORT): (_RUNNING, _ABORT),
+                      (_PAUSED, None): (_PAUSED, _ABORT),
+                      (_PAUSED, _ABORT): (_PAUSED, _ABORT)},
+    # A request that could not be passed on to the job.
+    'withdraw': {(_RUNNING, _PAUSE): (_RUNNING, None),
+                 (_RUNNING, _ABORT): (_RUNNING, None),
+                 (_PAUSED, _ABORT): (_PAUSED, None)},
+    # A job may end as it ends, whatever was asked of it; paused, it only
+    # ends by an abort.
+    'done': _ends(JobState.DONE, _RUNNING),
+    'failed': _ends(JobState.FAILED, _RUNNING),
+    'aborted': _ends(JobState.ABORTED, _RUNNING, _PAUSED),
+    'interrupted': _ends(JobState.INTERRUPTED, _RUNNING, _PAUSED),
+}
+
+# Why an operation is refused, by what was asked of the job, then by its
+# state; {id} is the job's.
+_REFUSALS: Dict[str, Dict[Any, str]] = {
+    'start': {_SKIPPED: 'job {id} is skipped: unskip it to start it'},
+    'request pause': {_ABORT: 'job {id} is being aborted',
+                      _PAUSED: 'job {id} is already paused'},
+    'pause': {_ABORT: 'job {id} is being aborted',
+              _PAUSED: 'job {id} is already paused'},
+    'resume': {_ABORT: 'job {id} is being aborted',
+               _RUNNING: 'job {id} is not paused: only a paused job can be '
+                         'resumed'},
+    'withdraw': {None: 'nothing was asked of job {id}'},
+    'done': {_PAUSED: 'job {id} is paused: a paused job can only be '
+                      'resumed or aborted'},
+    'failed': {_PAUSED: 'job {id} is paused: a paused job can only be '
+                        'resumed or aborted'},
+}
+
+
+def stage(job: Job) -> Stage:
+    """Where *job* is in its life."""
+    return job.state, job.requested
+
+
+def advance(job: Job, operation: str) -> Stage:
+    """The stage *operation* moves *job* to, or `InvalidTransition`."""
+    after = TRANSITIONS[operation].get((job.state, job.requested))
+    if after is None:
+        reasons = _REFUSALS.get(operation, {})
+        reason = reasons.get(job.requested) or reasons.get(job.state) or \
+            f'job {{id}} is {job.state.value}: cannot {operation} it'
+        raise InvalidTransition(reason.format(id=job.id))
+    return after
+
+
+def allows(job: Job, operation: str) -> bool:
+    """Whether *operation* may be done to *job* now."""
+    return (job.state, job.requested) in TRANSITIONS[operation]
+
 
 # How each operation on a waiting job reads in a refusal, and what to tell
 # the user who tries it on the current job.
@@ -32,11 +132,11 @@ def require_waiting(view: QueueView, job_id: Any, operation: str) -> Job:
     if job is None:
         raise JobNotFound(f'no job {job_id} in the queue')
     if not job.state.waiting:
-        raise _refusal(job, operation)
+        raise _not_waiting(job, operation)
     return job
 
 
-def _refusal(job: Job, operation: str) -> NotEditable:
+def _not_waiting(job: Job, operation: str) -> NotEditable:
     done, advice = _WAITING_ONLY[operation]
     if job.state.current:
         return NotEditable(f'job {job.id} is {job.state.value}: the current '

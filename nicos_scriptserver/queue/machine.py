@@ -282,6 +282,10 @@ class QueueMachine:
         """Make waiting job *job_id* the current, running job."""
         return self._run(current.start(self, job_id, now))
 
+    def request_pause(self) -> Change:
+        """A pause of the current job was asked for (in memory only)."""
+        return self._run(current.request_pause(self))
+
     def pause(self, now: float) -> Change:
         """The current job has stopped at a pause point."""
         return self._run(current.pause(self, now))
@@ -289,6 +293,15 @@ class QueueMachine:
     def resume(self, now: float) -> Change:
         """The paused current job runs again."""
         return self._run(current.resume(self, now))
+
+    def request_abort(self, reason: str) -> Change:
+        """An abort of the current job was asked for; the jobs queued now
+        are held for safety, for *reason*."""
+        return self._run(current.request_abort(self, reason))
+
+    def withdraw_request(self) -> Change:
+        """What was asked of the current job could not be passed on."""
+        return self._run(current.withdraw_request(self))
 
     def report_progress(self, fraction: Optional[float],
                         message: str = '') -> Change:

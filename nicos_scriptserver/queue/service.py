@@ -282,6 +282,10 @@ class JobQueue:
             return self._machine.start(job.id, now)
         return self._do(start)
 
+    def request_pause(self) -> Job:
+        """A pause of the current job was asked for; returns it."""
+        return self._do(lambda now: self._machine.request_pause())
+
     def pause(self) -> Job:
         """The current job stopped at a pause point."""
         return self._do(self._machine.pause)
@@ -289,6 +293,15 @@ class JobQueue:
     def resume(self) -> Job:
         """The paused job runs again."""
         return self._do(self._machine.resume)
+
+    def request_abort(self, reason: str) -> Job:
+        """An abort of the current job was asked for; the jobs queued now
+        are held for safety, for *reason*. Returns the job."""
+        return self._do(lambda now: self._machine.request_abort(reason))
+
+    def withdraw_request(self) -> Job:
+        """What was asked of the current job could not be passed on."""
+        return self._do(lambda now: self._machine.withdraw_request())
 
     def report_progress(self, fraction: Optional[float],
                         message: str = '') -> Job:

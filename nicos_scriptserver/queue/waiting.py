@@ -15,7 +15,7 @@ from nicos_scriptserver.queue.change import Change
 from nicos_scriptserver.queue.errors import (BadPosition, InvalidTransition,
                                              InvalidValue, JobNotFound,
                                              NotEditable)
-from nicos_scriptserver.queue.lifecycle import require_waiting
+from nicos_scriptserver.queue.lifecycle import advance, require_waiting
 from nicos_scriptserver.queue.model import REQUEUEABLE, Job, JobState
 from nicos_scriptserver.queue.order import place
 from nicos_scriptserver.queue.rights import Caller, check_may_edit
@@ -135,13 +135,15 @@ def confirm(view: QueueView, job_id: int) -> Change:
 def skip(view: QueueView, job_id: int) -> Change:
     """Leave a waiting job in its place but pass over it."""
     job = require_waiting(view, job_id, 'skip')
-    return _updated(job, dataclasses.replace(job, state=JobState.SKIPPED))
+    state, _ = advance(job, 'skip')
+    return _updated(job, dataclasses.replace(job, state=state))
 
 
 def unskip(view: QueueView, job_id: int) -> Change:
     """Let a skipped job run again when its turn comes."""
     job = require_waiting(view, job_id, 'unskip')
-    return _updated(job, dataclasses.replace(job, state=JobState.QUEUED))
+    state, _ = advance(job, 'unskip')
+    return _updated(job, dataclasses.replace(job, state=state))
 
 
 def move(view: QueueView, job_id: int, to: Position) -> Change:
