@@ -21,7 +21,7 @@ from nicos.utils import printTable
 
 from nicos_scriptserver.queue import QueueError
 from nicos_scriptserver.queue.model import SAFETY
-from nicos_scriptserver.queue.validate import as_job_id
+from nicos_scriptserver.app.spec import parse_job_id
 from nicos_scriptserver.timefmt import clock, duration
 
 
@@ -167,7 +167,7 @@ def _act(action: str, *args: Any) -> Any:
 
 def _on_job(action: str, job: Any, *args: Any, **kwargs: Any) -> Any:
     with _refusals():
-        return getattr(_daemon().jobs, action)(as_job_id(job), *args, **kwargs)
+        return getattr(_daemon().jobs, action)(parse_job_id(job), *args, **kwargs)
 
 
 @usercommand

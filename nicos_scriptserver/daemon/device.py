@@ -10,7 +10,7 @@ from nicos.protocols.daemon import BREAK_NOW, STATUS_STOPPING
 from nicos.services.daemon import NicosDaemon
 from nicos import session
 
-from nicos_scriptserver import jobcheck
+from nicos_scriptserver.app.spec import parse_edits, parse_specs, parse_spec
 from nicos_scriptserver.catalog import describe_calls
 from nicos_scriptserver.daemon import access, plaindata, queuecommands, \
     stockcommands  # noqa: F401 (registers commands)
@@ -127,8 +127,7 @@ class ScriptServerDaemon(NicosDaemon):
     def submit(self, specs: List[Mapping[str, Any]], user: User,
                position=None) -> List[Job]:
         """Check and queue jobs submitted by *user*."""
-        catalog = self._catalog()
-        prepared = [jobcheck.prepared_spec(spec, catalog) for spec in specs]
+        prepared = parse_specs(specs, self._catalog(), JobKind.AWARE)
         jobs = self.jobs.submit(prepared, owner=user.name, position=position)
         if getattr(self._starting_now, 'active', False) and self._dryruns:
             for job in jobs:
@@ -149,9 +148,10 @@ class ScriptServerDaemon(NicosDaemon):
         finally:
             self._starting_now.active = False
 
-    def checked_edits(self, edits: Mapping[str, Any]) -> Dict[str, Any]:
+    def checked_edits(self, edits: Mapping[str, Any], label: str,
+                      when: str = 'in an edit') -> Dict[str, Any]:
         """Edits of a job, checked like a submission."""
-        return jobcheck.prepared_edits(edits, self._catalog())
+        return parse_edits(edits, self._catalog(), label, when)
 
     def commands_changed(self) -> None:
         """Command files changed: let the script thread reload them when idle."""
@@ -171,12 +171,13 @@ class ScriptServerDaemon(NicosDaemon):
 
     def dry_run(self, spec: Mapping[str, Any], user: User) -> Dict[str, Any]:
         """Check and dry-run a job that is not queued; returns the report."""
-        prepared = jobcheck.prepared_spec(spec, self._catalog())
-        if prepared['kind'] == JobKind.BLACKBOX.value:
-            return blackbox_report(prepared['source'])
+        prepared = parse_spec(spec, self._catalog(),
+                              default_kind=JobKind.AWARE)
+        if prepared.kind is JobKind.BLACKBOX:
+            return blackbox_report(prepared.source)
         if self._dryruns is None:
             return not_possible('dry runs are off (dryrunpolicy)')
-        return self._dryruns.validate(prepared['source'], user)
+        return self._dryruns.validate(prepared.source, user)
 
     def user_for(self, job: Job) -> User:
         """The NICOS user a job runs as: whoever last changed what it runs,

@@ -15,7 +15,7 @@ from nicos_scriptserver import protocol
 from nicos_scriptserver.daemon.catalogdev import find_command_catalog
 from nicos_scriptserver.estimates import summary
 from nicos_scriptserver.queue import Caller, QueueError
-from nicos_scriptserver.queue.validate import as_job_id
+from nicos_scriptserver.app.spec import parse_job_id
 
 
 def _jobs(handler):
@@ -85,35 +85,35 @@ def _row(job) -> list:
 @queue_command('ss_job')
 def ss_job(self, job_id):
     """One job with everything about it (its content, to edit it)."""
-    return self.daemon.job_dict(_jobs(self).get(as_job_id(job_id)))
+    return self.daemon.job_dict(_jobs(self).get(parse_job_id(job_id)))
 
 
 @queue_command('ss_edit')
 def ss_edit(self, job_id, changes):
     """Edit a waiting job: changes is a dict of name/source/calls. Only its
     owner or an admin may; the job then runs as the editor."""
-    edits = self.daemon.checked_edits(dict(changes))
-    return _jobs(self).edit(as_job_id(job_id),
-                            by=Caller(self.user.name, self.user.level),
+    job_id = parse_job_id(job_id)
+    edits = self.daemon.checked_edits(changes, f'job {job_id}')
+    return _jobs(self).edit(job_id, by=Caller(self.user.name, self.user.level),
                             **edits).to_dict()
 
 
 @queue_command('ss_move')
 def ss_move(self, job_id, to):
     """Move a waiting job to an index, or 'up'/'down'/'top'/'bottom'."""
-    _jobs(self).move(as_job_id(job_id), to)
+    _jobs(self).move(parse_job_id(job_id), to)
 
 
 @queue_command('ss_skip')
 def ss_skip(self, job_id):
     """Skip a waiting job: it stays in the queue but does not run."""
-    _jobs(self).skip(as_job_id(job_id))
+    _jobs(self).skip(parse_job_id(job_id))
 
 
 @queue_command('ss_unskip')
 def ss_unskip(self, job_id):
     """Let a skipped job run again in its place."""
-    _jobs(self).unskip(as_job_id(job_id))
+    _jobs(self).unskip(parse_job_id(job_id))
 
 
 @queue_command('ss_repeat')
@@ -121,21 +121,21 @@ def ss_repeat(self, job_id, times=1):
     """Queue copies of a job right after it, as the caller's jobs; reply:
     the new jobs."""
     return [job.to_dict() for job in _jobs(self).repeat(
-        as_job_id(job_id), int(times), owner=self.user.name)]
+        parse_job_id(job_id), int(times), owner=self.user.name)]
 
 
 @queue_command('ss_duplicate')
 def ss_duplicate(self, job_id):
     """Queue one copy of a job right after it, as the caller's job; reply:
     the new job."""
-    return _jobs(self).duplicate(as_job_id(job_id),
+    return _jobs(self).duplicate(parse_job_id(job_id),
                                  owner=self.user.name).to_dict()
 
 
 @queue_command('ss_remove')
 def ss_remove(self, job_id):
     """Remove a waiting job."""
-    _jobs(self).remove(as_job_id(job_id))
+    _jobs(self).remove(parse_job_id(job_id))
 
 
 @queue_command('ss_clear')
@@ -147,15 +147,17 @@ def ss_clear(self):
 @queue_command('ss_requeue')
 def ss_requeue(self, job_id, changes=None, position=None):
     """Queue an aborted/failed/interrupted job again, optionally edited."""
-    edits = self.daemon.checked_edits(dict(changes or {}))
-    return _jobs(self).requeue(as_job_id(job_id), edits, position=position,
-                               owner=self.user.name).to_dict()
+    job_id = parse_job_id(job_id)
+    edits = self.daemon.checked_edits(changes or {}, f're-queued job {job_id}',
+                                      'when re-queuing')
+    return _jobs(self).requeue(job_id, position=position,
+                               owner=self.user.name, **edits).to_dict()
 
 
 @queue_command('ss_history')
 def ss_history(self, limit=50, before=None):
     """Finished jobs, newest first, with their results and error reports."""
-    before = None if before is None else as_job_id(before)
+    before = None if before is None else parse_job_id(before)
     return [job.to_dict() for job in _jobs(self).history(int(limit), before)]
 
 
@@ -194,7 +196,7 @@ def ss_abort(self, level=2):
 @queue_command('ss_confirm')
 def ss_confirm(self, job_id):
     """Let a job that was held back (e.g. by its dry run) run in its turn."""
-    return _jobs(self).confirm(as_job_id(job_id)).to_dict()
+    return _jobs(self).confirm(parse_job_id(job_id)).to_dict()
 
 
 @queue_command('ss_dryrun')

@@ -17,7 +17,7 @@ from nicos.services.daemon.handler import command_wrappers
 
 from nicos_scriptserver.daemon.queuecommands import queue_command
 from nicos_scriptserver.queue import Caller, InvalidTransition
-from nicos_scriptserver.queue.validate import as_job_id
+from nicos_scriptserver.app.spec import parse_job_id
 
 
 @queue_command('getstatus')
@@ -77,7 +77,7 @@ def unqueue(self, reqid):
     if reqid == '*':
         self.daemon.jobs.clear()
     else:
-        self.daemon.jobs.remove(as_job_id(reqid))
+        self.daemon.jobs.remove(parse_job_id(reqid))
 
 
 @queue_command('update')
@@ -88,9 +88,10 @@ def update(self, newcode, reason, reqid=None):
     if reqid is None:
         raise ValueError('no job id given: the current job cannot be edited; '
                          'abort it, then edit and re-queue it')
-    self.daemon.jobs.edit(as_job_id(reqid),
-                          by=Caller(self.user.name, self.user.level),
-                          **self.daemon.checked_edits({'source': newcode}))
+    job_id = parse_job_id(reqid)
+    self.daemon.jobs.edit(job_id, by=Caller(self.user.name, self.user.level),
+                          **self.daemon.checked_edits({'source': newcode},
+                                                      f'job {job_id}'))
 
 
 def _start_now(stock_start):

@@ -19,12 +19,13 @@ protects is queued.
 from __future__ import annotations
 
 from typing import (Any, Callable, Iterable, List, Mapping, Optional,
-                    Protocol, Tuple, Union)
+                    Protocol, Sequence, Tuple, Union)
 
 from nicos_scriptserver.queue import current, holds, waiting
 from nicos_scriptserver.queue.change import Change
 from nicos_scriptserver.queue.errors import InvalidValue, JobNotFound
-from nicos_scriptserver.queue.model import Job, QueueData, QueueState
+from nicos_scriptserver.queue.model import (Job, JobSpec, QueueData,
+                                            QueueState)
 from nicos_scriptserver.queue.rights import Caller
 from nicos_scriptserver.queue.waiting import Position
 
@@ -185,9 +186,8 @@ class QueueMachine:
 
     # -- the waiting list (see `waiting`) -------------------------------------
 
-    def submit(self, specs: Union[Mapping[str, Any], List[Mapping]],
-               owner: str, now: float, position: Optional[Position] = None
-               ) -> Change:
+    def submit(self, specs: Union[JobSpec, Sequence[JobSpec]], owner: str,
+               now: float, position: Optional[Position] = None) -> Change:
         """Queue one job or a batch; result: the new jobs."""
         return self._run(waiting.submit(self, specs, owner, now, position))
 
@@ -251,12 +251,14 @@ class QueueMachine:
         return self._run(waiting.clear(self))
 
     def requeue(self, job_id: int, now: float,
-                edits: Optional[Mapping[str, Any]] = None,
                 position: Optional[Position] = None,
-                owner: Optional[str] = None) -> Change:
-        """Queue a finished job again as a new job; result: the new job."""
-        return self._run(waiting.requeue(self, job_id, now, edits, position,
-                                         owner))
+                owner: Optional[str] = None, *, name: Optional[str] = None,
+                source: Optional[str] = None, calls: Optional[list] = None
+                ) -> Change:
+        """Queue a finished job again as a new job, maybe edited; result:
+        the new job."""
+        return self._run(waiting.requeue(self, job_id, now, position, owner,
+                                         name, source, calls))
 
     # -- the queue as a whole (see `holds`) -------------------------------------
 

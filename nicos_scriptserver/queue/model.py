@@ -192,6 +192,24 @@ _JOB_FIELDS = tuple(f.name for f in fields(Job) if f.init)
 
 
 @dataclass(frozen=True)
+class JobSpec:
+    """A job as it is submitted, checked (`app.spec` makes them from what
+    clients send): what the queue's ``submit`` turns into a `Job`.
+
+    ``calls`` are a generated job's command calls (None for other kinds),
+    ``source`` its script rendered from them; ``held`` submits it held
+    back, for ``hold_reason``.
+    """
+
+    kind: JobKind
+    source: str
+    name: str = ''
+    calls: Optional[List[Dict[str, Any]]] = None
+    held: bool = False
+    hold_reason: str = ''
+
+
+@dataclass(frozen=True)
 class QueueState:
     """The queue as a whole: whether it is held, and its failure policy.
 

@@ -14,13 +14,14 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
+from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
                     Union)
 
 from nicos_scriptserver.queue.change import Change, Event
 from nicos_scriptserver.queue.waiting import Position
 from nicos_scriptserver.queue.machine import KEEP_HISTORY, QueueMachine
-from nicos_scriptserver.queue.model import Job, JobState, QueueData, QueueState
+from nicos_scriptserver.queue.model import (Job, JobSpec, JobState,
+                                            QueueData, QueueState)
 from nicos_scriptserver.queue.rights import Caller
 from nicos_scriptserver.queue.store import QueueStore
 
@@ -167,8 +168,8 @@ class JobQueue:
 
     # -- the waiting list ---------------------------------------------------------
 
-    def submit(self, specs: Union[Mapping[str, Any], List[Mapping]],
-               owner: str, position: Optional[Position] = None) -> List[Job]:
+    def submit(self, specs: Union[JobSpec, Sequence[JobSpec]], owner: str,
+               position: Optional[Position] = None) -> List[Job]:
         """Queue one job or a batch; returns the new jobs."""
         return self._do(lambda now: self._machine.submit(
             specs, owner, now, position))
@@ -235,13 +236,15 @@ class JobQueue:
         """Remove every waiting job; returns their ids."""
         return self._do(lambda now: self._machine.clear())
 
-    def requeue(self, job_id: int, edits: Optional[Mapping[str, Any]] = None,
-                position: Optional[Position] = None,
-                owner: Optional[str] = None) -> Job:
+    def requeue(self, job_id: int, position: Optional[Position] = None,
+                owner: Optional[str] = None, *, name: Optional[str] = None,
+                source: Optional[str] = None, calls: Optional[list] = None
+                ) -> Job:
         """Queue an aborted, failed or interrupted job again as a new job
-        of *owner*."""
+        of *owner*, maybe edited."""
         return self._do(lambda now: self._machine.requeue(
-            job_id, now, edits, position, owner))
+            job_id, now, position, owner, name=name, source=source,
+            calls=calls))
 
     # -- the queue as a whole -----------------------------------------------------
 

@@ -8,7 +8,8 @@ arguments that returns the `Change` it makes, or raises a `QueueError`;
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
+from typing import (Any, Dict, Iterable, List, Mapping, Optional, Sequence,
+                    Union)
 
 from nicos_scriptserver.queue import validate
 from nicos_scriptserver.queue.change import Change
@@ -16,7 +17,8 @@ from nicos_scriptserver.queue.errors import (BadPosition, InvalidTransition,
                                              InvalidValue, JobNotFound,
                                              NotEditable)
 from nicos_scriptserver.queue.lifecycle import advance, require_waiting
-from nicos_scriptserver.queue.model import REQUEUEABLE, Job, JobState
+from nicos_scriptserver.queue.model import (REQUEUEABLE, Job, JobKind,
+                                            JobSpec, JobState)
 from nicos_scriptserver.queue.order import place
 from nicos_scriptserver.queue.rights import Caller, check_may_edit
 from nicos_scriptserver.queue.view import QueueView
@@ -26,40 +28,38 @@ MOVES = ('up', 'down', 'top', 'bottom')
 Position = Union[int, str]
 
 
-def submit(view: QueueView, specs: Union[Mapping[str, Any], List[Mapping]],
+def submit(view: QueueView, specs: Union[JobSpec, Sequence[JobSpec]],
            owner: str, now: float, position: Optional[Position] = None
            ) -> Change:
-    """Queue one job (a spec dict) or a batch (a list of them).
+    """Queue one job or a batch (a list of specs, checked: see `JobSpec`).
 
-    A spec has ``kind`` and ``source``, optionally ``name``, ``calls``
-    (generated jobs), ``held`` and ``hold_reason``. The jobs of a batch
-    (a list of two or more) share one ``batch_id``. *position* is an
-    index into the waiting list where the first job goes, or
-    'top'/'bottom' (the default). Result: the list of new jobs.
+    The jobs of a batch (a list of two or more) share one ``batch_id``.
+    *position* is an index into the waiting list where the first job goes,
+    or 'top'/'bottom' (the default). Result: the list of new jobs.
     """
-    specs = list(specs) if isinstance(specs, (list, tuple)) else [specs]
+    specs = [specs] if isinstance(specs, JobSpec) else list(specs)
     if not specs:
         raise InvalidValue('nothing to submit: the batch is empty')
     if not isinstance(owner, str) or not owner:
         raise InvalidValue('a job needs an owner (a user name)')
     batch = len(specs) > 1
     first = view.next_id
-    fields = [validate.spec_fields(spec, f'job {number} of the batch'
-                                   if batch else 'the job')
-              for number, spec in enumerate(specs, 1)]
     at = _insert_index(view, position)
-    jobs = [Job(id=first + index, owner=owner, changed_by=owner,
+    jobs = [Job(id=first + index, kind=spec.kind, name=spec.name,
+                source=spec.source, calls=spec.calls, held=spec.held,
+                hold_reason=spec.hold_reason, owner=owner, changed_by=owner,
                 state=JobState.QUEUED, created=now, queued_at=now,
                 batch_id=f'batch-{first}' if batch else None,
                 batch_index=index if batch else None,
-                batch_size=len(specs) if batch else None, **values)
-            for index, values in enumerate(fields)]
+                batch_size=len(specs) if batch else None)
+            for index, spec in enumerate(specs)]
     return _insert(view, jobs, at, result=jobs)
 
 
 def edit(view: QueueView, job_id: int, by: Caller, name: Optional[str] = None,
          source: Optional[str] = None, calls: Optional[list] = None) -> Change:
-    """Change a waiting job's name, script or command calls, as *by*.
+    """Change a waiting job's name, script or command calls (checked: see
+    `app.spec.parse_edits`), as *by*.
 
     Only its owner or an admin may (`rights.check_may_edit`); the job then
     runs as *by*. A new script or new calls drop the job's estimate, which
@@ -234,34 +234,29 @@ def clear(view: QueueView) -> Change:
 
 
 def requeue(view: QueueView, job_id: int, now: float,
-            edits: Optional[Mapping[str, Any]] = None,
-            position: Optional[Position] = None,
-            owner: Optional[str] = None) -> Change:
+            position: Optional[Position] = None, owner: Optional[str] = None,
+            name: Optional[str] = None, source: Optional[str] = None,
+            calls: Optional[list] = None) -> Change:
     """Queue an aborted, failed or interrupted job again, as a new job.
 
     The new job runs from the beginning and points back at the old one
-    (``requeued_from``), which stays in the history unchanged. *edits* may
-    change name, source and calls; the new job is *owner*'s (see
-    `_copy_rights`). Result: the new job.
+    (``requeued_from``), which stays in the history unchanged. *name*,
+    *source* and *calls* change it as an edit does; the new job is
+    *owner*'s (see `_copy_rights`). Result: the new job.
     """
     job = _any_job(view, job_id)
     if job.state not in REQUEUEABLE:
         raise InvalidTransition(
             f'job {job_id} is {job.state.value}: only aborted, failed or '
             'interrupted jobs can be re-queued')
-    edits = dict(edits or {})
-    unknown = sorted(set(edits) - {'name', 'source', 'calls'})
-    if unknown:
-        raise InvalidValue(f'cannot change {", ".join(unknown)} when '
-                           're-queuing; only name, source and calls')
     rights = _copy_rights(job, owner)
     at = _insert_index(view, position)
     fresh = Job(id=view.next_id, kind=job.kind, name=job.name,
                 source=job.source, calls=job.calls, **rights,
                 state=JobState.QUEUED, created=job.created, queued_at=now,
                 requeued_from=job_id, estimate=job.estimate)
-    if edits:
-        fresh = _edited(fresh, f're-queued job {job_id}', **edits)
+    if (name, source, calls) != (None, None, None):
+        fresh = _edited(fresh, f're-queued job {job_id}', name, source, calls)
     return _insert(view, [fresh], at, result=fresh)
 
 
@@ -339,17 +334,16 @@ def _copy_rights(job: Job, owner: Optional[str]) -> Dict[str, str]:
 
 def _edited(job: Job, label: str, name: Optional[str] = None,
             source: Optional[str] = None, calls: Optional[list] = None) -> Job:
-    """*job* with the given (not None) fields changed and checked."""
-    values: Dict[str, Any] = {}
-    if name is not None:
-        values['name'] = validate.name(name, label)
-    if source is not None:
-        values['source'] = validate.source(source, label)
-    if calls is not None:
-        values['calls'] = validate.calls(calls, job.kind, label)
+    """*job* with the given (not None) fields changed."""
+    values = {key: value for key, value in (('name', name), ('source', source),
+                                            ('calls', calls))
+              if value is not None}
     if not values:
         raise InvalidValue(f'nothing to change in {label}: give a name, '
                            'a source or calls')
+    if calls is not None and job.kind is not JobKind.GENERATED:
+        raise InvalidValue(f'{label}: only generated jobs have command '
+                           f'calls, this one is {job.kind.value}')
     if values.get('source', job.source) != job.source or \
             values.get('calls', job.calls) != job.calls:
         values['estimate'] = None

@@ -4,7 +4,7 @@
 `QueueHandler` calls the registered command wrappers (exactly what NICOS's
 handler calls for a request) over a real `JobQueue` in an in-memory SQLite
 database. `FakeDaemon` stands in for the few `ScriptServerDaemon` methods
-the commands use; it keeps their pure checks (via `jobcheck`, the job
+the commands use; it keeps their pure checks (via `app.spec`, the job
 queue, `describe_calls`, `timeline`) and replaces only what needs a NICOS
 session or script thread: a pause/resume/abort request is applied to the
 queue at once, as the script thread would apply it later. Imports NICOS
@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from nicos.protocols.daemon import DAEMON_COMMANDS
 
-from nicos_scriptserver import jobcheck
+from nicos_scriptserver.app.spec import parse_edits, parse_specs
 from nicos_scriptserver.commandtable import CODES
 
 
@@ -66,11 +66,12 @@ class FakeDaemon:
 
     def submit(self, specs: List[Mapping[str, Any]], user: Any,
                position: Any = None) -> List[Job]:
-        prepared = [jobcheck.prepared_spec(spec, self.catalog) for spec in specs]
+        prepared = parse_specs(specs, self.catalog, JobKind.AWARE)
         return self.jobs.submit(prepared, owner=user.name, position=position)
 
-    def checked_edits(self, edits: Mapping[str, Any]) -> Dict[str, Any]:
-        return jobcheck.prepared_edits(edits, self.catalog)
+    def checked_edits(self, edits: Mapping[str, Any], label: str,
+                      when: str = 'in an edit') -> Dict[str, Any]:
+        return parse_edits(edits, self.catalog, label, when)
 
     def job_dict(self, job: Job) -> Dict[str, Any]:
         data = job.to_dict()

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from nicos.protocols.daemon import STATUS_IDLE, STATUS_IDLEEXC, \
     STATUS_INBREAK, STATUS_RUNNING
 
+from nicos_scriptserver.app.spec import parse_specs
 from nicos_scriptserver.daemon.stockview import HELD, HELD_BACK, StockView
 from nicos_scriptserver.queue import JobQueue, QueueError
 
@@ -118,8 +119,8 @@ def daemon(tmp_path):
 
 def submit(daemon, *names):
     return [job.id for job in daemon.jobs.submit(
-        [{'kind': 'aware', 'name': name, 'source': f'{name}()'}
-         for name in names], 'alice')]
+        parse_specs([{'kind': 'aware', 'name': name, 'source': f'{name}()'}
+                     for name in names]), 'alice')]
 
 
 def test_a_held_back_job_is_listed_with_why_and_released_by_a_passing_dry_run(
