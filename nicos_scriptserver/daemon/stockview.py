@@ -31,14 +31,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from nicos.protocols.daemon import STATUS_IDLE, STATUS_IDLEEXC, \
     STATUS_INBREAK
 
+from nicos_scriptserver.app.attention import HELD, Attention, attention
+
 Emit = Callable[[str, Any], None]
 #: NICOS's status: (status constant, line number).
 Status = Tuple[int, int]
-#: Why nothing runs although jobs are queued (see `StockView.attention`):
-#: the queue is held, or (with the first queued job's id) every queued job
-#: is held back.
-HELD, HELD_BACK = 'held', 'held back'
-Attention = Tuple[str, Optional[int]]
 
 
 def stock_request(job: Dict[str, Any]) -> Dict[str, Any]:
@@ -194,13 +191,9 @@ class StockView:
     # -- the status -----------------------------------------------------------------
 
     def _attention(self) -> Optional[Attention]:
-        if self._current is not None or not self._listed:
-            return None
-        if self._queue['held']:
-            return HELD, None
-        if len(self._held_back) == len(self._listed):
-            return HELD_BACK, next(iter(self._listed))
-        return None
+        return attention(self._current is not None, len(self._listed),
+                         len(self._held_back), next(iter(self._listed), None),
+                         self._queue['held'])
 
     def _refresh(self, status: Optional[Status] = None) -> None:
         """Send the status stock clients see if it changed; *status*: the
@@ -210,19 +203,19 @@ class StockView:
                 return
             status = (self._controller.status, self._controller.lineno)
         status = tuple(status)
-        attention = self._attention()
-        if attention is None:
+        waiting = self._attention()
+        if waiting is None:
             self._notice = None
         elif status[0] in (STATUS_IDLE, STATUS_IDLEEXC):
             status = (STATUS_INBREAK, status[1])
-            self._announce(attention)
+            self._announce(waiting)
         if status != self._status:
             self._status = status
             self.emit('status', status)
 
-    def _announce(self, attention: Attention) -> None:
+    def _announce(self, waiting: Attention) -> None:
         """Say in the log why the queue waits (once per reason)."""
-        kind, job_id = attention
+        kind, job_id = waiting
         if kind == HELD:
             reason = self._queue['hold_reason'] or 'no reason given'
             notice = (kind, reason)

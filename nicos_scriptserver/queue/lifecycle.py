@@ -17,15 +17,23 @@ while it waits (`require_waiting`).
     running, paused [, any request] -aborted-> aborted
     running, paused [, any request] -interrupted (restart)-> interrupted
     ..., pause requested/aborting -withdraw-> ... (the request failed)
+
+A job's dry run has a stage of its own (`DryRunState`, the ``state`` of
+its report): none yet, pending, running, then a verdict (ok, failed, not
+possible). An edit of its script drops the report; a copy keeps it.
+Under the policy that jobs wait for their dry run, a job starts only
+after the verdict (`waits_for_dry_run`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from enum import Enum
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from nicos_scriptserver.queue.errors import (InvalidTransition, JobNotFound,
                                              NotEditable)
-from nicos_scriptserver.queue.model import REQUEUEABLE, Job, JobState, Request
+from nicos_scriptserver.queue.model import (REQUEUEABLE, Job, JobKind,
+                                            JobState, Request)
 from nicos_scriptserver.queue.view import QueueView
 
 #: A job's stage: its state and what was asked of it (None: nothing).
@@ -112,6 +120,44 @@ def allows(job: Job, operation: str) -> bool:
     return (job.state, job.requested) in TRANSITIONS[operation]
 
 
+class DryRunState(str, Enum):
+    """Where a job's dry run is: the ``state`` of its report."""
+
+    PENDING = 'pending'  # to be dry-run
+    RUNNING = 'running'  # being dry-run
+    OK = 'ok'  # found nothing wrong
+    FAILED = 'failed'  # found a problem
+    NOT_POSSIBLE = 'not possible'  # cannot be dry-run (black box, ...)
+
+    @property
+    def final(self) -> bool:
+        """Whether this is the dry run's verdict: it will not change."""
+        return self in (DryRunState.OK, DryRunState.FAILED,
+                        DryRunState.NOT_POSSIBLE)
+
+    @classmethod
+    def of(cls, report: Optional[Mapping[str, Any]]
+           ) -> Optional['DryRunState']:
+        """The state a report (or its summary) gives; None for no report,
+        or one without a known state."""
+        try:
+            return cls((report or {}).get('state'))
+        except ValueError:
+            return None
+
+
+def dry_run_done(job: Job) -> bool:
+    """Whether *job*'s dry run has given its verdict."""
+    state = DryRunState.of(job.estimate)
+    return state is not None and state.final
+
+
+def waits_for_dry_run(job: Job) -> bool:
+    """Whether *job* may not start yet where jobs wait for their dry run:
+    it has no verdict yet (black-box jobs are never dry-run)."""
+    return job.kind is not JobKind.BLACKBOX and not dry_run_done(job)
+
+
 # How each operation on a waiting job reads in a refusal, and what to tell
 # the user who tries it on the current job.
 _WAITING_ONLY = {
@@ -141,7 +187,8 @@ def _not_waiting(job: Job, operation: str) -> NotEditable:
     if job.state.current:
         return NotEditable(f'job {job.id} is {job.state.value}: the current '
                            f'job cannot be {done}; {advice}')
-    advice = '; re-queue it to run it again' if job.state in REQUEUEABLE else ''
+    advice = ('; re-queue it to run it again' if job.state in REQUEUEABLE
+              else '')
     return NotEditable(f'job {job.id} is {job.state.value}: finished jobs '
                        f'cannot be {done}, they stay in the history as they '
                        f'ran{advice}')

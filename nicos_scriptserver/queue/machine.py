@@ -18,14 +18,13 @@ protects is queued.
 
 from __future__ import annotations
 
-from typing import (Any, Callable, Iterable, List, Mapping, Optional,
-                    Protocol, Sequence, Tuple, Union)
+from typing import (Any, Callable, Iterable, List, Optional, Protocol,
+                    Sequence, Tuple, Union)
 
 from nicos_scriptserver.queue import current, holds, waiting
 from nicos_scriptserver.queue.change import Change
 from nicos_scriptserver.queue.errors import InvalidValue, JobNotFound
-from nicos_scriptserver.queue.model import (Job, JobSpec, QueueData,
-                                            QueueState)
+from nicos_scriptserver.queue.model import Job, JobSpec, QueueData
 from nicos_scriptserver.queue.rights import Caller
 from nicos_scriptserver.queue.waiting import Position
 
@@ -55,6 +54,10 @@ class QueueMachine:
     commit); the default keeps the queue in memory only. Only the newest
     *keep_history* finished jobs stay in memory; older ones are looked up
     in *archive* (without one they are forgotten).
+
+    ``jobs``, ``order``, ``keys``, ``queue`` and ``next_id`` are the state
+    as `view.QueueView` describes it: read them, never change them (every
+    change is an operation's, applied by `_run`).
     """
 
     def __init__(self, data: Optional[QueueData] = None,
@@ -62,48 +65,22 @@ class QueueMachine:
                  archive: Optional[Archive] = None,
                  keep_history: int = KEEP_HISTORY):
         data = data or QueueData()
-        self._jobs = dict(data.jobs)
-        self._order = list(data.order)
-        self._keys = dict(data.keys)
+        self.jobs = dict(data.jobs)
+        self.order = list(data.order)
+        self.keys = dict(data.keys)
         self._history = list(data.history)
         self._history_start = data.history_start
         self._history_index = {job_id: data.history_start + index
                                for index, job_id in enumerate(self._history)}
         self._archive = archive
         self._keep_history = keep_history
-        self._queue = data.queue
-        self._next_id = data.next_id
-        self._current = next((job.id for job in self._jobs.values()
+        self.queue = data.queue
+        self.next_id = data.next_id
+        self._current = next((job.id for job in self.jobs.values()
                               if job.state.current), None)
         self._commit = commit or (lambda change: None)
 
     # -- the view the operations read (see view.QueueView) -------------------
-
-    @property
-    def jobs(self) -> Mapping[int, Job]:
-        """The jobs in memory: waiting, current, the newest finished."""
-        return self._jobs
-
-    @property
-    def order(self) -> List[int]:
-        """The waiting list: ids in the order they will run (not to be
-        changed: a change sets a new list)."""
-        return self._order
-
-    @property
-    def keys(self) -> Mapping[int, int]:
-        """The order key of each waiting job."""
-        return self._keys
-
-    @property
-    def next_id(self) -> int:
-        """The id the next new job gets."""
-        return self._next_id
-
-    @property
-    def queue(self) -> QueueState:
-        """Whether the queue is held, why, and its failure policy."""
-        return self._queue
 
     @property
     def history_end(self) -> int:
@@ -113,7 +90,7 @@ class QueueMachine:
     def find(self, job_id: Any) -> Optional[Job]:
         """Any job, also a finished one no longer in memory; None if there
         is no such job."""
-        job = self._jobs.get(job_id) if isinstance(job_id, int) else None
+        job = self.jobs.get(job_id) if isinstance(job_id, int) else None
         if job is None:
             archived = self._archived(job_id)
             job = None if archived is None else archived[1]
@@ -123,17 +100,17 @@ class QueueMachine:
 
     def data(self) -> QueueData:
         """A copy of the whole state (what the store keeps)."""
-        return QueueData(dict(self._jobs), list(self._order), dict(self._keys),
+        return QueueData(dict(self.jobs), list(self.order), dict(self.keys),
                          list(self._history), self._history_start,
-                         self._queue, self._next_id)
+                         self.queue, self.next_id)
 
     def waiting(self) -> List[Job]:
         """Queued and skipped jobs, in the order they will run."""
-        return [self._jobs[job_id] for job_id in self._order]
+        return [self.jobs[job_id] for job_id in self.order]
 
     def current(self) -> Optional[Job]:
         """The running or paused job, if any."""
-        return None if self._current is None else self._jobs[self._current]
+        return None if self._current is None else self.jobs[self._current]
 
     def get(self, job_id: int) -> Job:
         """Any job: waiting, current or finished."""
@@ -161,7 +138,7 @@ class QueueMachine:
                     raise JobNotFound(f'no job {before_id} in the history')
                 end = found[0]
         ids = self._history[max(0, end - limit - start):max(0, end - start)]
-        jobs = [self._jobs[job_id] for job_id in reversed(ids)]
+        jobs = [self.jobs[job_id] for job_id in reversed(ids)]
         if len(jobs) < limit and min(start, end) > 0 and self._archive:
             jobs += self._archive.finished_before(min(start, end),
                                                   limit - len(jobs))
@@ -170,18 +147,18 @@ class QueueMachine:
     def _archived(self, job_id: Any) -> Optional[Tuple[int, Job]]:
         """A finished job no longer in memory, and its history position."""
         if self._archive is None or not isinstance(job_id, int) or \
-                job_id in self._jobs:
+                job_id in self.jobs:
             return None
         return self._archive.finished_job(job_id)
 
     def next_job(self) -> Optional[Job]:
         """The job to start now: the first runnable one, unless a job is
         current or the queue is held."""
-        if self._current is not None or self._queue.held:
+        if self._current is not None or self.queue.held:
             return None
-        for job_id in self._order:
-            if self._jobs[job_id].runnable:
-                return self._jobs[job_id]
+        for job_id in self.order:
+            if self.jobs[job_id].runnable:
+                return self.jobs[job_id]
         return None
 
     # -- the waiting list (see `waiting`) -------------------------------------
@@ -330,11 +307,11 @@ class QueueMachine:
         if change.empty:
             return change
         for job in change.put.values():
-            old = self._jobs.get(job.id)
+            old = self.jobs.get(job.id)
             assert old is None or not old.state.finished, \
                 f'finished job {job.id} must not change'
             if job.state.waiting and job.id not in change.keys:
-                change.keys[job.id] = self._keys[job.id]
+                change.keys[job.id] = self.keys[job.id]
         holds.end_spent_safety_hold(self, change)
         if change.durable:
             self._commit(change)
@@ -344,30 +321,30 @@ class QueueMachine:
     def _apply(self, change: Change) -> None:
         # Only assignments from here on: nothing may fail once committed.
         for job_id in change.deleted:
-            del self._jobs[job_id]
-            self._keys.pop(job_id, None)
+            del self.jobs[job_id]
+            self.keys.pop(job_id, None)
         for job in change.put.values():
-            self._jobs[job.id] = job
+            self.jobs[job.id] = job
             if job.state.current:
                 self._current = job.id
             elif self._current == job.id:
                 self._current = None
             if not job.state.waiting:
-                self._keys.pop(job.id, None)
-        self._keys.update(change.keys)
+                self.keys.pop(job.id, None)
+        self.keys.update(change.keys)
         if change.order is not None:
-            self._order = change.order
+            self.order = change.order
         self._history.extend(change.history)
         self._history_index.update(change.history)
         if len(self._history) > self._keep_history:
             # The oldest finished jobs stay in the archive only.
             dropped = len(self._history) - self._keep_history
             for job_id in self._history[:dropped]:
-                del self._jobs[job_id]
+                del self.jobs[job_id]
                 del self._history_index[job_id]
             self._history = self._history[dropped:]
             self._history_start += dropped
         if change.queue is not None:
-            self._queue = change.queue
+            self.queue = change.queue
         if change.next_id is not None:
-            self._next_id = change.next_id
+            self.next_id = change.next_id

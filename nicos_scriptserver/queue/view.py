@@ -16,26 +16,17 @@ from nicos_scriptserver.queue.model import Job, QueueState
 class QueueView(Protocol):
     """The queue as its operations see it (read only)."""
 
-    @property
-    def jobs(self) -> Mapping[int, Job]:
-        """The jobs in memory: waiting, current, the newest finished."""
-
-    @property
-    def order(self) -> List[int]:
-        """The waiting list: ids in the order they will run (not to be
-        changed: a change sets a new list)."""
-
-    @property
-    def keys(self) -> Mapping[int, int]:
-        """The order key of each waiting job (see `order.place`)."""
-
-    @property
-    def next_id(self) -> int:
-        """The id the next new job gets."""
-
-    @property
-    def queue(self) -> QueueState:
-        """The queue's hold and failure policy."""
+    #: The jobs in memory: waiting, current, the newest finished.
+    jobs: Mapping[int, Job]
+    #: The waiting list: ids in the order they will run (a change sets a
+    #: new list).
+    order: List[int]
+    #: The order key of each waiting job (see `order.place`).
+    keys: Mapping[int, int]
+    #: The queue's hold and failure policy.
+    queue: QueueState
+    #: The id the next new job gets.
+    next_id: int
 
     @property
     def history_end(self) -> int:

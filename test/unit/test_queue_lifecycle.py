@@ -44,7 +44,8 @@ def test_a_pause_request_is_announced_and_the_pause_clears_it(m):
     assert (job.state, job.requested) == (JobState.RUNNING, Request.PAUSE)
     assert change.events == [('job_changed', job.to_dict())]
     assert job.to_dict()['requested'] == 'pause' and not change.durable
-    assert m.request_pause().result.requested is Request.PAUSE  # again: sent again
+    # Asked again, it is sent again.
+    assert m.request_pause().result.requested is Request.PAUSE
     paused = m.pause(25.0).result
     assert (paused.state, paused.requested) == (JobState.PAUSED, None)
     with refused(InvalidTransition, 'job 1 is already paused'):

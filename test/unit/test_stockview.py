@@ -18,7 +18,8 @@ from nicos.protocols.daemon import STATUS_IDLE, STATUS_IDLEEXC, \
     STATUS_INBREAK, STATUS_RUNNING
 
 from nicos_scriptserver.app.spec import parse_specs
-from nicos_scriptserver.daemon.stockview import HELD, HELD_BACK, StockView
+from nicos_scriptserver.app.attention import HELD, HELD_BACK
+from nicos_scriptserver.daemon.stockview import StockView
 from nicos_scriptserver.queue import JobQueue, QueueError
 
 LOG = logging.getLogger('stockview test')
