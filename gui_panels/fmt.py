@@ -3,6 +3,7 @@
 from typing import Any, Optional
 
 from nicos_scriptserver import timefmt
+from nicos_scriptserver.queue.lifecycle import DryRunState
 
 
 clock = timefmt.clock
@@ -13,12 +14,19 @@ def estimate(summary: Optional[dict]) -> str:
     """An estimate report (or its summary) in a table cell."""
     if not summary:
         return ''
-    state = summary.get('state')
-    if summary.get('seconds') is not None and state in ('ok', 'not possible'):
+    state = DryRunState.of(summary)
+    if summary.get('seconds') is not None and state in (
+            DryRunState.OK, DryRunState.NOT_POSSIBLE):
         return duration(summary['seconds'])
-    return {'pending': 'dry run waiting', 'running': 'dry run…',
-            'failed': 'dry run failed', 'not possible': 'unknown'}.get(
-                state, state or '')
+    if state is None:
+        return summary.get('state') or ''
+    return _DRY_RUN_TEXTS.get(state, state.value)
+
+
+_DRY_RUN_TEXTS = {DryRunState.PENDING: 'dry run waiting',
+                  DryRunState.RUNNING: 'dry run…',
+                  DryRunState.FAILED: 'dry run failed',
+                  DryRunState.NOT_POSSIBLE: 'unknown'}
 
 
 def people(job: dict) -> str:

@@ -30,6 +30,7 @@ from nicos_scriptserver.estimates import (blackbox_report, build_report,
 from nicos_scriptserver.queue import (Caller, Job, JobKind, JobNotFound,
                                       JobQueue, JobState, NotEditable,
                                       UnknownAccount, runs_as)
+from nicos_scriptserver.queue.change import JOB_CHANGED, QUEUE_CHANGED
 from nicos_scriptserver.queue.lifecycle import (DryRunState, dry_run_done,
                                                 waits_for_dry_run)
 
@@ -113,9 +114,9 @@ class DryRuns:
         with self._cond:
             work = False
             for name, data in events:
-                if name == 'job_changed':
+                if name == JOB_CHANGED:
                     work |= self._job_changed(data)
-                elif name == 'queue_changed':
+                elif name == QUEUE_CHANGED:
                     for job_id in data['removed']:
                         self._forget(job_id)
             if work:

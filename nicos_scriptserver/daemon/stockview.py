@@ -32,6 +32,9 @@ from nicos.protocols.daemon import STATUS_IDLE, STATUS_IDLEEXC, \
     STATUS_INBREAK
 
 from nicos_scriptserver.app.attention import HELD, Attention, attention
+from nicos_scriptserver.queue import JobState
+from nicos_scriptserver.queue.change import (JOB_CHANGED, QUEUE_CHANGED,
+                                             QUEUE_STATE)
 
 Emit = Callable[[str, Any], None]
 #: NICOS's status: (status constant, line number).
@@ -70,17 +73,17 @@ class StockView:
         self._lock = threading.Lock()
         self._controller = None
         current = jobs.current()
-        waiting = [job.to_dict() for job in jobs.waiting()]
+        waiting = jobs.waiting()
+        queued = [job for job in waiting if job.state is JobState.QUEUED]
         self._current: Optional[int] = current.id if current else None
-        self._order: List[int] = [job['id'] for job in waiting]
+        self._order: List[int] = [job.id for job in waiting]
         # Queued jobs as stock clients know them, in queue order.
         self._listed: Dict[int, dict] = {
-            job['id']: stock_request(job) for job in waiting
-            if job['state'] == 'queued'}
+            job.id: stock_request(job.to_dict()) for job in queued}
         # The held-back ones among them: their names and hold reasons.
         self._held_back: Dict[int, Tuple[str, str]] = {
-            job['id']: (job['name'], job['hold_reason']) for job in waiting
-            if job['state'] == 'queued' and job['held']}
+            job.id: (job.name, job.hold_reason) for job in queued
+            if job.held}
         self._queue: Dict[str, Any] = jobs.state.to_dict()
         self._status: Optional[Status] = None   # the last one sent
         self._notice: Optional[tuple] = None    # what the log said last
@@ -126,13 +129,13 @@ class StockView:
         with self._lock:
             reorder = False
             for name, data in events:
-                if name == 'job_changed':
+                if name == JOB_CHANGED:
                     reorder |= self._job_changed(data)
-                elif name == 'queue_changed':
+                elif name == QUEUE_CHANGED:
                     self._order = data['order']
                     self._removed(data['removed'])
                     reorder = True
-                elif name == 'queue_state':
+                elif name == QUEUE_STATE:
                     self._queue = data
             if reorder:
                 self._place()
@@ -141,18 +144,18 @@ class StockView:
     def _job_changed(self, job: dict) -> bool:
         """Follow one job; True if it joined the listed jobs (at the end,
         which may not be its place)."""
-        job_id, state = job['id'], job['state']
-        if state in ('running', 'paused'):
+        job_id, state = job['id'], JobState(job['state'])
+        if state.current:
             self._current = job_id
         elif self._current == job_id:
             self._current = None
         known = self._listed.get(job_id)
-        if state != 'queued':
+        if state is not JobState.QUEUED:
             if known is not None:
                 del self._listed[job_id]
                 self._held_back.pop(job_id, None)
                 # A started job is announced by NICOS itself ('processing').
-                if state != 'running':
+                if state is not JobState.RUNNING:
                     self.emit('blocked', [str(job_id)])
             return False
         request = stock_request(job)

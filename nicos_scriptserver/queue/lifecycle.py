@@ -3,7 +3,8 @@
 A job's stage is its state and what was asked of it that has not happened
 yet (`Request`): a pause requested, or an abort (it is *aborting*).
 `TRANSITIONS` is the whole table; an operation from a stage it does not
-list is refused with the rule (`advance`). The operations on a waiting
+list is refused with the rule (`advance`). Clients read a job's stage
+from its dict with the same functions (`stage`, `allows`, `describe`). The operations on a waiting
 job that do not move it (edit, move, remove, ...) are allowed exactly
 while it waits (`require_waiting`).
 
@@ -28,7 +29,7 @@ after the verdict (`waits_for_dry_run`).
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from nicos_scriptserver.queue.errors import (InvalidTransition, JobNotFound,
                                              NotEditable)
@@ -99,9 +100,17 @@ _REFUSALS: Dict[str, Dict[Any, str]] = {
 }
 
 
-def stage(job: Job) -> Stage:
-    """Where *job* is in its life."""
-    return job.state, job.requested
+# What clients call a job of which something was asked.
+_REQUESTED = {_PAUSE: 'pause requested', _ABORT: 'aborting'}
+
+
+def stage(job: Union[Job, Mapping[str, Any]]) -> Stage:
+    """Where a job (or its dict, as clients get it) is in its life."""
+    if isinstance(job, Job):
+        return job.state, job.requested
+    requested = job.get('requested')
+    return (JobState(job['state']),
+            None if requested is None else Request(requested))
 
 
 def advance(job: Job, operation: str) -> Stage:
@@ -115,9 +124,21 @@ def advance(job: Job, operation: str) -> Stage:
     return after
 
 
-def allows(job: Job, operation: str) -> bool:
-    """Whether *operation* may be done to *job* now."""
-    return (job.state, job.requested) in TRANSITIONS[operation]
+def allows(job: Union[Job, Mapping[str, Any]], operation: str) -> bool:
+    """Whether *operation* may be done to a job (or its dict) now."""
+    return stage(job) in TRANSITIONS[operation]
+
+
+def describe(job: Mapping[str, Any]) -> str:
+    """A job's stage as every client shows it: its state, or what is
+    asked of it ('pause requested', 'aborting'), or 'held back' for a
+    queued job that does not run until confirmed."""
+    state, requested = stage(job)
+    if requested is not None:
+        return _REQUESTED[requested]
+    if state is _QUEUED and job.get('held'):
+        return 'held back'
+    return state.value
 
 
 class DryRunState(str, Enum):
