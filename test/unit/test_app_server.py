@@ -2,8 +2,6 @@
 with the script thread, the catalog and the dry runs stood in for."""
 
 import logging
-import subprocess
-import sys
 import time
 
 import pytest
@@ -222,11 +220,3 @@ def test_jobs_wait_for_their_dry_run_unless_started_now(tmp_path, thread):
         app.close()
         queue.close()
 
-
-def test_the_application_imports_no_instrument_libraries():
-    loaded = subprocess.run(
-        [sys.executable, '-c', 'import sys, nicos_scriptserver.app.server; '
-         'print(sorted({m.split(".")[0] for m in sys.modules}))'],
-        capture_output=True, text=True, check=True).stdout
-    for name in ('nicos', 'zmq', 'epics', 'PyQt5'):
-        assert f"'{name}'" not in loaded

@@ -58,9 +58,12 @@ def refused(error, message):
     return pytest.raises(error, match=f'^{re.escape(message)}$')
 
 
-def test_core_imports_no_instrument_libraries():
+@pytest.mark.parametrize('module', ['nicos_scriptserver.queue',
+                                    'nicos_scriptserver.app.server'])
+def test_core_imports_no_instrument_libraries(module):
+    # The application layer too: it reaches NICOS only through its ports.
     loaded = subprocess.run(
-        [sys.executable, '-c', 'import sys, nicos_scriptserver.queue; '
+        [sys.executable, '-c', f'import sys, {module}; '
          'print(sorted({m.split(".")[0] for m in sys.modules}))'],
         capture_output=True, text=True, check=True).stdout
     for name in ('nicos', 'zmq', 'epics', 'PyQt5'):
