@@ -7,7 +7,7 @@ setup(
     packages=find_packages(include=['nicos_scriptserver', 'nicos_scriptserver.*',
                                     'gui_panels', 'gui_panels.*']),
     include_package_data=True,
-    package_data={'nicos_scriptserver': ['demo/*.conf', 'demo/*.py',
+    package_data={'nicos_scriptserver': ['demo/*.conf',
                                         'daemon/private-dryrun-channel']},
     python_requires='>=3.11',
     install_requires=['nicos-pyctl', 'pyzmq', 'rsa', 'numpy<2', 'toml', 'scipy',

@@ -15,12 +15,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from nicos_scriptserver.app.spec import parse_spec
 from nicos_scriptserver.queue import (Change, Job, JobKind, JobQueue,
                                       JobState, QueueStore)
 
 SCRIPT = 'set_ei(12.5)\nfor t in (10, 20, 30):\n    set_temperature(t)\n' \
          '    measure(frames=1000)\n'
-SPEC = {'kind': 'aware', 'source': SCRIPT, 'name': 'temperature scan'}
+SPEC = parse_spec({'kind': 'aware', 'source': SCRIPT,
+                   'name': 'temperature scan'})
 REPEATS = 300
 
 

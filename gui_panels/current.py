@@ -12,8 +12,9 @@ from nicos.utils.loggers import ACTION, INPUT
 from gui_panels import fmt
 from gui_panels.daemon import Refused, request, subscribe
 from gui_panels.jobdialog import monospace
+from nicos_scriptserver.queue import JobState
+from nicos_scriptserver.queue.lifecycle import allows, describe
 
-CURRENT_STATES = ('running', 'paused')
 # Lines of output kept; older ones are dropped so that a chatty job
 # cannot make the GUI slow.
 MAX_OUTPUT_LINES = 5000
@@ -143,7 +144,7 @@ class CurrentJobPanel(Panel):
     def on_client_ss_queue(self, summary: dict) -> None:
         current = summary.get('current')
         if current is None:
-            if self.job is not None and self.job['state'] in CURRENT_STATES:
+            if self.job is not None and _current(self.job):
                 self._show_job(None)
         elif self.job is None or self.job['id'] != current:
             try:
@@ -152,7 +153,7 @@ class CurrentJobPanel(Panel):
                 self._set_status(str(err))
 
     def on_client_ss_job(self, job: dict) -> None:
-        if job['state'] in CURRENT_STATES:
+        if _current(job):
             self._show_job(job)
         elif self.job is not None and job['id'] == self.job['id']:
             # finished: keep showing it, with its outcome, until the next
@@ -183,7 +184,7 @@ class CurrentJobPanel(Panel):
     def on_client_status(self, status) -> None:
         # NICOS's (status, line) of the running script: the job's line as
         # it runs (ss_job events carry it only when the job changes)
-        if self.job and self.job['state'] == 'running' and \
+        if self.job and JobState(self.job['state']) is JobState.RUNNING and \
                 self.job.get('kind') != 'blackbox' and status[1] > 0:
             self.job['current_line'] = status[1]
             self._highlight_line()
@@ -200,7 +201,7 @@ class CurrentJobPanel(Panel):
             self.progress.setFormat('')
         else:
             self.title.setText(f"Job {job['id']}: {job.get('name') or job['kind']}"
-                               f" — {job['state']}"
+                               f" — {describe(job)}"
                                + (f' ({fmt.people(job)})' if job.get('owner') else ''))
             if new or self.script.toPlainText() != (job.get('source') or ''):
                 self.script.setPlainText(job.get('source') or '')
@@ -219,13 +220,13 @@ class CurrentJobPanel(Panel):
 
     def _highlight_line(self) -> None:
         line = self.job.get('current_line') if self.job else None
-        if not line or self.job['state'] not in CURRENT_STATES:
+        if not line or not _current(self.job):
             self.script.setExtraSelections([])
             return
         block = self.script.document().findBlockByLineNumber(line - 1)
         selection = QTextEdit.ExtraSelection()
         selection.format.setBackground(QColor(
-            '#ffe0b2' if self.job['state'] == 'paused' else '#c8e6c9'))
+            '#ffe0b2' if _paused(self.job) else '#c8e6c9'))
         selection.format.setProperty(QTextFormat.FullWidthSelection, True)
         selection.cursor = QTextCursor(block)
         self.script.setExtraSelections([selection])
@@ -237,19 +238,22 @@ class CurrentJobPanel(Panel):
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        state = self.job['state'] if self.job and not self.viewonly else None
+        job = self.job if not self.viewonly else None
         blackbox = bool(self.job) and self.job.get('kind') == 'blackbox'
-        self.pauseButton.setEnabled(state == 'running' and not blackbox)
+        # What the server would allow, from the job's stage.
+        self.pauseButton.setEnabled(bool(job) and not blackbox and
+                                    allows(job, 'request pause'))
         self.pauseButton.setToolTip('Black-box jobs cannot be paused; abort '
                                     'them instead' if blackbox else
                                     'Pause at the next pause point')
-        self.resumeButton.setEnabled(state == 'paused')
-        self.abortButton.setEnabled(state in CURRENT_STATES)
+        self.resumeButton.setEnabled(bool(job) and allows(job, 'resume'))
+        self.abortButton.setEnabled(bool(job) and
+                                    allows(job, 'request abort'))
 
     def _show_times(self) -> None:
         job = self.job
         current = self.timeline.get('current') or {}
-        if job is None or job['state'] not in CURRENT_STATES:
+        if job is None or not _current(job):
             for key, label in self.times.items():
                 label.setText(fmt.estimate(job.get('estimate')) if job and
                               key == 'estimate' else '–')
@@ -259,7 +263,7 @@ class CurrentJobPanel(Panel):
             self.times['elapsed'].setText(fmt.duration(now - job['started_at']))
         if current.get('id') == job['id'] and current.get('expected_end'):
             end = current['expected_end']
-            if job['state'] == 'paused':
+            if _paused(job):
                 # paused time does not count: the end moves on with the clock
                 end += now - self.timeline.get('now', now)
             self.times['end'].setText(fmt.clock(end))
@@ -303,6 +307,14 @@ class CurrentJobPanel(Panel):
                 f"Abort job {self.job['id']}? The waiting jobs will be "
                 'held.'):
             self._do('ss_abort')
+
+
+def _current(job: dict) -> bool:
+    return JobState(job['state']).current
+
+
+def _paused(job: dict) -> bool:
+    return JobState(job['state']) is JobState.PAUSED
 
 
 def _titled(title: str, widget: QWidget) -> QWidget:

@@ -3,35 +3,30 @@
 from typing import Any, Optional
 
 from nicos_scriptserver import timefmt
-
-
-def duration(seconds: Optional[float]) -> str:
-    """``'45 s'``, ``'3 min 20 s'``, ``'2 h 05 min'``; empty if unknown."""
-    if seconds is None:
-        return ''
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f'{seconds} s'
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f'{minutes} min {seconds:02d} s' if seconds else f'{minutes} min'
-    hours, minutes = divmod(minutes, 60)
-    return f'{hours} h {minutes:02d} min'
+from nicos_scriptserver.queue.lifecycle import DryRunState
 
 
 clock = timefmt.clock
+duration = timefmt.duration
 
 
 def estimate(summary: Optional[dict]) -> str:
     """An estimate report (or its summary) in a table cell."""
     if not summary:
         return ''
-    state = summary.get('state')
-    if summary.get('seconds') is not None and state in ('ok', 'not possible'):
+    state = DryRunState.of(summary)
+    if summary.get('seconds') is not None and state in (
+            DryRunState.OK, DryRunState.NOT_POSSIBLE):
         return duration(summary['seconds'])
-    return {'pending': 'dry run waiting', 'running': 'dry run…',
-            'failed': 'dry run failed', 'not possible': 'unknown'}.get(
-                state, state or '')
+    if state is None:
+        return summary.get('state') or ''
+    return _DRY_RUN_TEXTS.get(state, state.value)
+
+
+_DRY_RUN_TEXTS = {DryRunState.PENDING: 'dry run waiting',
+                  DryRunState.RUNNING: 'dry run…',
+                  DryRunState.FAILED: 'dry run failed',
+                  DryRunState.NOT_POSSIBLE: 'unknown'}
 
 
 def people(job: dict) -> str:

@@ -10,8 +10,9 @@ from nicos.guisupport.qt import QAbstractItemView, QBrush, QColor, \
 from gui_panels import fmt
 from gui_panels.daemon import Refused, request
 from gui_panels.jobdialog import monospace
+from nicos_scriptserver.queue import JobState
+from nicos_scriptserver.queue.model import REQUEUEABLE
 
-REQUEUEABLE = ('aborted', 'failed', 'interrupted')
 OUTCOME_COLORS = {'done': '#2e7d32', 'failed': '#c62828',
                   'aborted': '#b26a00', 'interrupted': '#b26a00'}
 
@@ -119,7 +120,8 @@ class HistoryView(QWidget):
     def _show_selected(self, *_args) -> None:
         job = self.selected()
         self.details.setPlainText(report_text(job) if job else '')
-        self.requeueButton.setEnabled(bool(job) and job['state'] in REQUEUEABLE)
+        self.requeueButton.setEnabled(bool(job) and
+                                      JobState(job['state']) in REQUEUEABLE)
 
     def requeue(self) -> None:
         """Queue the selected job again (``ss_requeue``)."""

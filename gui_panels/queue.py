@@ -12,8 +12,7 @@ from gui_panels.history import HistoryView
 from gui_panels.jobdialog import JobEditDialog
 from gui_panels.queuemodel import JOB_ROLE, PROGRESS_COLUMN, \
     ProgressDelegate, QueueModel
-
-FINISHED_STATES = ('done', 'failed', 'aborted', 'interrupted')
+from nicos_scriptserver.queue import JobState
 
 
 class QueuePanel(Panel):
@@ -192,9 +191,10 @@ class QueuePanel(Panel):
         self.refresh()
 
     def on_client_ss_job(self, job: dict) -> None:
-        if job['state'] in FINISHED_STATES:
+        finished = JobState(job['state']).finished
+        if finished:
             self.historyTimer.start()
-        if not self.model.update_job(job) and job['state'] not in FINISHED_STATES:
+        if not self.model.update_job(job) and not finished:
             # a job started or appeared: its row comes from a new listing
             self.refresh()
 
@@ -254,7 +254,7 @@ class QueuePanel(Panel):
         # the current job can be copied, not changed
         self.actRepeat.setEnabled(job is not None)
         self.actDuplicate.setEnabled(job is not None)
-        self.actSkip.setText('Unskip' if waiting and job['state'] == 'skipped'
+        self.actSkip.setText('Unskip' if waiting and _skipped(job)
                              else 'Skip')
 
     def _do(self, command: str, *args) -> bool:
@@ -299,7 +299,7 @@ class QueuePanel(Panel):
         """Skip the selected job, or un-skip it if it is skipped."""
         job = self.selected()
         if job:
-            self._do('ss_unskip' if job['state'] == 'skipped' else 'ss_skip',
+            self._do('ss_unskip' if _skipped(job) else 'ss_skip',
                      job['id'])
 
     def edit_job(self) -> None:
@@ -318,3 +318,7 @@ class QueuePanel(Panel):
         """Hold the queue or release it."""
         if not self._do('ss_hold' if held else 'ss_release'):
             self.actHold.setChecked(not held)
+
+
+def _skipped(job: dict) -> bool:
+    return JobState(job['state']) is JobState.SKIPPED

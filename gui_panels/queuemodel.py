@@ -8,6 +8,8 @@ from nicos.guisupport.qt import QAbstractTableModel, QApplication, QBrush, \
     QStyleOptionProgressBar, Qt, pyqtSignal
 
 from gui_panels import fmt
+from nicos_scriptserver.queue import JobState
+from nicos_scriptserver.queue.lifecycle import describe
 
 COLUMNS = ('ID', 'Kind', 'Name', 'Owner', 'State', 'Estimate', 'Start',
            'Progress')
@@ -15,14 +17,6 @@ START_COLUMN = COLUMNS.index('Start')
 PROGRESS_COLUMN = COLUMNS.index('Progress')
 MIME_TYPE = 'application/x-nicos-scriptserver-job'
 JOB_ROLE = Qt.UserRole
-CURRENT_STATES = ('running', 'paused')
-
-
-def state_text(job: dict) -> str:
-    """A job's state as the table shows it (held-back jobs say so)."""
-    if job.get('held') and job['state'] == 'queued':
-        return 'held back'
-    return job['state']
 
 
 def estimate_tooltip(summary: Optional[dict]) -> str:
@@ -68,7 +62,7 @@ class QueueModel(QAbstractTableModel):
             return False
         shown = self.job_at(row)
         is_current = shown is self.current
-        if is_current != (job['state'] in CURRENT_STATES):
+        if is_current != JobState(job['state']).current:
             return False
         if is_current:
             self.current = job
@@ -148,11 +142,12 @@ class QueueModel(QAbstractTableModel):
             font = QFont(QApplication.font())
             font.setBold(True)
             return font
-        if role == Qt.ForegroundRole and (job['state'] == 'skipped'
+        state = JobState(job['state'])
+        if role == Qt.ForegroundRole and (state is JobState.SKIPPED
                                           or job.get('held')):
             return QBrush(QColor('#888888'))
         if role == Qt.BackgroundRole and job is self.current:
-            return QBrush(QColor('#e3f2fd' if job['state'] == 'running'
+            return QBrush(QColor('#e3f2fd' if state is JobState.RUNNING
                                  else '#fff3e0'))
         return None
 
@@ -167,7 +162,7 @@ class QueueModel(QAbstractTableModel):
         if column == 3:
             return job.get('owner', '')
         if column == 4:
-            return state_text(job)
+            return describe(job)
         if column == 5:
             return fmt.estimate(job.get('estimate'))
         if column == START_COLUMN:

@@ -40,9 +40,9 @@ def progress(fraction, message=''):
         raise UsageError(f'progress fraction must be between 0 and 1, not {fraction}')
     if session.mode == SIMULATION:
         return
-    daemon = getattr(session, 'daemon_device', None)
-    if daemon is not None:
-        daemon.report_progress(fraction, str(message))
+    app = getattr(getattr(session, 'daemon_device', None), 'app', None)
+    if app is not None:
+        app.report_progress(fraction, str(message))
 
 
 @usercommand

@@ -1,7 +1,8 @@
 """NICOS user commands for the job queue, to type at a NICOS console.
 
-They act through the same queue operations as the daemon's ``ss_*``
-commands and every other client, as the user who typed them. A line
+They act through the same application (`app.server.ScriptServer`) as the
+daemon's ``ss_*`` commands and every other client, as the user who typed
+them. A line
 typed while a job runs waits behind it, unless the console executes it at
 once (NICOS's "execute now", the daemon's ``exec``): the commands that
 only look or steer are `parallel_safe` for that, so ``PauseJob()`` works
@@ -17,19 +18,23 @@ from typing import Any, Iterator, List
 from nicos import session
 from nicos.commands import helparglist, parallel_safe, usercommand
 from nicos.core import NicosError
-from nicos.utils import formatDuration, printTable
+from nicos.utils import printTable
 
-from nicos_scriptserver.queue import QueueError
+from nicos_scriptserver.app.server import ScriptServer
+from nicos_scriptserver.queue import Caller, QueueError
 from nicos_scriptserver.queue.model import SAFETY
-from nicos_scriptserver.queue.validate import as_job_id
-from nicos_scriptserver.timefmt import clock
+from nicos_scriptserver.timefmt import clock, duration
 
 
-def _daemon():
-    daemon = getattr(session, 'daemon_device', None)
-    if daemon is None or not hasattr(daemon, 'jobs'):
+def _app() -> ScriptServer:
+    app = getattr(getattr(session, 'daemon_device', None), 'app', None)
+    if app is None:
         raise NicosError('the job queue exists only in the script server daemon')
-    return daemon
+    return app
+
+
+def _caller() -> Caller:
+    return Caller.of(session.getExecutingUser())
 
 
 @contextlib.contextmanager
@@ -46,7 +51,7 @@ def _refusals() -> Iterator[None]:
 def _estimate(job) -> str:
     report = job.estimate or {}
     if report.get('seconds') is not None:
-        return formatDuration(report['seconds'], precise=False)
+        return duration(report['seconds'])
     return report.get('state', '-')
 
 
@@ -75,9 +80,9 @@ def ListJobs():
     Job ids in the first column are what `MoveJob`, `SkipJob` and the other
     job commands take.
     """
-    daemon = _daemon()
-    jobs = daemon.jobs
-    timeline = daemon.timeline()
+    app = _app()
+    jobs = app.queue
+    timeline = app.timeline()
     current = jobs.current()
     if current is None:
         session.log.info('No job is running.')
@@ -110,9 +115,8 @@ def ListJobs():
 
 
 def _submit(spec: dict) -> int:
-    daemon = _daemon()
     with _refusals():
-        job, = daemon.submit([spec], session.getExecutingUser())
+        job, = _app().submit(spec, _caller())
     session.log.info('Queued job %d %r (%s).', job.id, _name(job), job.kind.value)
     return job.id
 
@@ -161,13 +165,9 @@ def SubmitCall(command, **args):
 
 
 def _act(action: str, *args: Any) -> Any:
+    """The application's *action*, its refusals as NICOS errors."""
     with _refusals():
-        return getattr(_daemon().jobs, action)(*args)
-
-
-def _on_job(action: str, job: Any, *args: Any, **kwargs: Any) -> Any:
-    with _refusals():
-        return getattr(_daemon().jobs, action)(as_job_id(job), *args, **kwargs)
+        return getattr(_app(), action)(*args)
 
 
 @usercommand
@@ -176,7 +176,7 @@ def _on_job(action: str, job: Any, *args: Any, **kwargs: Any) -> Any:
 def MoveJob(job_id, to):
     """Moves a waiting job: *to* is a position (0 = next to run) or one of
     'up', 'down', 'top', 'bottom'."""
-    _on_job('move', job_id, to)
+    _act('move', job_id, to)
     session.log.info('Moved job %s %s.', job_id,
                      f'to position {to}' if isinstance(to, int) else to)
 
@@ -187,7 +187,7 @@ def MoveJob(job_id, to):
 def SkipJob(job_id):
     """Skips a waiting job: it keeps its place but does not run until
     `UnskipJob`."""
-    _on_job('skip', job_id)
+    _act('skip', job_id)
     session.log.info('Job %s will be skipped.', job_id)
 
 
@@ -196,7 +196,7 @@ def SkipJob(job_id):
 @parallel_safe
 def UnskipJob(job_id):
     """Lets a skipped job run again in its place."""
-    _on_job('unskip', job_id)
+    _act('unskip', job_id)
     session.log.info('Job %s will run again in its turn.', job_id)
 
 
@@ -206,8 +206,7 @@ def UnskipJob(job_id):
 def RepeatJob(job_id, times=1):
     """Queues *times* copies of a job right after it, as your jobs; returns
     their ids."""
-    copies = _on_job('repeat', job_id, times,
-                     owner=session.getExecutingUser().name)
+    copies = _act('repeat', job_id, times, _caller())
     ids = [job.id for job in copies]
     session.log.info('Job %s repeated as %s.', job_id, ', '.join(map(str, ids)))
     return ids
@@ -223,7 +222,7 @@ def ConfirmJob(job_id):
     Editing it instead gives it a new dry run, which releases it if it
     passes.
     """
-    _on_job('confirm', job_id)
+    _act('confirm', job_id)
     session.log.info('Job %s is no longer held back: it runs in its turn.',
                      job_id)
 
@@ -233,7 +232,7 @@ def ConfirmJob(job_id):
 @parallel_safe
 def RemoveJob(job_id):
     """Removes a waiting job from the queue."""
-    _on_job('remove', job_id)
+    _act('remove', job_id)
     session.log.info('Removed job %s.', job_id)
 
 
@@ -243,7 +242,7 @@ def RemoveJob(job_id):
 def RequeueJob(job_id):
     """Queues a finished (aborted, failed or interrupted) job again, as your
     job; it runs from the start. Returns the new job's id."""
-    job = _on_job('requeue', job_id, owner=session.getExecutingUser().name)
+    job = _act('requeue', job_id, None, None, _caller())
     session.log.info('Job %s queued again as job %d.', job_id, job.id)
     return job.id
 
@@ -254,7 +253,7 @@ def RequeueJob(job_id):
 def HoldQueue():
     """Lets the running job finish, then starts nothing, also jobs queued
     later, until `ReleaseQueue`."""
-    _act('hold', f'held by {session.getExecutingUser().name}')
+    _act('hold', _caller())
     session.log.info('The queue is held.')
 
 
@@ -276,8 +275,7 @@ def PauseJob():
     Nothing else runs while it is paused; devices may be moved by hand and
     stay where they were put. `ResumeJob` continues, `AbortJob` ends it.
     """
-    with _refusals():
-        _daemon().pause_current(session.getExecutingUser(), 2)
+    _act('pause', _caller(), 2)
 
 
 @usercommand
@@ -285,8 +283,7 @@ def PauseJob():
 @parallel_safe
 def ResumeJob():
     """Resumes the paused job."""
-    with _refusals():
-        _daemon().resume_current(session.getExecutingUser())
+    _act('resume', _caller())
 
 
 @usercommand
@@ -299,8 +296,7 @@ def AbortJob():
     The job can be edited and queued again (`RequeueJob`); it then runs from
     the start. `ReleaseQueue` runs the waiting jobs.
     """
-    with _refusals():
-        _daemon().abort_current(session.getExecutingUser(), 2)
+    _act('abort', _caller(), 2)
 
 
 @usercommand
@@ -309,8 +305,7 @@ def AbortJob():
 def ListFinishedJobs(n=10):
     """Lists the last *n* finished jobs: outcome, and where a failed job
     failed and why."""
-    with _refusals():
-        finished: List = _daemon().jobs.history(int(n))
+    finished: List = _act('history', n)
     if not finished:
         session.log.info('No job has finished yet.')
         return

@@ -34,16 +34,7 @@ def text(value: Any) -> str:
 
 def duration(seconds: Optional[float]) -> str:
     """Seconds as ``45s``, ``12m05s`` or ``3h02m``; None as NONE."""
-    if seconds is None:
-        return NONE
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f'{seconds}s'
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f'{minutes}m{secs:02d}s'
-    hours, minutes = divmod(minutes, 60)
-    return f'{hours}h{minutes:02d}m'
+    return timefmt.duration(seconds, compact=True, missing=NONE)
 
 
 def clock(epoch: Optional[float], now: Optional[float] = None) -> str:

@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional
 
 from nicos_scriptserver.cli.formatting import NONE, clock, duration, \
     estimate_text, first_line, key_values, percent, progress_bar, table
+from nicos_scriptserver.queue import JobState
+from nicos_scriptserver.queue.lifecycle import describe
 
 
 def waiting_jobs(queue: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -55,7 +57,7 @@ def current_pairs(job: Optional[Dict[str, Any]],
     times = times or {}
     return [
         ('job', f'{job["id"]} {job.get("name") or ""}'.rstrip()),
-        ('state', job.get('state')),
+        ('state', describe(job)),
         ('progress', percent(job.get('progress'))),
         ('message', job.get('progress_message')),
         ('line', job.get('current_line')),
@@ -67,7 +69,8 @@ def current_pairs(job: Optional[Dict[str, Any]],
 def status_text(queue: Dict[str, Any], timeline: Dict[str, Any],
                 now: float) -> str:
     """The `status` subcommand: current job, then the queue's state."""
-    runnable = [job for job in waiting_jobs(queue) if job['state'] == 'queued']
+    runnable = [job for job in waiting_jobs(queue)
+                if JobState(job['state']) is JobState.QUEUED]
     return key_values(
         current_pairs(queue.get('current'), timeline.get('current'), now) + [
             ('queue held', hold_text(queue)),
@@ -182,7 +185,7 @@ def watch_frame(queue: Dict[str, Any], timeline: Dict[str, Any],
     job = queue.get('current')
     times = timeline.get('current') or {}
     if job:
-        head = f'job {job["id"]} {job.get("name") or ""}  [{job["state"]}]'
+        head = f'job {job["id"]} {job.get("name") or ""}  [{describe(job)}]'
         lines = [head, progress_bar(job.get('progress'))]
         if job.get('progress_message'):
             lines.append(job['progress_message'])

@@ -36,12 +36,13 @@ def run_blackbox(request, controller) -> Tuple[str, Optional[dict]]:
         run.start()
         outcome['result'] = run.wait()
 
-    daemon.set_blackbox(run)
+    # The controller ends the processes when the job is aborted.
+    controller.blackbox = run
     try:
         controller.start_exec(compile('wait_for_child()', '<script>', 'exec'),
                               {'wait_for_child': wait_for_child}, None, None)
     finally:
-        daemon.set_blackbox(None)
+        controller.blackbox = None
     result = outcome['result']
     if result.aborted:
         return 'aborted', None

@@ -36,6 +36,22 @@ def find_command_catalog() -> Optional['CommandCatalog']:
     return None
 
 
+class SessionCommands:
+    """The session's command catalog as the application asks for it (its
+    `app.ports.Commands`): the device, if its setup is loaded."""
+
+    def lookup(self) -> Optional[Catalog]:
+        """The catalog now; None if it is not loaded."""
+        device = find_command_catalog()
+        return device.catalog if device else None
+
+    def between_jobs(self) -> None:
+        """No job runs: let changed command files take effect."""
+        device = find_command_catalog()
+        if device is not None:
+            device.apply_changes()
+
+
 class CommandCatalog(Device):
     """The instrument's commands, discovered from files in command folders.
 

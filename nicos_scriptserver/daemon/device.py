@@ -1,33 +1,26 @@
-"""The script server's NICOS daemon device."""
+"""The script server's NICOS daemon device: it builds the application."""
 
-import contextlib
 import threading
-import time
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Optional
 
-from nicos.core import Override, Param, User, floatrange, intrange, oneof
-from nicos.protocols.daemon import BREAK_NOW, STATUS_STOPPING
+from nicos.core import Override, Param, floatrange, intrange, oneof
 from nicos.services.daemon import NicosDaemon
 from nicos import session
 
-from nicos_scriptserver import jobcheck
-from nicos_scriptserver.catalog import describe_calls
+from nicos_scriptserver.app.dryruns import DryRuns, DryRunSettings
+from nicos_scriptserver.app.ports import Ports
+from nicos_scriptserver.app.server import ScriptServer
 from nicos_scriptserver.daemon import access, plaindata, queuecommands, \
     stockcommands  # noqa: F401 (registers commands)
 from nicos_scriptserver.daemon.auth import HashedAccounts
-from nicos_scriptserver.daemon.catalogdev import find_command_catalog
-from nicos_scriptserver.daemon.dryrun import \
-    use_private_channel_for_stock_dry_runs
-from nicos_scriptserver.daemon.dryruns import DryRunScheduler
+from nicos_scriptserver.daemon.catalogdev import SessionCommands
+from nicos_scriptserver.daemon.dryrun import (
+    SessionDryRunner, use_private_channel_for_stock_dry_runs)
 from nicos_scriptserver.daemon.events import EventRelay
 from nicos_scriptserver.daemon.execution import ScriptServerController
-from nicos_scriptserver.daemon.stockview import HELD, StockView
+from nicos_scriptserver.daemon.stockview import StockView
 from nicos_scriptserver.daemon.timelineevents import TimelineEmitter
-from nicos_scriptserver.estimates import (blackbox_report, not_possible,
-                                          timeline)
-from nicos_scriptserver.queue import (InvalidTransition, Job, JobKind,
-                                      JobQueue, JobState, runs_as)
-from nicos_scriptserver.queue.model import SAFETY
+from nicos_scriptserver.queue import JobQueue
 
 
 class ScriptServerDaemon(NicosDaemon):
@@ -35,8 +28,8 @@ class ScriptServerDaemon(NicosDaemon):
 
     Every entry point (the stock ``queue``/``start``/``rearrange``/
     ``unqueue`` commands that NICOS's GUI, console and IBEX send, and the
-    ``ss_*`` commands) acts on the same queue, kept in an SQLite file.
-    Guest logins may only watch.
+    ``ss_*`` commands) acts on the same queue, kept in an SQLite file,
+    through the application (`app`). Guest logins may only watch.
     """
 
     parameters = {
@@ -72,28 +65,31 @@ class ScriptServerDaemon(NicosDaemon):
         access.install()
         plaindata.install()
         use_private_channel_for_stock_dry_runs()
-        self._jobs = JobQueue(self.queuefile)
-        if self.jobs.state.on_failure != self.failurepolicy:
-            self.jobs.set_on_failure(self.failurepolicy)
+        jobs = JobQueue(self.queuefile)
+        if jobs.state.on_failure != self.failurepolicy:
+            jobs.set_on_failure(self.failurepolicy)
         self._controller_replaced = threading.Event()
         NicosDaemon.doInit(self, mode)
-        self._stock = StockView(self.jobs, self.emit_event,
-                                lambda: session.log)
-        self._controller = ScriptServerController(self, self.simmode,
-                                                  self.autosimulate)
+        self._stock = StockView(jobs, self.emit_event, lambda: session.log)
+        self._controller = ScriptServerController(
+            self.log, self._stock, self.simmode, self.autosimulate)
+        dry_runs = None
+        if self.dryrunpolicy != 'off':
+            dry_runs = DryRuns(jobs, SessionDryRunner(self.dryrunlimit),
+                               self.level_of, DryRunSettings(
+                                   self.dryrunpolicy, self.dryrunworkers,
+                                   self.dryrunlimit), self.log)
+        self._app = ScriptServer(jobs, Ports(
+            self._controller, SessionCommands(), self.level_of,
+            lambda: session.log), dry_runs)
+        self._controller.serve(self._app)
         self._stock.attach(self._controller)
         self._controller_replaced.set()
-        self.jobs.add_listener(EventRelay(self.jobs, self.emit_event))
-        self.jobs.add_listener(self._stock)
-        self._timeline_events = TimelineEmitter(self.timeline, self.emit_event)
-        self.jobs.add_listener(self._timeline_events)
-        self._blackbox = None
-        self._starting_now = threading.local()
-        self._dryruns = None
-        if self.dryrunpolicy != 'off':
-            self._dryruns = DryRunScheduler(
-                self.jobs, self.user_for, self.dryrunworkers,
-                self.dryrunlimit, self.dryrunpolicy, self.log)
+        jobs.add_listener(EventRelay(jobs, self.emit_event))
+        jobs.add_listener(self._stock)
+        self._timeline_events = TimelineEmitter(self._app.timeline,
+                                                self.emit_event)
+        jobs.add_listener(self._timeline_events)
 
     def _watch_entry(self):
         # NICOS's watch loop reads the controller once, as its thread
@@ -104,88 +100,24 @@ class ScriptServerDaemon(NicosDaemon):
 
     def quit(self, signum=None):
         self._timeline_events.stop()
-        if self._dryruns is not None:
-            self._dryruns.stop()
+        self._app.close()
         NicosDaemon.quit(self, signum)
 
     @property
-    def jobs(self) -> JobQueue:
-        """The unified job queue."""
-        return self._jobs
+    def app(self) -> ScriptServer:
+        """The application: every use case of the job queue."""
+        return self._app
 
     @property
     def stock(self) -> StockView:
         """What stock NICOS clients see of the queue."""
         return self._stock
 
-    # -- used by the command handlers ----------------------------------------
-
-    def _catalog(self):
-        device = find_command_catalog()
-        return device.catalog if device else None
-
-    def submit(self, specs: List[Mapping[str, Any]], user: User,
-               position=None) -> List[Job]:
-        """Check and queue jobs submitted by *user*."""
-        catalog = self._catalog()
-        prepared = [jobcheck.prepared_spec(spec, catalog) for spec in specs]
-        jobs = self.jobs.submit(prepared, owner=user.name, position=position)
-        if getattr(self._starting_now, 'active', False) and self._dryruns:
-            for job in jobs:
-                self._dryruns.run_unchecked(job.id)
-            self._controller.queue.wake()
-        return jobs
-
-    @contextlib.contextmanager
-    def starting_now(self):
-        """Jobs submitted in this block do not wait for their dry run.
-
-        For NICOS's ``start`` command: "run this now", as typed at a
-        console, whose clients wait for the script to start at once.
-        """
-        self._starting_now.active = True
-        try:
-            yield
-        finally:
-            self._starting_now.active = False
-
-    def checked_edits(self, edits: Mapping[str, Any]) -> Dict[str, Any]:
-        """Edits of a job, checked like a submission."""
-        return jobcheck.prepared_edits(edits, self._catalog())
-
     def commands_changed(self) -> None:
         """Command files changed: let the script thread reload them when idle."""
-        self._controller.queue.wake()
+        self._controller.wake()
 
-    def before_next_job(self) -> None:
-        """Called by the script thread before it starts a job (none runs)."""
-        device = find_command_catalog()
-        if device is not None:
-            device.apply_changes()
-        if self._dryruns is not None:
-            self._dryruns.start()
-
-    def job_ready(self, job: Job) -> bool:
-        """Whether *job* may start (its dry run is done, if it must be)."""
-        return self._dryruns is None or self._dryruns.ready(job)
-
-    def dry_run(self, spec: Mapping[str, Any], user: User) -> Dict[str, Any]:
-        """Check and dry-run a job that is not queued; returns the report."""
-        prepared = jobcheck.prepared_spec(spec, self._catalog())
-        if prepared['kind'] == JobKind.BLACKBOX.value:
-            return blackbox_report(prepared['source'])
-        if self._dryruns is None:
-            return not_possible('dry runs are off (dryrunpolicy)')
-        return self._dryruns.validate(prepared['source'], user)
-
-    def user_for(self, job: Job) -> User:
-        """The NICOS user a job runs as: whoever last changed what it runs,
-        at that account's level; `UnknownAccount` if there is no such
-        account (see `runs_as`)."""
-        account = runs_as(job, self._level_of)
-        return User(account.name, account.level)
-
-    def _level_of(self, name: str) -> Optional[int]:
+    def level_of(self, name: str) -> Optional[int]:
         """The user level of account *name*, None if there is none."""
         for auth in self._attached_authenticators:
             if isinstance(auth, HashedAccounts):
@@ -193,90 +125,3 @@ class ScriptServerDaemon(NicosDaemon):
                 if level is not None:
                     return level
         return None
-
-    def job_dict(self, job: Job) -> Dict[str, Any]:
-        """A job for clients; a running job's line is read live.
-
-        The controller tracks the line; storing every line change on the
-        job would slow down every executed line of a script. A generated
-        job also gets its calls as readable lines, with units.
-        """
-        data = job.to_dict()
-        if job.state == JobState.RUNNING:
-            data['current_line'] = self._controller.lineno
-        if job.calls:
-            data['call_lines'] = describe_calls(job.calls, self._catalog())
-        return data
-
-    def timeline(self) -> Dict[str, Any]:
-        """Expected times of the current and the waiting jobs, now."""
-        return timeline(self.jobs.current(), self.jobs.waiting(), time.time(),
-                        self.jobs.state.held)
-
-    def report_progress(self, fraction: float, message: str) -> None:
-        if self.jobs.current() is not None:
-            self.jobs.report_progress(fraction, message)
-
-    def _current(self, action: str) -> Job:
-        job = self.jobs.current()
-        if job is None:
-            raise InvalidTransition(f'cannot {action}: no job is running')
-        return job
-
-    def pause_current(self, user: User, level: int) -> None:
-        job = self._current('pause')
-        if job.kind == JobKind.BLACKBOX:
-            raise InvalidTransition(f'job {job.id} is a black-box job and '
-                                    'cannot be paused; abort it instead')
-        if self.jobs.is_paused():
-            raise InvalidTransition(f'job {job.id} is already paused')
-        if self._controller.status == STATUS_STOPPING:
-            raise InvalidTransition(f'job {job.id} is being aborted')
-        session.log.info('Pause requested by %s', user.name)
-        self._controller.interrupt(('break', level, user.name))
-        if level >= BREAK_NOW:
-            session.countloop_request = ('pause', f'Paused by {user.name}')
-
-    def resume_current(self, user: User) -> None:
-        job = self._current('resume')
-        if not self.jobs.is_paused():
-            raise InvalidTransition(f'job {job.id} is not paused')
-        self._controller.set_continue(('continue', 0, user.name))
-
-    def continue_queue(self, user: User) -> None:
-        """What a stock client's ``continue`` means while no job runs: the
-        queue waits for a person (`StockView.attention`), who releases
-        its hold or runs the first held-back job anyway."""
-        attention = self.stock.attention()
-        if attention is None:
-            raise InvalidTransition('nothing to continue: no job is paused, '
-                                    'the queue is not held and no queued job '
-                                    'is held back')
-        kind, job_id = attention
-        if kind == HELD:
-            state = self.jobs.state
-            self.jobs.release()
-            session.log.info('Queue released by %s (continue): the %s hold '
-                             '(%s) is over, the waiting jobs run.', user.name,
-                             'safety' if state.hold_kind == SAFETY else
-                             'manual', state.hold_reason)
-        else:
-            reason = self.jobs.get(job_id).hold_reason
-            job = self.jobs.confirm(job_id)
-            session.log.info('Job %d %r confirmed by %s (continue): it runs '
-                             'although it was held back (%s).', job.id,
-                             job.name, user.name, reason)
-
-    def abort_current(self, user: User, level: int) -> None:
-        self._current('abort')
-        self._controller.script_stop(level, user)
-
-    def set_blackbox(self, run: Optional[object]) -> None:
-        """The black-box process of the current job (for aborting it)."""
-        self._blackbox = run
-
-    def abort_blackbox(self) -> None:
-        """Terminate the current black-box job's processes, if any."""
-        run = self._blackbox
-        if run is not None:
-            run.abort()

@@ -1,4 +1,7 @@
-"""One dry run of a script, in NICOS's own simulation process.
+"""Dry runs of scripts, in NICOS's own simulation process.
+
+`SessionDryRunner` makes them for the application (`app.dryruns`), with
+the session's setups, device values and command files.
 
 NICOS's `SimulationSupervisor` cannot be cancelled, always waits up to
 ten minutes, and reports through the running request. `DryRunProcess`
@@ -31,14 +34,19 @@ from typing import Any, Dict, List, Optional
 
 import zmq
 from nicos import session
+from nicos.core import Readable
+from nicos.core.device import DeviceAlias
 from nicos.core.sessions.simulation import (SIM_BLOCK_RES, SIM_END_RES,
                                             SIM_MESSAGE, SIM_RESULT)
 from nicos.utils.messaging import nicos_zmq_ctx
 
 from nicos_scriptserver import plainpickle
 from nicos_scriptserver.childenv import child_env
+from nicos_scriptserver.daemon.catalogdev import find_command_catalog
 from nicos_scriptserver.estimates import DryRunFacts
+from nicos_scriptserver.instance import ENV_COMMANDS
 from nicos_scriptserver.lifetime import die_with_parent
+from nicos_scriptserver.queue import Caller
 
 #: Where SCHED_IDLE is missing: added to the daemon's nice value.
 NICENESS = 10
@@ -148,6 +156,40 @@ class DryRunProcess:
             elif kind == SIM_END_RES:
                 facts.end = (message[0], message[1])
                 return
+
+
+class SessionDryRunner:
+    """Dry runs of scripts with the session's setups, device values and
+    command files, cut off after *time_limit* wall seconds (the
+    application's `DryRunner`)."""
+
+    def __init__(self, time_limit: float):
+        self.time_limit = time_limit
+
+    def __call__(self, script: str, user: Caller) -> DryRunProcess:
+        env = {}
+        catalog = find_command_catalog()
+        if catalog is not None:
+            env[ENV_COMMANDS] = os.pathsep.join(catalog.dry_run_folders())
+        return DryRunProcess(script, list(session.explicit_setups),
+                             f'{user.name},{user.level}', device_values(),
+                             self.time_limit, env)
+
+
+def device_values() -> Dict[str, Any]:
+    """Current values of all devices, as cache keys the dry run applies.
+
+    Read from the devices, not the cache: no poller keeps the cache
+    current here, and a dry run must start where the instrument is.
+    """
+    values = {}
+    for name, device in list(session.devices.items()):
+        if isinstance(device, Readable) and not isinstance(device, DeviceAlias):
+            try:
+                values[f'{name.lower()}/value'] = device.read(0)
+            except Exception:
+                pass   # the dry run then uses the device's own default
+    return values
 
 
 #: See the file: NICOS's sandbox hook, used for its private channel only.

@@ -7,6 +7,9 @@ clients see of the queue (requests, status) is `stockview`'s.
 
 from typing import Callable, List
 
+from nicos_scriptserver.queue.change import (JOB_CHANGED, QUEUE_CHANGED,
+                                             QUEUE_STATE)
+
 Emit = Callable[[str, object], None]
 
 
@@ -19,9 +22,9 @@ class EventRelay:
 
     def __call__(self, events: List[tuple]) -> None:
         for name, data in events:
-            if name == 'job_changed':
+            if name == JOB_CHANGED:
                 self.emit('ss_job', data)
-            elif name in ('queue_changed', 'queue_state'):
+            elif name in (QUEUE_CHANGED, QUEUE_STATE):
                 self.emit('ss_queue', self.queue_summary(data))
 
     def queue_summary(self, data: dict) -> dict:

@@ -3,15 +3,16 @@
 NICOS's `ExecutionController` takes requests from ``controller.queue`` and
 runs them block by block under its C trace function (which gives pauses,
 stops and line numbers). `JobFeed` takes the place of that queue: the
-script thread's ``get()`` starts the next job of the unified queue, and the
-controller hooks report pauses, lines and outcomes back to it.
+script thread's ``get()`` starts the next job the application
+(`app.server.ScriptServer`) lets start, and the controller's hooks report
+pauses and outcomes back to it.
 
-Stock daemon commands keep working because the handlers call controller
-methods that are overridden here: ``queue``/``start`` submit a job,
-``rearrange`` reorders waiting jobs, ``stop`` and ``emergency`` abort the
-current job without dropping the waiting ones. What the stock clients see
-(``getstatus``'s requests, the ``status`` events) comes from the daemon's
-`stockview.StockView`.
+The controller is an adapter both ways. NICOS's entry points (the stock
+``queue``/``start``, ``rearrange``, its watchdog's and the stock
+``emergency`` stops) become use cases of the application; and it is the
+application's `ScriptControl`: pause, resume and abort requests become
+NICOS's breaks. What stock clients see (``getstatus``'s requests, the
+``status`` events) comes from the daemon's `stockview.StockView`.
 """
 
 import collections
@@ -21,6 +22,7 @@ import threading
 import time
 import traceback
 from bdb import BdbQuit
+from typing import Iterator, Optional
 
 from nicos import session
 from nicos.commands.device import stop
@@ -34,8 +36,8 @@ from nicos.services.daemon.script import EmergencyStopRequest, \
     ExecutionController, ScriptRequest
 
 from nicos_scriptserver.daemon.blackbox import run_blackbox
-from nicos_scriptserver.queue import (InvalidTransition, JobKind, QueueError,
-                                      UnknownAccount)
+from nicos_scriptserver.queue import (Caller, InvalidTransition, Job, JobKind,
+                                      QueueError)
 
 _STOP_MODES = ('stop', 'emergency stop')
 INTERRUPT_RETRY_SECONDS = 2.0
@@ -57,16 +59,16 @@ def error_report(exc_info, script_file: str = '<script>') -> dict:
 class JobRequest(ScriptRequest):
     """One job of the unified queue, as NICOS's script thread runs it.
 
-    Records how the run ended (done, failed with an error report, or
-    aborted) and reports it to the feed before NICOS sends ``done``.
+    Reports how the run ended (done, failed with an error report, or
+    aborted) to the application before NICOS sends ``done``.
     """
 
-    def __init__(self, job, user: User, feed: 'JobFeed'):
+    def __init__(self, job: Job, user: User, app):
         ScriptRequest.__init__(self, job.source, job.name or None, user)
         self.reqid = str(job.id)
         self.job_id = job.id
         self.kind = job.kind
-        self._feed = feed
+        self._app = app
 
     def serialize(self):
         data = ScriptRequest.serialize(self)
@@ -83,7 +85,7 @@ class JobRequest(ScriptRequest):
         try:
             ScriptRequest.parse(self)
         except Exception:
-            self._feed.finished(self, 'failed', error_report(sys.exc_info()))
+            self._app.finished('failed', error_report(sys.exc_info()))
             raise
 
     def execute(self, controller):
@@ -94,73 +96,89 @@ class JobRequest(ScriptRequest):
                 ScriptRequest.execute(self, controller)
                 outcome, error = 'done', None
         except (ControlStop, BdbQuit):
-            self._feed.finished(self, 'aborted', None)
+            self._app.finished('aborted', None)
             raise
         except Exception:
-            self._feed.finished(self, 'failed', error_report(sys.exc_info()))
+            self._app.finished('failed', error_report(sys.exc_info()))
             raise
-        self._feed.finished(self, outcome, error)
+        self._app.finished(outcome, error)
 
 
 class JobFeed:
     """Stands in for NICOS's `ScriptQueue` in front of the unified queue.
 
     ``get()`` (script thread) returns internal requests first (NICOS's own
-    start-up request, emergency stops), then starts the next runnable job.
+    start-up request, emergency stops), then starts the next job the
+    application lets start; it waits for a change of the queue otherwise.
     """
 
-    def __init__(self, jobs, daemon):
-        self.jobs = jobs
-        self.daemon = daemon
+    def __init__(self, app):
+        self.app = app
         self._internal = collections.deque()
         self._wakeup = threading.Condition()
-        jobs.add_listener(lambda events: self.wake())
+        app.queue.add_listener(lambda events: self.wake())
 
     def wake(self) -> None:
+        """Look again for a job to start."""
         with self._wakeup:
             self._wakeup.notify_all()
 
     def put(self, request) -> None:
+        """Run NICOS's own *request* next."""
         with self._wakeup:
             self._internal.append(request)
             self._wakeup.notify_all()
 
     def get(self):
+        """The next request for the script thread (blocks)."""
         with self._wakeup:
             while True:
                 if self._internal:
                     return self._internal.popleft()
-                self.daemon.before_next_job()
-                job = self.jobs.start_next(self.daemon.job_ready)
-                if job is None:
+                started = self.app.next_job()
+                if started is None:
                     self._wakeup.wait()
                     continue
-                try:
-                    return JobRequest(job, self.daemon.user_for(job), self)
-                except UnknownAccount as err:
-                    # Started only to fail: its error and the failure
-                    # policy (hold) then apply as to any failed job.
-                    self.jobs.finish('failed', error={
-                        'type': type(err).__name__, 'message': str(err),
-                        'traceback': '', 'line': None})
-
-    def finished(self, request: JobRequest, outcome: str, error) -> None:
-        self.jobs.finish(outcome, error=error)
+                job, account = started
+                return JobRequest(job, User(account.name, account.level),
+                                  self.app)
 
 
 class ScriptServerController(ExecutionController):
-    """NICOS's execution controller running the unified job queue."""
+    """NICOS's execution controller running the unified job queue.
 
-    def __init__(self, daemon, simmode, autosim):
+    `serve` gives it the application, once there is one (the application
+    steers the script thread through this controller).
+    """
+
+    def __init__(self, log, stock, simmode, autosim):
         # Its status events go out as stock clients see the queue.
-        ExecutionController.__init__(self, daemon.log,
-                                     daemon.stock.controller_event,
+        ExecutionController.__init__(self, log, stock.controller_event,
                                      'startup', simmode, autosim)
-        self.daemon = daemon
-        self.jobs = daemon.jobs
-        self.queue = JobFeed(daemon.jobs, daemon)
+        self.stock = stock
+        self.app = None
+        self.blackbox = None   # the current black-box job's processes
+        self._starting_now = threading.local()
 
-    # -- entry points used by the stock daemon commands ---------------------
+    def serve(self, app) -> None:
+        """Run the jobs of *app*."""
+        self.app = app
+        self.queue = JobFeed(app)
+
+    @contextlib.contextmanager
+    def starting_now(self) -> Iterator[None]:
+        """Jobs submitted in this block do not wait for their dry run.
+
+        For NICOS's ``start`` command: "run this now", as typed at a
+        console, whose clients wait for the script to start at once.
+        """
+        self._starting_now.active = True
+        try:
+            yield
+        finally:
+            self._starting_now.active = False
+
+    # -- entry points of NICOS (stock daemon commands, its watchdog) -------
 
     def new_request(self, request, notify=True):
         if not isinstance(request, ScriptRequest) or not notify \
@@ -170,24 +188,22 @@ class ScriptServerController(ExecutionController):
         # A script without a name is a line typed at a NICOS console
         # (GUI console panel, nicos-client), which runs at once there;
         # those clients take "idle" after it as "done".
-        typed = contextlib.nullcontext() if request.name \
-            else self.daemon.starting_now()
+        now = not request.name or getattr(self._starting_now, 'active', False)
         try:
-            with typed:
-                job, = self.daemon.submit([{'kind': JobKind.AWARE.value,
-                                            'name': request.name or '',
-                                            'source': request.text}],
-                                          request.user)
+            job, = self.app.submit({'kind': JobKind.AWARE.value,
+                                    'name': request.name or '',
+                                    'source': request.text},
+                                   Caller.of(request.user), start_now=now)
         except (QueueError, ValueError) as err:
             raise RequestError(str(err)) from None
         return str(job.id)
 
     def get_queue(self):
-        return self.daemon.stock.requests()
+        return self.stock.requests()
 
     def rearrange_queue(self, ids):
         try:
-            self.jobs.rearrange([int(i) for i in ids])
+            self.app.rearrange(ids)
         except (QueueError, ValueError, TypeError) as err:
             raise RequestError(f'cannot rearrange: {err}') from None
 
@@ -195,64 +211,13 @@ class ScriptServerController(ExecutionController):
         """Stop and emergency stop leave the waiting jobs where they are."""
 
     def script_stop(self, level, user, message=None):
-        """Abort the current job at the next point of *level*; the jobs
-        queued now wait for a person (a safety hold; none if none is).
-
-        A black-box job's process group is terminated instead.
-        """
-        self.jobs.hold_for_safety(f'job aborted by {user.name}')
-        current = self.jobs.current()
-        if current is None:
-            return
-        session.log.info('Abort requested by %s', user.name)
-        if current.kind == JobKind.BLACKBOX:
-            self.daemon.abort_blackbox()
-        else:
-            self.interrupt(('stop', level, user.name))
-            if level >= BREAK_NOW:
-                session.countloop_request = ('pause', f'Stopped by {user.name}')
+        """NICOS's watchdog stops the script (clients' ``stop`` is
+        `stockcommands.stop`)."""
+        self.app.safety_stop(Caller.of(user), level)
 
     def script_immediate_stop(self, user, message=None):
-        """Emergency stop: abort the current job at once and stop all devices.
-
-        Unlike stock NICOS, waiting jobs are kept, and the ones queued now
-        wait for a person (a safety hold).
-        """
-        self.jobs.hold_for_safety(f'emergency stop by {user.name}')
-        session.log.warning('Immediate stop requested by %s', user.name)
-        current = self.jobs.current()
-        if current is None or current.kind == JobKind.BLACKBOX:
-            self.daemon.abort_blackbox()
-            self.queue.put(EmergencyStopRequest(user))
-        else:
-            self.interrupt(('emergency stop', BREAK_IMMEDIATE, user.name))
-
-    def interrupt(self, flag) -> None:
-        """Ask the current job to pause or stop (*flag* as NICOS's breaks).
-
-        Decided by the job's state, not the controller's: between two
-        top-level blocks NICOS reports idle and refuses breaks although
-        the job runs on, so a refused break is retried until the next
-        block starts (microseconds) or the job has ended.
-        """
-        job = self.jobs.current()
-        deadline = time.monotonic() + INTERRUPT_RETRY_SECONDS
-        while job is not None:
-            if self.jobs.is_paused():
-                self.set_continue(flag)
-                return
-            try:
-                self.set_break(flag)
-                return
-            except ControllerError:
-                if time.monotonic() > deadline:
-                    raise InvalidTransition(
-                        f'job {job.id} did not reach a point where it can be '
-                        'interrupted; try again') from None
-                time.sleep(0.001)
-            current = self.jobs.current()
-            if current is None or current.id != job.id:
-                return
+        """Emergency stop (the stock ``emergency`` command, the watchdog)."""
+        self.app.emergency_stop(Caller.of(user))
 
     def execute_estop(self, user):
         """Run NICOS's emergency-stop functions, then stop every device.
@@ -268,6 +233,78 @@ class ScriptServerController(ExecutionController):
         if devices:
             stop(*devices)
 
+    # -- the application's ScriptControl -----------------------------------
+
+    def pause(self, job: Job, level: int, by: Caller) -> None:
+        """Ask the running job to pause at the next point of *level*."""
+        self.interrupt(('break', level, by.name))
+        if level >= BREAK_NOW:
+            session.countloop_request = ('pause', f'Paused by {by.name}')
+
+    def resume(self, by: Caller) -> None:
+        """Let the paused job go on."""
+        self.set_continue(('continue', 0, by.name))
+
+    def abort(self, job: Job, level: int, by: Caller) -> None:
+        """Ask the current job to stop at the next point of *level*; a
+        black-box job's process group is terminated instead."""
+        if job.kind == JobKind.BLACKBOX:
+            self.abort_blackbox()
+            return
+        self.interrupt(('stop', level, by.name))
+        if level >= BREAK_NOW:
+            session.countloop_request = ('pause', f'Stopped by {by.name}')
+
+    def emergency_stop(self, job: Optional[Job], by: Caller) -> None:
+        """Stop the current job at once, then every device."""
+        if job is None or job.kind == JobKind.BLACKBOX:
+            self.abort_blackbox()
+            self.queue.put(EmergencyStopRequest(User(by.name, by.level)))
+        else:
+            self.interrupt(('emergency stop', BREAK_IMMEDIATE, by.name))
+
+    def line(self) -> Optional[int]:
+        """The line of its script the running job is at."""
+        return self.lineno
+
+    def wake(self) -> None:
+        """A job may start now that could not before."""
+        self.queue.wake()
+
+    def abort_blackbox(self) -> None:
+        """Terminate the current black-box job's processes, if any."""
+        run = self.blackbox
+        if run is not None:
+            run.abort()
+
+    def interrupt(self, flag) -> None:
+        """Ask the current job to pause or stop (*flag* as NICOS's breaks).
+
+        Decided by the job's state, not the controller's: between two
+        top-level blocks NICOS reports idle and refuses breaks although
+        the job runs on, so a refused break is retried until the next
+        block starts (microseconds) or the job has ended.
+        """
+        jobs = self.app.queue
+        job = jobs.current()
+        deadline = time.monotonic() + INTERRUPT_RETRY_SECONDS
+        while job is not None:
+            if jobs.is_paused():
+                self.set_continue(flag)
+                return
+            try:
+                self.set_break(flag)
+                return
+            except ControllerError:
+                if time.monotonic() > deadline:
+                    raise InvalidTransition(
+                        f'job {job.id} did not reach a point where it can be '
+                        'interrupted; try again') from None
+                time.sleep(0.001)
+            current = jobs.current()
+            if current is None or current.id != job.id:
+                return
+
     # -- hooks of the script thread -----------------------------------------
 
     def _breakfunc(self, frame, arg):
@@ -277,13 +314,12 @@ class ScriptServerController(ExecutionController):
         # Same condition as NICOS's own _breakfunc for really pausing here.
         if arg[1] >= level and arg[0] not in _STOP_MODES:
             # The line is read from the controller when asked for (see
-            # ScriptServerDaemon.job_dict); a paused job stores it.
-            self.jobs.set_line(self.lineno)
-            self.jobs.pause()
+            # ScriptServer.job_view); a paused job stores it.
+            self.app.paused(self.lineno)
         ExecutionController._breakfunc(self, frame, arg)
 
     def set_continue(self, flag):
         """Resume a paused job (``continue``), or let a stop proceed."""
         ExecutionController.set_continue(self, flag)
-        if flag[0] == 'continue' and self.jobs.is_paused():
-            self.jobs.resume()
+        if flag[0] == 'continue':
+            self.app.resumed()

@@ -1,10 +1,11 @@
 """Daemon commands of the unified job queue (``ss_*``).
 
-Each ``ss_*`` command takes JSON-ready arguments and replies JSON-ready
-data; refusals are error replies whose text says what was wrong. See
-docs/PROTOCOL.md. `queue_command` also registers the stock commands that
-`stockcommands` re-defines. Which user level may call what is decided in
-`access`.
+Each ``ss_*`` command takes JSON-ready arguments, hands them to the
+application (`app.server.ScriptServer`, the daemon's ``app``) and replies
+JSON-ready data; refusals are error replies whose text says what was
+wrong. See docs/PROTOCOL.md. `queue_command` also registers the stock
+commands that `stockcommands` re-defines. Which user level may call what
+is decided in `access`.
 """
 
 import inspect
@@ -12,14 +13,10 @@ import inspect
 from nicos.services.daemon.handler import command_wrappers
 
 from nicos_scriptserver import protocol
+from nicos_scriptserver.app.server import ScriptServer
 from nicos_scriptserver.daemon.catalogdev import find_command_catalog
 from nicos_scriptserver.estimates import summary
 from nicos_scriptserver.queue import Caller, QueueError
-from nicos_scriptserver.queue.validate import as_job_id
-
-
-def _jobs(handler):
-    return handler.daemon.jobs
 
 
 def queue_command(name: str):
@@ -55,24 +52,31 @@ def queue_command(name: str):
     return deco
 
 
+def _app(handler) -> ScriptServer:
+    return handler.daemon.app
+
+
+def _caller(handler) -> Caller:
+    return Caller.of(handler.user)
+
+
 @queue_command('ss_submit')
 def ss_submit(self, jobs, position=None):
     """Submit one job (a dict) or a batch (a list of dicts); reply: the jobs."""
-    batch = jobs if isinstance(jobs, list) else [jobs]
-    created = self.daemon.submit(batch, self.user, position)
-    return [job.to_dict() for job in created]
+    return [job.to_dict()
+            for job in _app(self).submit(jobs, _caller(self), position)]
 
 
 @queue_command('ss_queue')
 def ss_queue(self):
     """The queue: current job, waiting jobs in order (rows), the hold: held,
     its reason, its kind and the jobs a safety hold protects."""
-    jobs = _jobs(self)
-    current = jobs.current()
-    return dict(jobs.state.to_dict(),
-                current=self.daemon.job_dict(current) if current else None,
+    app = _app(self)
+    current = app.queue.current()
+    return dict(app.queue.state.to_dict(),
+                current=app.job_view(current) if current else None,
                 columns=protocol.LISTING_COLUMNS,
-                waiting=[_row(job) for job in jobs.waiting()])
+                waiting=[_row(job) for job in app.queue.waiting()])
 
 
 def _row(job) -> list:
@@ -85,128 +89,123 @@ def _row(job) -> list:
 @queue_command('ss_job')
 def ss_job(self, job_id):
     """One job with everything about it (its content, to edit it)."""
-    return self.daemon.job_dict(_jobs(self).get(as_job_id(job_id)))
+    app = _app(self)
+    return app.job_view(app.get(job_id))
 
 
 @queue_command('ss_edit')
 def ss_edit(self, job_id, changes):
     """Edit a waiting job: changes is a dict of name/source/calls. Only its
     owner or an admin may; the job then runs as the editor."""
-    edits = self.daemon.checked_edits(dict(changes))
-    return _jobs(self).edit(as_job_id(job_id),
-                            by=Caller(self.user.name, self.user.level),
-                            **edits).to_dict()
+    return _app(self).edit(job_id, changes, _caller(self)).to_dict()
 
 
 @queue_command('ss_move')
 def ss_move(self, job_id, to):
     """Move a waiting job to an index, or 'up'/'down'/'top'/'bottom'."""
-    _jobs(self).move(as_job_id(job_id), to)
+    _app(self).move(job_id, to)
 
 
 @queue_command('ss_skip')
 def ss_skip(self, job_id):
     """Skip a waiting job: it stays in the queue but does not run."""
-    _jobs(self).skip(as_job_id(job_id))
+    _app(self).skip(job_id)
 
 
 @queue_command('ss_unskip')
 def ss_unskip(self, job_id):
     """Let a skipped job run again in its place."""
-    _jobs(self).unskip(as_job_id(job_id))
+    _app(self).unskip(job_id)
 
 
 @queue_command('ss_repeat')
 def ss_repeat(self, job_id, times=1):
     """Queue copies of a job right after it, as the caller's jobs; reply:
     the new jobs."""
-    return [job.to_dict() for job in _jobs(self).repeat(
-        as_job_id(job_id), int(times), owner=self.user.name)]
+    return [job.to_dict()
+            for job in _app(self).repeat(job_id, times, _caller(self))]
 
 
 @queue_command('ss_duplicate')
 def ss_duplicate(self, job_id):
     """Queue one copy of a job right after it, as the caller's job; reply:
     the new job."""
-    return _jobs(self).duplicate(as_job_id(job_id),
-                                 owner=self.user.name).to_dict()
+    return _app(self).duplicate(job_id, _caller(self)).to_dict()
 
 
 @queue_command('ss_remove')
 def ss_remove(self, job_id):
     """Remove a waiting job."""
-    _jobs(self).remove(as_job_id(job_id))
+    _app(self).remove(job_id)
 
 
 @queue_command('ss_clear')
 def ss_clear(self):
     """Remove every waiting job; reply: their ids."""
-    return _jobs(self).clear()
+    return _app(self).clear()
 
 
 @queue_command('ss_requeue')
 def ss_requeue(self, job_id, changes=None, position=None):
     """Queue an aborted/failed/interrupted job again, optionally edited."""
-    edits = self.daemon.checked_edits(dict(changes or {}))
-    return _jobs(self).requeue(as_job_id(job_id), edits, position=position,
-                               owner=self.user.name).to_dict()
+    return _app(self).requeue(job_id, changes, position,
+                              _caller(self)).to_dict()
 
 
 @queue_command('ss_history')
 def ss_history(self, limit=50, before=None):
     """Finished jobs, newest first, with their results and error reports."""
-    before = None if before is None else as_job_id(before)
-    return [job.to_dict() for job in _jobs(self).history(int(limit), before)]
+    return [job.to_dict() for job in _app(self).history(limit, before)]
 
 
 @queue_command('ss_hold')
 def ss_hold(self):
     """Let the current job finish, then start nothing, also jobs queued
     later, until released."""
-    _jobs(self).hold(f'held by {self.user.name}')
+    _app(self).hold(_caller(self))
 
 
 @queue_command('ss_release')
 def ss_release(self):
     """Start running waiting jobs again (ends a hold of either kind)."""
-    _jobs(self).release()
+    _app(self).release()
 
 
 @queue_command('ss_pause')
 def ss_pause(self, level=2):
     """Pause the current job at its next pause point."""
-    self.daemon.pause_current(self.user, int(level))
+    _app(self).pause(_caller(self), level)
 
 
 @queue_command('ss_resume')
 def ss_resume(self):
     """Resume the paused job."""
-    self.daemon.resume_current(self.user)
+    _app(self).resume(_caller(self))
 
 
 @queue_command('ss_abort')
 def ss_abort(self, level=2):
     """Abort the current job at its next safe point; the jobs waiting now
     are held (a safety hold)."""
-    self.daemon.abort_current(self.user, int(level))
+    _app(self).abort(_caller(self), level)
 
 
 @queue_command('ss_confirm')
 def ss_confirm(self, job_id):
     """Let a job that was held back (e.g. by its dry run) run in its turn."""
-    return _jobs(self).confirm(as_job_id(job_id)).to_dict()
+    return _app(self).confirm(job_id).to_dict()
 
 
 @queue_command('ss_dryrun')
 def ss_dryrun(self, job):
     """Check and dry-run a job spec without queueing it; reply: the report."""
-    return self.daemon.dry_run(job, self.user)
+    return _app(self).dry_run(job, _caller(self))
 
 
 @queue_command('ss_timeline')
 def ss_timeline(self):
     """Expected end of the current job and start/end of the waiting ones."""
-    return self.daemon.timeline()
+    return _app(self).timeline()
 
 
 @queue_command('ss_catalog')

@@ -5,10 +5,11 @@ NICOS GUI and console and the IBEX GUI act on the queue unchanged:
 ``getstatus`` reports the status and requests stock clients see
 (`stockview`), ``continue`` also releases a queue that waits for a person,
 ``stop`` then keeps it waiting (stock clients show it as a paused script,
-which they may stop), ``unqueue`` acts on jobs (``'*'`` clears the waiting list), ``update``
-edits waiting jobs also while idle, ``start`` runs at once without
+which they may stop), ``unqueue`` acts on jobs (``'*'`` clears the
+waiting list), ``update`` edits waiting jobs also while idle, ``start`` runs at once without
 waiting for a dry run and ``break`` pauses like ``ss_pause`` (refused for
-black-box jobs). Refusals are error replies (`queue_command`).
+black-box jobs). Each hands its arguments to the application
+(`app.server.ScriptServer`); refusals are error replies (`queue_command`).
 """
 
 from nicos import session
@@ -16,8 +17,7 @@ from nicos.protocols.daemon import SIM_STATES
 from nicos.services.daemon.handler import command_wrappers
 
 from nicos_scriptserver.daemon.queuecommands import queue_command
-from nicos_scriptserver.queue import Caller, InvalidTransition
-from nicos_scriptserver.queue.validate import as_job_id
+from nicos_scriptserver.queue import Caller
 
 
 @queue_command('getstatus')
@@ -49,10 +49,7 @@ def continue_(self):
     """Resume the paused job. With no job running, the queue that stock
     clients see as paused: release its hold (as ss_release), or let the
     first held-back job run (as ss_confirm)."""
-    if self.daemon.jobs.current() is not None:
-        self.daemon.resume_current(self.user)
-    else:
-        self.daemon.continue_queue(self.user)
+    self.daemon.app.continue_(Caller.of(self.user))
 
 
 @queue_command('stop')
@@ -60,24 +57,16 @@ def stop(self, level):
     """Abort the current job at the next point of *level*; the jobs queued
     then stay, held. With no job running but a queue that waits for a
     person (a paused script to stock clients), its jobs stay held."""
-    if self.daemon.jobs.current() is not None:
-        self.controller.script_stop(int(level), self.user)
-        return
-    if self.daemon.stock.attention() is None:
-        raise InvalidTransition('no script is running')
-    self.daemon.jobs.hold_for_safety(f'stopped by {self.user.name}')
-    session.log.info('Stop requested by %s: no job runs, the queued jobs stay '
-                     'held; continue runs them, unqueue removes them.',
-                     self.user.name)
+    self.daemon.app.stop(Caller.of(self.user), level)
 
 
 @queue_command('unqueue')
 def unqueue(self, reqid):
     """Remove a waiting job, or all of them with '*'."""
     if reqid == '*':
-        self.daemon.jobs.clear()
+        self.daemon.app.clear()
     else:
-        self.daemon.jobs.remove(as_job_id(reqid))
+        self.daemon.app.remove(reqid)
 
 
 @queue_command('update')
@@ -88,16 +77,14 @@ def update(self, newcode, reason, reqid=None):
     if reqid is None:
         raise ValueError('no job id given: the current job cannot be edited; '
                          'abort it, then edit and re-queue it')
-    self.daemon.jobs.edit(as_job_id(reqid),
-                          by=Caller(self.user.name, self.user.level),
-                          **self.daemon.checked_edits({'source': newcode}))
+    self.daemon.app.edit(reqid, {'source': newcode}, Caller.of(self.user))
 
 
 def _start_now(stock_start):
     """NICOS's ``start`` ("run this now", refused while a job runs): the job
     does not wait for its dry run, as a console's user expects."""
     def start(handler, args):
-        with handler.daemon.starting_now():
+        with handler.controller.starting_now():
             stock_start(handler, args)
     start.orig_function = getattr(stock_start, 'orig_function', stock_start)
     return start
@@ -109,4 +96,4 @@ command_wrappers['start'] = _start_now(command_wrappers['start'])
 @queue_command('break')
 def break_(self, level):
     """Pause the current job (as ss_pause; black-box jobs cannot pause)."""
-    self.daemon.pause_current(self.user, int(level))
+    self.daemon.app.pause(Caller.of(self.user), level)

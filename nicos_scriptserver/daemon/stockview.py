@@ -31,14 +31,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from nicos.protocols.daemon import STATUS_IDLE, STATUS_IDLEEXC, \
     STATUS_INBREAK
 
+from nicos_scriptserver.app.attention import HELD, Attention, attention
+from nicos_scriptserver.queue import JobState
+from nicos_scriptserver.queue.change import (JOB_CHANGED, QUEUE_CHANGED,
+                                             QUEUE_STATE)
+
 Emit = Callable[[str, Any], None]
 #: NICOS's status: (status constant, line number).
 Status = Tuple[int, int]
-#: Why nothing runs although jobs are queued (see `StockView.attention`):
-#: the queue is held, or (with the first queued job's id) every queued job
-#: is held back.
-HELD, HELD_BACK = 'held', 'held back'
-Attention = Tuple[str, Optional[int]]
 
 
 def stock_request(job: Dict[str, Any]) -> Dict[str, Any]:
@@ -73,17 +73,17 @@ class StockView:
         self._lock = threading.Lock()
         self._controller = None
         current = jobs.current()
-        waiting = [job.to_dict() for job in jobs.waiting()]
+        waiting = jobs.waiting()
+        queued = [job for job in waiting if job.state is JobState.QUEUED]
         self._current: Optional[int] = current.id if current else None
-        self._order: List[int] = [job['id'] for job in waiting]
+        self._order: List[int] = [job.id for job in waiting]
         # Queued jobs as stock clients know them, in queue order.
         self._listed: Dict[int, dict] = {
-            job['id']: stock_request(job) for job in waiting
-            if job['state'] == 'queued'}
+            job.id: stock_request(job.to_dict()) for job in queued}
         # The held-back ones among them: their names and hold reasons.
         self._held_back: Dict[int, Tuple[str, str]] = {
-            job['id']: (job['name'], job['hold_reason']) for job in waiting
-            if job['state'] == 'queued' and job['held']}
+            job.id: (job.name, job.hold_reason) for job in queued
+            if job.held}
         self._queue: Dict[str, Any] = jobs.state.to_dict()
         self._status: Optional[Status] = None   # the last one sent
         self._notice: Optional[tuple] = None    # what the log said last
@@ -129,13 +129,13 @@ class StockView:
         with self._lock:
             reorder = False
             for name, data in events:
-                if name == 'job_changed':
+                if name == JOB_CHANGED:
                     reorder |= self._job_changed(data)
-                elif name == 'queue_changed':
+                elif name == QUEUE_CHANGED:
                     self._order = data['order']
                     self._removed(data['removed'])
                     reorder = True
-                elif name == 'queue_state':
+                elif name == QUEUE_STATE:
                     self._queue = data
             if reorder:
                 self._place()
@@ -144,18 +144,18 @@ class StockView:
     def _job_changed(self, job: dict) -> bool:
         """Follow one job; True if it joined the listed jobs (at the end,
         which may not be its place)."""
-        job_id, state = job['id'], job['state']
-        if state in ('running', 'paused'):
+        job_id, state = job['id'], JobState(job['state'])
+        if state.current:
             self._current = job_id
         elif self._current == job_id:
             self._current = None
         known = self._listed.get(job_id)
-        if state != 'queued':
+        if state is not JobState.QUEUED:
             if known is not None:
                 del self._listed[job_id]
                 self._held_back.pop(job_id, None)
                 # A started job is announced by NICOS itself ('processing').
-                if state != 'running':
+                if state is not JobState.RUNNING:
                     self.emit('blocked', [str(job_id)])
             return False
         request = stock_request(job)
@@ -194,13 +194,9 @@ class StockView:
     # -- the status -----------------------------------------------------------------
 
     def _attention(self) -> Optional[Attention]:
-        if self._current is not None or not self._listed:
-            return None
-        if self._queue['held']:
-            return HELD, None
-        if len(self._held_back) == len(self._listed):
-            return HELD_BACK, next(iter(self._listed))
-        return None
+        return attention(self._current is not None, len(self._listed),
+                         len(self._held_back), next(iter(self._listed), None),
+                         self._queue['held'])
 
     def _refresh(self, status: Optional[Status] = None) -> None:
         """Send the status stock clients see if it changed; *status*: the
@@ -210,19 +206,19 @@ class StockView:
                 return
             status = (self._controller.status, self._controller.lineno)
         status = tuple(status)
-        attention = self._attention()
-        if attention is None:
+        waiting = self._attention()
+        if waiting is None:
             self._notice = None
         elif status[0] in (STATUS_IDLE, STATUS_IDLEEXC):
             status = (STATUS_INBREAK, status[1])
-            self._announce(attention)
+            self._announce(waiting)
         if status != self._status:
             self._status = status
             self.emit('status', status)
 
-    def _announce(self, attention: Attention) -> None:
+    def _announce(self, waiting: Attention) -> None:
         """Say in the log why the queue waits (once per reason)."""
-        kind, job_id = attention
+        kind, job_id = waiting
         if kind == HELD:
             reason = self._queue['hold_reason'] or 'no reason given'
             notice = (kind, reason)

@@ -6,18 +6,19 @@
 - `timeline`: expected end of the current job and expected start and end
   of every waiting job
 
-The daemon adapter (`nicos_scriptserver.daemon.dryrun`) runs the dry runs.
+The application (`nicos_scriptserver.app.dryruns`) schedules the dry runs,
+the daemon adapter (`nicos_scriptserver.daemon.dryrun`) runs them.
 """
 
-from nicos_scriptserver.estimates.report import (FINAL_STATES, DryRunFacts,
-                                                 blackbox_report, build_report,
+from nicos_scriptserver.estimates.report import (DryRunFacts, blackbox_report,
+                                                 build_report,
                                                  declared_estimate, not_possible,
                                                  pending, running, summary)
 from nicos_scriptserver.estimates.timeline import (current_times,
                                                    remaining_seconds, timeline)
 
 __all__ = [
-    'FINAL_STATES', 'DryRunFacts', 'blackbox_report', 'build_report',
+    'DryRunFacts', 'blackbox_report', 'build_report',
     'current_times', 'declared_estimate', 'not_possible', 'pending',
     'remaining_seconds', 'running', 'summary', 'timeline',
 ]

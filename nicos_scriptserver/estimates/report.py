@@ -25,10 +25,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-PENDING, RUNNING, OK, FAILED, NOT_POSSIBLE = (
-    'pending', 'running', 'ok', 'failed', 'not possible')
-#: States after which a dry run will not change any more.
-FINAL_STATES = (OK, FAILED, NOT_POSSIBLE)
+from nicos_scriptserver.queue.lifecycle import DryRunState
+
+# Reports carry the states as plain text (they go to clients as data).
+PENDING, RUNNING = DryRunState.PENDING.value, DryRunState.RUNNING.value
+OK, FAILED = DryRunState.OK.value, DryRunState.FAILED.value
+NOT_POSSIBLE = DryRunState.NOT_POSSIBLE.value
 
 SOURCE_DRY_RUN = 'dry run'
 SOURCE_FUNCTION = 'estimate function'

@@ -2,13 +2,17 @@
 
 It never imports NICOS, zmq, EPICS or Qt: the daemon adapter drives it.
 
-- `model`: `Job`, `JobKind`, `JobState`, `QueueState` (plain, immutable data)
+- `model`: `Job`, `JobKind`, `JobState`, `Request`, `QueueState` (plain,
+  immutable data) and `JobSpec`, a job as submitted
 - `rights`: `Caller` (an account as plain data), who may edit a job and
   whom a job runs as
-- `machine`/`editing`: `QueueMachine`, the pure state machine; every
-  operation returns a `Change` (`change`: result, what to save, events
-  for clients) or raises a `QueueError` (`errors`); `validate` checks the
-  values clients give
+- `machine`: `QueueMachine`, the pure state machine; every operation
+  returns a `Change` (`change`: result, what to save, events for
+  clients) or raises a `QueueError` (`errors`). The operations are
+  functions of the state as `view` shows it: `waiting` (the waiting
+  list), `current` (the current job), `holds` (the queue's hold);
+  `lifecycle` says which operation a job allows where it is in its life;
+  `validate` checks the values operations take besides job specs
 - `order`: order keys that make moving a job a one-row write
 - `store`: `QueueStore`, the SQLite file (also the archive of old
   finished jobs, which are not kept in memory)
@@ -22,15 +26,16 @@ from nicos_scriptserver.queue.errors import (BadPosition, InvalidTransition,
                                              QueueError, StoreError,
                                              UnknownAccount)
 from nicos_scriptserver.queue.machine import QueueMachine
-from nicos_scriptserver.queue.model import (Job, JobKind, JobState, QueueData,
-                                            QueueState)
+from nicos_scriptserver.queue.model import (Job, JobKind, JobSpec, JobState,
+                                            QueueData, QueueState, Request)
 from nicos_scriptserver.queue.rights import Caller, runs_as
 from nicos_scriptserver.queue.service import JobQueue
 from nicos_scriptserver.queue.store import QueueStore
 
 __all__ = [
     'BadPosition', 'Caller', 'Change', 'Event', 'InvalidTransition',
-    'InvalidValue', 'Job', 'JobKind', 'JobNotFound', 'JobQueue', 'JobState',
-    'NotEditable', 'NotPermitted', 'QueueData', 'QueueError', 'QueueMachine',
-    'QueueState', 'QueueStore', 'StoreError', 'UnknownAccount', 'runs_as',
+    'InvalidValue', 'Job', 'JobKind', 'JobNotFound', 'JobQueue', 'JobSpec',
+    'JobState', 'NotEditable', 'NotPermitted', 'QueueData', 'QueueError',
+    'QueueMachine', 'QueueState', 'QueueStore', 'Request', 'StoreError',
+    'UnknownAccount', 'runs_as',
 ]

@@ -15,12 +15,14 @@ from nicos_scriptserver.queue.model import Job, QueueState
 #: An event for clients: ``(name, payload)`` with a JSON-ready payload.
 #:
 #: - ``("job_changed", job.to_dict())``: a job was added or changed.
-#: - ``("job_line", {"id": ..., "line": ...})``: the current job's line.
 #: - ``("queue_changed", {"order": [ids], "removed": [ids]})``: the waiting
 #:   list changed (jobs added, moved, started or removed); one per
 #:   operation, however many jobs it moved.
 #: - ``("queue_state", QueueState.to_dict())``: held/released, policy.
 Event = Tuple[str, Dict[str, Any]]
+#: The names of the events, for their listeners.
+JOB_CHANGED, QUEUE_CHANGED, QUEUE_STATE = ('job_changed', 'queue_changed',
+                                           'queue_state')
 
 
 @dataclass
@@ -54,17 +56,17 @@ class Change:
     def put_job(self, job: Job) -> None:
         """Add or replace *job*, announcing it."""
         self.put[job.id] = job
-        self.events.append(('job_changed', job.to_dict()))
+        self.events.append((JOB_CHANGED, job.to_dict()))
 
     def set_order(self, order: List[int], keys: Dict[int, int],
                   removed: Iterable[int] = ()) -> None:
         """Make *order* the waiting list, with new *keys* for some jobs."""
         self.order = order
         self.keys.update(keys)
-        self.events.append(('queue_changed', {'order': list(order),
-                                              'removed': list(removed)}))
+        self.events.append((QUEUE_CHANGED, {'order': list(order),
+                                            'removed': list(removed)}))
 
     def set_queue(self, queue: QueueState) -> None:
         """Change the queue's own state."""
         self.queue = queue
-        self.events.append(('queue_state', queue.to_dict()))
+        self.events.append((QUEUE_STATE, queue.to_dict()))

@@ -63,6 +63,13 @@ class JobState(str, Enum):
 REQUEUEABLE = (JobState.FAILED, JobState.ABORTED, JobState.INTERRUPTED)
 
 
+class Request(str, Enum):
+    """What was asked of the current job and has not happened yet."""
+
+    PAUSE = 'pause'  # it pauses at its next pause point
+    ABORT = 'abort'  # it stops at its next safe point
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One script in the queue or in its history.
@@ -105,6 +112,9 @@ class Job:
     #: Held back by its dry run (not by whoever submitted it): a later dry
     #: run that passes (after an edit) releases it.
     held_by_dry_run: bool = False
+    #: What was asked of the current job and has not happened yet (see
+    #: `lifecycle.TRANSITIONS`).
+    requested: Optional[Request] = None
     # to_dict's result, made once: listing thousands of jobs for a client
     # must be fast, and a job never changes.
     _wire: Optional[Dict[str, Any]] = field(default=None, init=False,
@@ -153,6 +163,7 @@ class Job:
                 'estimate': self.estimate, 'held': self.held,
                 'hold_reason': self.hold_reason,
                 'held_by_dry_run': self.held_by_dry_run,
+                'requested': self.requested and self.requested.value,
             }
             object.__setattr__(self, '_wire', wire)
         return wire.copy()
@@ -165,9 +176,12 @@ class Job:
         complete = len(values) == len(_JOB_FIELDS)
         values['kind'] = JobKind(data['kind'])
         values['state'] = JobState(data['state'])
+        requested = data.get('requested')
+        values['requested'] = None if requested is None else Request(requested)
         job = cls(**values)
         if complete:
-            wire = dict(values, kind=job.kind.value, state=job.state.value)
+            wire = dict(values, kind=job.kind.value, state=job.state.value,
+                        requested=requested)
             # A complete dict is what to_dict would make: keep it (this makes
             # the first listing after a restart as fast as later ones).
             object.__setattr__(job, '_wire', wire)
@@ -175,6 +189,24 @@ class Job:
 
 
 _JOB_FIELDS = tuple(f.name for f in fields(Job) if f.init)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job as it is submitted, checked (`app.spec` makes them from what
+    clients send): what the queue's ``submit`` turns into a `Job`.
+
+    ``calls`` are a generated job's command calls (None for other kinds),
+    ``source`` its script rendered from them; ``held`` submits it held
+    back, for ``hold_reason``.
+    """
+
+    kind: JobKind
+    source: str
+    name: str = ''
+    calls: Optional[List[Dict[str, Any]]] = None
+    held: bool = False
+    hold_reason: str = ''
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ numbers, but the core does not import NICOS.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from nicos_scriptserver.queue.errors import NotPermitted, UnknownAccount
 from nicos_scriptserver.queue.model import Job
@@ -25,6 +25,11 @@ class Caller:
 
     name: str
     level: int
+
+    @classmethod
+    def of(cls, user: Any) -> 'Caller':
+        """The caller a NICOS user is (anything with a name and a level)."""
+        return cls(user.name, user.level)
 
 
 def check_may_edit(job: Job, caller: Caller) -> None:

@@ -14,13 +14,14 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
+from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
                     Union)
 
 from nicos_scriptserver.queue.change import Change, Event
-from nicos_scriptserver.queue.editing import Position
+from nicos_scriptserver.queue.waiting import Position
 from nicos_scriptserver.queue.machine import KEEP_HISTORY, QueueMachine
-from nicos_scriptserver.queue.model import Job, JobState, QueueData, QueueState
+from nicos_scriptserver.queue.model import (Job, JobSpec, JobState,
+                                            QueueData, QueueState)
 from nicos_scriptserver.queue.rights import Caller
 from nicos_scriptserver.queue.store import QueueStore
 
@@ -167,8 +168,8 @@ class JobQueue:
 
     # -- the waiting list ---------------------------------------------------------
 
-    def submit(self, specs: Union[Mapping[str, Any], List[Mapping]],
-               owner: str, position: Optional[Position] = None) -> List[Job]:
+    def submit(self, specs: Union[JobSpec, Sequence[JobSpec]], owner: str,
+               position: Optional[Position] = None) -> List[Job]:
         """Queue one job or a batch; returns the new jobs."""
         return self._do(lambda now: self._machine.submit(
             specs, owner, now, position))
@@ -235,13 +236,15 @@ class JobQueue:
         """Remove every waiting job; returns their ids."""
         return self._do(lambda now: self._machine.clear())
 
-    def requeue(self, job_id: int, edits: Optional[Mapping[str, Any]] = None,
-                position: Optional[Position] = None,
-                owner: Optional[str] = None) -> Job:
+    def requeue(self, job_id: int, position: Optional[Position] = None,
+                owner: Optional[str] = None, *, name: Optional[str] = None,
+                source: Optional[str] = None, calls: Optional[list] = None
+                ) -> Job:
         """Queue an aborted, failed or interrupted job again as a new job
-        of *owner*."""
+        of *owner*, maybe edited."""
         return self._do(lambda now: self._machine.requeue(
-            job_id, now, edits, position, owner))
+            job_id, now, position, owner, name=name, source=source,
+            calls=calls))
 
     # -- the queue as a whole -----------------------------------------------------
 
@@ -265,10 +268,6 @@ class JobQueue:
 
     # -- the current job (called from the script thread) ------------------------
 
-    def start(self, job_id: int) -> Job:
-        """Make a waiting job the running job; returns it."""
-        return self._do(lambda now: self._machine.start(job_id, now))
-
     def start_next(self, ready: Optional[Callable[[Job], bool]] = None
                    ) -> Optional[Job]:
         """Start the next runnable job, if one may start now; returns it.
@@ -286,6 +285,10 @@ class JobQueue:
             return self._machine.start(job.id, now)
         return self._do(start)
 
+    def request_pause(self) -> Job:
+        """A pause of the current job was asked for; returns it."""
+        return self._do(lambda now: self._machine.request_pause())
+
     def pause(self) -> Job:
         """The current job stopped at a pause point."""
         return self._do(self._machine.pause)
@@ -293,6 +296,15 @@ class JobQueue:
     def resume(self) -> Job:
         """The paused job runs again."""
         return self._do(self._machine.resume)
+
+    def request_abort(self, reason: str) -> Job:
+        """An abort of the current job was asked for; the jobs queued now
+        are held for safety, for *reason*. Returns the job."""
+        return self._do(lambda now: self._machine.request_abort(reason))
+
+    def withdraw_request(self) -> Job:
+        """What was asked of the current job could not be passed on."""
+        return self._do(lambda now: self._machine.withdraw_request())
 
     def report_progress(self, fraction: Optional[float],
                         message: str = '') -> Job:

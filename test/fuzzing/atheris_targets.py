@@ -13,11 +13,11 @@ Targets (`TARGETS`):
   through the proxy's ZMTP server (`proxy.zmtp`)
 - ``catalog``: arbitrary command-file bytes (`parse_file`); the repo's
   commands/ make a good seed corpus
-- ``jobs``: job specs, edits and job ids (`jobcheck`, `queue.validate`,
-  `catalog.validate` against the repo's catalog)
+- ``jobs``: job specs, edits and job ids (`app.spec`, `catalog.validate`
+  against the repo's catalog)
 - ``commands``: sequences of the daemon's new commands with arbitrary
-  arguments, in-process over an in-memory queue (`fuzzing.queuehandler`;
-  no daemon is started)
+  arguments, in-process through the application over an in-memory queue
+  (`fuzzing.queuehandler`; no daemon is started)
 
 Each input goes through an oracle of `fuzzing.oracles`: a refusal of the
 documented type is fine; any other exception, or a broken invariant
@@ -43,9 +43,9 @@ if __name__ == '__main__':
     # map) before anything imports it.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     with atheris.instrument_imports(include=['nicos_scriptserver']):
+        import nicos_scriptserver.app.server  # noqa: F401
         import nicos_scriptserver.catalog  # noqa: F401
         import nicos_scriptserver.daemon.queuecommands  # noqa: F401
-        import nicos_scriptserver.jobcheck  # noqa: F401
         import nicos_scriptserver.proxy.protocol  # noqa: F401
         import nicos_scriptserver.proxy.zmtp  # noqa: F401
         import nicos_scriptserver.queue  # noqa: F401

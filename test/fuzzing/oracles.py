@@ -12,22 +12,24 @@ targets (`fuzzing.atheris_targets`) share them.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import json
 from typing import Any, List, Optional, Sequence
 
 from nicos_scriptserver.catalog import Catalog, ValidationError
 from nicos_scriptserver.catalog.parse import ParsedFile, parse_file, parse_source
+from nicos_scriptserver.app.spec import (parse_edits, parse_job_id,
+                                         parse_spec)
 from nicos_scriptserver.instance import REPO
-from nicos_scriptserver.jobcheck import prepared_edits, prepared_spec
 from nicos_scriptserver.proxy.protocol import (ProtocolError, Request,
                                                check_allowed, encode_json,
                                                parse_request)
 from nicos_scriptserver.proxy.zmtp import (FRAME_COST, GREETING_SIZE,
                                            MAX_COMMAND_BYTES, ServerConnection,
                                            State, ZmtpError)
-from nicos_scriptserver.queue import QueueError
-from nicos_scriptserver.queue import validate as queue_validate
+from nicos_scriptserver.queue import JobKind, QueueError
+from nicos_scriptserver.queue.validate import normalized
 
 #: What a job check may refuse with (`InvalidValue` is a `QueueError`).
 JOB_REFUSALS = (QueueError, ValidationError)
@@ -131,42 +133,44 @@ def _check_rendered(source: str, calls: Any) -> None:
 
 
 def check_job_spec(spec: Any, catalog: Optional[Catalog] = None) -> None:
-    """A submitted job spec: prepared (its script compiles, and rendered
-    calls read back as given) or refused with a `JOB_REFUSALS` type."""
+    """A submitted job spec (kind aware if it names none, as the daemon
+    takes it): checked (its script compiles, and rendered calls read back
+    as kept) or refused with a `JOB_REFUSALS` type."""
     try:
-        prepared = prepared_spec(spec, catalog)
+        parsed = parse_spec(spec, catalog, default_kind=JobKind.AWARE)
     except JOB_REFUSALS:
         return
-    compile(prepared['source'], '<job>', 'exec')
-    if spec.get('calls') is not None:
-        _check_rendered(prepared['source'], spec['calls'])
+    compile(parsed.source, '<job>', 'exec')
+    if parsed.calls is not None:
+        _check_rendered(parsed.source, parsed.calls)
 
 
 def check_job_edits(edits: Any, catalog: Optional[Catalog] = None) -> None:
     """Edits of a waiting job: checked like a submission, or refused."""
     try:
-        prepared = prepared_edits(edits, catalog)
+        parsed = parse_edits(edits, catalog)
     except JOB_REFUSALS:
         return
-    if 'source' in prepared:
-        compile(prepared['source'], '<job>', 'exec')
+    if 'source' in parsed:
+        compile(parsed['source'], '<job>', 'exec')
 
 
 def check_queue_fields(spec: Any) -> None:
-    """What the queue itself checks of a spec: the fields, JSON-normalized
-    (they read back from disk as submitted), or `InvalidValue`."""
+    """A spec as the queue keeps it (naming its kind, no catalog): its
+    fields JSON-normalized (they read back from disk as submitted), or
+    `InvalidValue`."""
     try:
-        fields = queue_validate.spec_fields(spec, 'job')
+        parsed = parse_spec(spec, label='job')
     except QueueError:
         return
-    plain = dict(fields, kind=fields['kind'].value)
-    assert queue_validate.normalized(plain, 'job') == plain, plain
+    plain = dict(dataclasses.asdict(parsed), kind=parsed.kind.value)
+    assert normalized(plain, 'job') == plain, plain
 
 
 def check_job_id(value: Any) -> None:
     """A job id as a client gives it: an int (not a bool), or refused."""
     try:
-        job_id = queue_validate.as_job_id(value)
+        job_id = parse_job_id(value)
     except QueueError:
         return
     assert type(job_id) is int and not isinstance(value, bool), value

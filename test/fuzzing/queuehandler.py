@@ -1,25 +1,25 @@
-"""The daemon's new commands (``ss_*`` and the re-registered ``unqueue``,
-``update``, ``break``), driven in-process without a daemon.
+"""The daemon's new commands (``ss_*`` and the re-registered stock ones),
+driven in-process without a daemon, through the real application.
 
 `QueueHandler` calls the registered command wrappers (exactly what NICOS's
-handler calls for a request) over a real `JobQueue` in an in-memory SQLite
-database. `FakeDaemon` stands in for the few `ScriptServerDaemon` methods
-the commands use; it keeps their pure checks (via `jobcheck`, the job
-queue, `describe_calls`, `timeline`) and replaces only what needs a NICOS
-session or script thread: a pause/resume/abort request is applied to the
-queue at once, as the script thread would apply it later. Imports NICOS
-(the wrappers live in its registry) but starts nothing.
+handler calls for a request) for a daemon whose application is the real
+`ScriptServer` over an in-memory queue. Only NICOS is stood in for:
+`ScriptThread` does a pause, resume or abort at once, as the script
+thread would a little later; the command catalog is the repo's; every
+account exists, at user level; dry runs are off (the integration fuzzing
+covers them through a real daemon). Imports NICOS (the wrappers live in
+its registry) but starts nothing.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 from types import SimpleNamespace
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from nicos.protocols.daemon import DAEMON_COMMANDS
 
-from nicos_scriptserver import jobcheck
 from nicos_scriptserver.commandtable import CODES
 
 
@@ -40,11 +40,13 @@ def _import_handler():
 
 
 command_wrappers = _import_handler().command_wrappers
-from nicos_scriptserver.catalog import Catalog, describe_calls
-from nicos_scriptserver.daemon import queuecommands  # noqa: F401 (registers them)
-from nicos_scriptserver.estimates import timeline
-from nicos_scriptserver.queue import (InvalidTransition, Job, JobKind,
-                                      JobQueue)
+from nicos_scriptserver.app.ports import Ports  # noqa: E402
+from nicos_scriptserver.app.server import ScriptServer  # noqa: E402
+from nicos_scriptserver.catalog import Catalog  # noqa: E402
+# Registering the handlers:
+from nicos_scriptserver.daemon import queuecommands  # noqa: E402
+from nicos_scriptserver.daemon import stockcommands  # noqa: E402,F401
+from nicos_scriptserver.queue import Caller, Job, JobQueue  # noqa: E402
 
 #: Commands fuzzed in-process: ss_dryrun needs NICOS's simulation and
 #: ss_catalog the session's catalog device (the integration fuzzing
@@ -53,66 +55,64 @@ COMMANDS = sorted(
     name for name, wrapper in command_wrappers.items()
     if getattr(getattr(wrapper, 'orig_function', None), '__module__', None)
     == queuecommands.__name__ and name not in ('ss_dryrun', 'ss_catalog'))
+#: NICOS's user level, which every account has here.
+USER = 10
+# A fixed "now": a replayed input does exactly the same.
+EPOCH = 1_700_000_000.0
 
 
-class FakeDaemon:
-    """The daemon side of the commands over an in-memory queue."""
+class ScriptThread:
+    """NICOS's script thread as the application steers it: what is asked
+    of the current job happens at once."""
+
+    def __init__(self) -> None:
+        self.app: Optional[ScriptServer] = None
+
+    def pause(self, job: Job, level: int, by: Caller) -> None:
+        self.app.paused(None)
+
+    def resume(self, by: Caller) -> None:
+        self.app.resumed()
+
+    def abort(self, job: Job, level: int, by: Caller) -> None:
+        self.app.finished('aborted', None)
+
+    def emergency_stop(self, job: Optional[Job], by: Caller) -> None:
+        if job is not None:
+            self.app.finished('aborted', None)
+
+    def line(self) -> Optional[int]:
+        return None
+
+    def wake(self) -> None:
+        pass
+
+
+class RepoCommands:
+    """The command catalog of the repo's commands/, as it is."""
 
     def __init__(self, catalog: Optional[Catalog]) -> None:
         self.catalog = catalog
-        # A deterministic clock: a replayed input does exactly the same.
-        ticks = itertools.count(1_700_000_000)
-        self.jobs = JobQueue(':memory:', clock=lambda: float(next(ticks)))
 
-    def submit(self, specs: List[Mapping[str, Any]], user: Any,
-               position: Any = None) -> List[Job]:
-        prepared = [jobcheck.prepared_spec(spec, self.catalog) for spec in specs]
-        return self.jobs.submit(prepared, owner=user.name, position=position)
+    def lookup(self) -> Optional[Catalog]:
+        return self.catalog
 
-    def checked_edits(self, edits: Mapping[str, Any]) -> Dict[str, Any]:
-        return jobcheck.prepared_edits(edits, self.catalog)
-
-    def job_dict(self, job: Job) -> Dict[str, Any]:
-        data = job.to_dict()
-        if job.calls:
-            data['call_lines'] = describe_calls(job.calls, self.catalog)
-        return data
-
-    def timeline(self) -> Dict[str, Any]:
-        return timeline(self.jobs.current(), self.jobs.waiting(),
-                        1_700_000_000.0, self.jobs.state.held)
-
-    def _current(self, action: str) -> Job:
-        job = self.jobs.current()
-        if job is None:
-            raise InvalidTransition(f'cannot {action}: no job is running')
-        return job
-
-    def pause_current(self, user: Any, level: int) -> None:
-        job = self._current('pause')
-        if job.kind == JobKind.BLACKBOX:
-            raise InvalidTransition(f'job {job.id} is a black-box job')
-        if self.jobs.is_paused():
-            raise InvalidTransition(f'job {job.id} is already paused')
-        self.jobs.pause()
-
-    def resume_current(self, user: Any) -> None:
-        job = self._current('resume')
-        if not self.jobs.is_paused():
-            raise InvalidTransition(f'job {job.id} is not paused')
-        self.jobs.resume()
-
-    def abort_current(self, user: Any, level: int) -> None:
-        self._current('abort')
-        self.jobs.finish('aborted')
+    def between_jobs(self) -> None:
+        pass
 
 
 class QueueHandler:
     """What a command wrapper sees of NICOS's connection handler."""
 
     def __init__(self, catalog: Optional[Catalog]) -> None:
-        self.daemon = FakeDaemon(catalog)
-        self.user = SimpleNamespace(name='fuzz', level=10)
+        ticks = itertools.count(int(EPOCH))
+        thread = ScriptThread()
+        self.app = thread.app = ScriptServer(
+            JobQueue(':memory:', clock=lambda: float(next(ticks))),
+            Ports(thread, RepoCommands(catalog), lambda name: USER,
+                  lambda: logging.getLogger('fuzzing'), clock=lambda: EPOCH))
+        self.daemon = SimpleNamespace(app=self.app)
+        self.user = SimpleNamespace(name='fuzz', level=USER)
         self.replies: List[Tuple[str, Any]] = []
 
     def send_ok_reply(self, payload: Any) -> None:
@@ -133,12 +133,12 @@ class QueueHandler:
     # The script thread's side, so that the commands meet every job state.
     def run_next(self) -> None:
         """Start the next waiting job, if one may start."""
-        self.daemon.jobs.start_next()
+        self.app.next_job()
 
     def end_current(self, outcome: str) -> None:
         """End the current job (done, failed or aborted), if one runs."""
-        if self.daemon.jobs.current() is not None:
-            self.daemon.jobs.finish(outcome)
+        if self.app.queue.current() is not None:
+            self.app.finished(outcome, None)
 
     def close(self) -> None:
-        self.daemon.jobs.close()
+        self.app.queue.close()

@@ -8,6 +8,7 @@ never into the repo.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -75,7 +76,11 @@ def run_target(target: str, workdir: Path, seconds: int,
     if target in DICTS:
         args.append(f'-dict={DICTS[target]}')
     args += [str(corpus)] + [str(path) for path in SEEDS.get(target, [])]
-    out = subprocess.run(args, cwd=workdir, stdout=subprocess.PIPE,
+    # The package of this checkout, not one installed elsewhere: the run
+    # happens in *workdir*, where the checkout is not on the path.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get('PYTHONPATH')])))
+    out = subprocess.run(args, cwd=workdir, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True,
                          errors='replace', timeout=wall_timeout)
     result = FuzzRun(target, out.returncode, output=out.stdout)

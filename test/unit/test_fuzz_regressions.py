@@ -10,7 +10,7 @@ from fuzzing import oracles
 from nicos_scriptserver.catalog import ScriptSyntaxError, check_syntax
 from nicos_scriptserver.proxy.protocol import ProtocolError, parse_request
 from nicos_scriptserver.queue import QueueError
-from nicos_scriptserver.queue.validate import as_job_id
+from nicos_scriptserver.app.spec import parse_job_id
 
 
 @pytest.mark.parametrize('payload', [b'[' * 1001 + b']' * 1001,
@@ -44,8 +44,8 @@ def test_a_lone_surrogate_in_a_script_is_a_syntax_error_with_its_place():
 def test_job_ids_beyond_sqlite_integers_are_refused(value):
     # Was: OverflowError from sqlite3 when the queue looked the id up.
     with pytest.raises(QueueError, match='is not a job id'):
-        as_job_id(value)
-    assert as_job_id(2**63 - 1) == 2**63 - 1
+        parse_job_id(value)
+    assert parse_job_id(2**63 - 1) == 2**63 - 1
 
 
 @pytest.mark.parametrize('command, args', [

@@ -2,6 +2,7 @@
 
 import pytest
 
+from nicos_scriptserver.app.spec import parse_spec, parse_specs
 from nicos_scriptserver.queue import (Caller, InvalidValue, JobQueue,
                                       JobState, NotEditable)
 
@@ -17,9 +18,8 @@ def queue(tmp_path):
 
 
 def submit(queue, *sources):
-    return queue.submit([{'kind': 'aware', 'source': s} for s in sources]
-                        if len(sources) > 1 else
-                        {'kind': 'aware', 'source': sources[0]}, owner='u')
+    return queue.submit(parse_specs([{'kind': 'aware', 'source': s}
+                                     for s in sources]), owner='u')
 
 
 def test_report_is_stored_with_the_next_change_and_a_hold_at_once(queue, tmp_path):
@@ -82,8 +82,10 @@ def test_a_passing_dry_run_of_an_edited_script_releases_it(queue, tmp_path):
 
 
 def test_a_passing_dry_run_does_not_release_a_job_submitted_held(queue):
-    job, = queue.submit({'kind': 'aware', 'source': 'a()', 'held': True,
-                         'hold_reason': 'needs the beam'}, owner='u')
+    job, = queue.submit(parse_spec({'kind': 'aware', 'source': 'a()',
+                                    'held': True,
+                                    'hold_reason': 'needs the beam'}),
+                        owner='u')
     assert queue.set_estimate(job.id, OK, passed=True).held
     queue.confirm(job.id)
     assert queue.start_next().id == job.id

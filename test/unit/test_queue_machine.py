@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from nicos_scriptserver.app.spec import parse_edits, parse_spec, parse_specs
 from nicos_scriptserver.queue import (BadPosition, Caller, InvalidTransition,
                                       InvalidValue, Job, JobKind, JobNotFound,
                                       JobState, NotEditable, QueueMachine,
@@ -21,7 +22,7 @@ ALICE = Caller('alice', 10)
 
 
 def spec(source='measure(1)', kind='aware', **extra):
-    return {'kind': kind, 'source': source, **extra}
+    return parse_spec({'kind': kind, 'source': source, **extra})
 
 
 def generated(*commands):
@@ -57,9 +58,12 @@ def refused(error, message):
     return pytest.raises(error, match=f'^{re.escape(message)}$')
 
 
-def test_core_imports_no_instrument_libraries():
+@pytest.mark.parametrize('module', ['nicos_scriptserver.queue',
+                                    'nicos_scriptserver.app.server'])
+def test_core_imports_no_instrument_libraries(module):
+    # The application layer too: it reaches NICOS only through its ports.
     loaded = subprocess.run(
-        [sys.executable, '-c', 'import sys, nicos_scriptserver.queue; '
+        [sys.executable, '-c', f'import sys, {module}; '
          'print(sorted({m.split(".")[0] for m in sys.modules}))'],
         capture_output=True, text=True, check=True).stdout
     for name in ('nicos', 'zmq', 'epics', 'PyQt5'):
@@ -193,12 +197,13 @@ def test_ids_are_never_reused(m):
 ])
 def test_submit_refuses_bad_specs(m, bad, message):
     with refused(InvalidValue, message):
-        m.submit(bad, 'alice', 1.0)
+        m.submit(parse_specs(bad), 'alice', 1.0)
 
 
 def test_bad_job_in_batch_is_named_and_nothing_is_queued(m):
     with refused(InvalidValue, 'job 2 of the batch has no script (source)'):
-        m.submit([spec(), {'kind': 'aware'}], 'alice', 1.0)
+        m.submit(parse_specs([{'kind': 'aware', 'source': 'x'},
+                              {'kind': 'aware'}]), 'alice', 1.0)
     assert m.waiting() == [] and add(m) == [1]
 
 
@@ -276,7 +281,8 @@ def test_edit_refusals(m):
                                'command calls, this one is aware'):
         m.edit(job_id, by=ALICE, calls=[{'command': 'x', 'args': {}}])
     with refused(InvalidValue, f'job {job_id} has an empty script'):
-        m.edit(job_id, by=ALICE, source='')
+        m.edit(job_id, by=ALICE, **parse_edits({'source': ''},
+                                               label=f'job {job_id}'))
 
 
 def test_estimate_must_be_a_json_dict(m):
@@ -469,7 +475,7 @@ def test_requeue_with_edits_position_and_owner(m):
     add(m, 2)
     run(m, 1)
     m.finish('aborted', 30.0)
-    new = m.requeue(1, 40.0, edits={'source': 'measure(5)'}, position='top',
+    new = m.requeue(1, 40.0, source='measure(5)', position='top',
                     owner='bob').result
     assert (new.source, new.owner) == ('measure(5)', 'bob')
     assert order(m) == [3, 2]
@@ -491,9 +497,12 @@ def test_requeue_refusals(m):
     m.finish('failed', 40.0)
     with refused(InvalidValue, 'cannot change kind when re-queuing; only name, '
                                'source and calls'):
-        m.requeue(2, 41.0, edits={'kind': 'blackbox'})
+        m.requeue(2, 41.0, **parse_edits({'kind': 'blackbox'},
+                                         label='re-queued job 2',
+                                         when='when re-queuing'))
     with refused(InvalidValue, 're-queued job 2 has an empty script'):
-        m.requeue(2, 41.0, edits={'source': ''})
+        m.requeue(2, 41.0, **parse_edits({'source': ''},
+                                         label='re-queued job 2'))
     with refused(BadPosition, "cannot insert at position 4: give 'top', "
                               "'bottom' or an index from 0 to 0"):
         m.requeue(2, 41.0, position=4)
@@ -720,7 +729,7 @@ def test_progress_and_line(m):
     assert (job.progress, job.progress_message) == (0.25, 'point 1 of 4')
     change = m.set_line(12)
     assert not change.durable
-    assert change.events == [('job_line', {'id': 1, 'line': 12})]
+    assert change.events == []
     assert m.current().current_line == 12
 
 

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize,
                                  invariant, rule)
 
+from nicos_scriptserver.app.spec import parse_spec, parse_specs
 from nicos_scriptserver.queue import (BadPosition, Caller, InvalidTransition,
                                       JobNotFound, JobQueue, JobState,
                                       NotEditable, QueueError, QueueMachine,
@@ -117,8 +118,8 @@ class QueueInvariants(RuleBasedStateMachine):
 
     @rule(count=st.integers(1, 3), position=POSITIONS)
     def submit(self, count, position):
-        specs = [{'kind': 'aware', 'source': f'measure({n})'}
-                 for n in range(count)]
+        specs = parse_specs([{'kind': 'aware', 'source': f'measure({n})'}
+                             for n in range(count)])
         size = len(self.order)
         index = {None: size, 'bottom': size, 'top': 0}.get(position, position)
         if not isinstance(index, int) or not 0 <= index <= size:
@@ -327,7 +328,8 @@ class QueueInvariants(RuleBasedStateMachine):
         self.queue._store._db.execute('PRAGMA query_only = 1')
         try:
             self.refused(lambda: self.queue.submit(
-                {'kind': 'aware', 'source': 'x'}, 'alice'), StoreError)
+                parse_spec({'kind': 'aware', 'source': 'x'}), 'alice'),
+                StoreError)
             if len(self.order) > 1:
                 self.refused(lambda: self.queue.move(self.order[-1], 'top'),
                              StoreError)

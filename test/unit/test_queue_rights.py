@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, invariant,
                                  precondition, rule)
 
+from nicos_scriptserver.app.spec import parse_spec
 from nicos_scriptserver.queue import (Caller, InvalidTransition, InvalidValue,
                                       JobNotFound, JobQueue, NotEditable,
                                       NotPermitted, QueueMachine, StoreError,
@@ -33,7 +34,7 @@ LEVELS = {'alice': USER, 'bob': USER, 'root': ADMIN}
 
 
 def spec(source='measure(1)'):
-    return {'kind': 'aware', 'source': source}
+    return parse_spec({'kind': 'aware', 'source': source})
 
 
 @pytest.fixture
@@ -119,8 +120,7 @@ def test_requeue_belongs_to_and_runs_as_the_requeuer(m):
     m.finish('failed', 3.0)
     new = m.requeue(job.id, 4.0, owner='bob').result
     assert who(new) == ('bob', 'bob')
-    edited = m.requeue(job.id, 5.0, edits={'source': 'x()'},
-                       owner='alice').result
+    edited = m.requeue(job.id, 5.0, source='x()', owner='alice').result
     assert who(edited) == ('alice', 'alice')
     assert who(m.get(job.id)) == ('root', 'root')
 

@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from nicos_scriptserver.app.spec import parse_spec
 from nicos_scriptserver.queue import (BadPosition, Caller, JobNotFound,
                                       JobQueue, JobState, NotEditable,
                                       QueueState, QueueStore, StoreError)
@@ -17,7 +18,7 @@ ALICE = Caller('alice', 10)
 
 
 def spec(source='measure(1)', **extra):
-    return {'kind': 'aware', 'source': source, **extra}
+    return parse_spec({'kind': 'aware', 'source': source, **extra})
 
 
 class Clock:
@@ -61,9 +62,8 @@ def rows_written(queue, operation):
 
 def test_reopening_restores_the_queue_exactly(queue, path):
     queue.submit([spec(name='a'), spec(name='b'), spec(name='c')], 'alice')
-    queue.submit({'kind': 'generated', 'source': 'x()',
-                  'calls': [{'command': 'x', 'args': {'v': [1, 2]}}]}, 'bob',
-                 position=1)
+    queue.submit(parse_spec({'kind': 'generated', 'source': 'x()', 'calls': [
+        {'command': 'x', 'args': {'v': [1, 2]}}]}), 'bob', position=1)
     queue.edit(2, by=ALICE, name='edited', source='measure(2)')
     queue.skip(3)
     queue.move(1, 'bottom')

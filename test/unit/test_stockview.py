@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 from nicos.protocols.daemon import STATUS_IDLE, STATUS_IDLEEXC, \
     STATUS_INBREAK, STATUS_RUNNING
 
-from nicos_scriptserver.daemon.stockview import HELD, HELD_BACK, StockView
+from nicos_scriptserver.app.spec import parse_specs
+from nicos_scriptserver.app.attention import HELD, HELD_BACK
+from nicos_scriptserver.daemon.stockview import StockView
 from nicos_scriptserver.queue import JobQueue, QueueError
 
 LOG = logging.getLogger('stockview test')
@@ -118,8 +120,8 @@ def daemon(tmp_path):
 
 def submit(daemon, *names):
     return [job.id for job in daemon.jobs.submit(
-        [{'kind': 'aware', 'name': name, 'source': f'{name}()'}
-         for name in names], 'alice')]
+        parse_specs([{'kind': 'aware', 'name': name, 'source': f'{name}()'}
+                     for name in names]), 'alice')]
 
 
 def test_a_held_back_job_is_listed_with_why_and_released_by_a_passing_dry_run(

@@ -1,0 +1,7 @@
+"""The script server's application layer: pure Python, between the NICOS
+adapters (`nicos_scriptserver.daemon`, the console commands) and the pure
+cores (`queue`, `catalog`, `estimates`).
+
+- `spec`: what clients send (job specs, edits, job ids), checked once
+  into the typed values the queue takes
+"""

@@ -1,0 +1,340 @@
+"""The script server's use cases: what every client may do to the queue.
+
+`ScriptServer` is what the ``ss_*`` commands, the stock commands NICOS's
+clients send, the console's commands and the script thread call. It
+takes what clients send (job specs, edits, ids, positions: checked once,
+by `spec`), decides with the queue's state machine (`queue.lifecycle`
+says where a job may go), and reaches NICOS only through `ports`: the
+script thread, the command catalog, the accounts, the log, a clock, and
+the dry runs (`dryruns.DryRuns`, which also gate when a job may start).
+Refusals are `QueueError`s (and `ValidationError` for generated calls)
+whose text the user reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+from nicos_scriptserver.app.attention import HELD, Attention, attention
+from nicos_scriptserver.app.dryruns import DryRuns
+from nicos_scriptserver.app.ports import Ports
+from nicos_scriptserver.app.spec import (parse_edits, parse_job_id,
+                                         parse_spec, parse_specs)
+from nicos_scriptserver.catalog import describe_calls
+from nicos_scriptserver.catalog.validate import CommandLookup
+from nicos_scriptserver.estimates import (blackbox_report, not_possible,
+                                          timeline)
+from nicos_scriptserver.queue import (Caller, InvalidTransition, Job, JobKind,
+                                      JobQueue, JobState, UnknownAccount,
+                                      runs_as)
+from nicos_scriptserver.queue.lifecycle import advance
+from nicos_scriptserver.queue.model import SAFETY
+
+
+class ScriptServer:
+    """The job queue's use cases over *queue*, reaching NICOS through
+    *ports*; *dry_runs* None: dry runs are off."""
+
+    def __init__(self, queue: JobQueue, ports: Ports,
+                 dry_runs: Optional[DryRuns] = None):
+        self.queue = queue
+        self._ports = ports
+        self._control = ports.control
+        self._dry_runs = dry_runs
+
+    # -- what clients see ---------------------------------------------------
+
+    def get(self, job_id: Any) -> Job:
+        """Any job: waiting, current or finished."""
+        return self.queue.get(parse_job_id(job_id))
+
+    def job_view(self, job: Job) -> Dict[str, Any]:
+        """A job for clients; a running job's line is read live.
+
+        The script thread tracks the line; storing every line change on
+        the job would slow down every executed line of a script. A
+        generated job also gets its calls as readable lines, with units.
+        """
+        data = job.to_dict()
+        if job.state is JobState.RUNNING:
+            data['current_line'] = self._control.line()
+        if job.calls:
+            data['call_lines'] = describe_calls(job.calls,
+                                                self._catalog())
+        return data
+
+    def history(self, limit: Any = 50, before: Any = None) -> List[Job]:
+        """Finished jobs, the last finished first; *before*: a job id, for
+        the page before it."""
+        return self.queue.history(
+            int(limit), None if before is None else parse_job_id(before))
+
+    def timeline(self) -> Dict[str, Any]:
+        """Expected times of the current and the waiting jobs, now."""
+        return timeline(self.queue.current(), self.queue.waiting(),
+                        self._ports.clock(), self.queue.state.held)
+
+    def attention(self) -> Optional[Attention]:
+        """Why nothing runs although jobs are queued (see `attention`)."""
+        current = self.queue.current()
+        queued = [job for job in self.queue.waiting()
+                  if job.state is JobState.QUEUED]
+        return attention(current is not None, len(queued),
+                         sum(job.held for job in queued),
+                         queued[0].id if queued else None,
+                         self.queue.state.held)
+
+    def runs_as(self, job: Job) -> Caller:
+        """The account *job* runs as (`UnknownAccount` if it is gone)."""
+        return runs_as(job, self._ports.level_of)
+
+    # -- the waiting list -----------------------------------------------------
+
+    def submit(self, specs: Any, by: Caller, position: Any = None,
+               start_now: bool = False) -> List[Job]:
+        """Queue one job spec or a batch (a list) as *by*'s; *start_now*:
+        they do not wait for their dry run (a line typed at a console,
+        whose clients expect it to start at once)."""
+        checked = parse_specs(specs, self._catalog(), JobKind.AWARE)
+        jobs = self.queue.submit(checked, owner=by.name, position=position)
+        if start_now and self._dry_runs is not None:
+            for job in jobs:
+                self._dry_runs.run_unchecked(job.id)
+            self._control.wake()
+        return jobs
+
+    def edit(self, job_id: Any, changes: Any, by: Caller) -> Job:
+        """Change a waiting job's name, script or calls, as *by* (its
+        owner or an admin); the job then runs as *by*."""
+        job_id = parse_job_id(job_id)
+        return self.queue.edit(job_id, by=by, **parse_edits(
+            changes, self._catalog(), f'job {job_id}'))
+
+    def requeue(self, job_id: Any, changes: Any, position: Any,
+                by: Caller) -> Job:
+        """Queue an aborted, failed or interrupted job again, maybe edited,
+        as *by*'s new job."""
+        job_id = parse_job_id(job_id)
+        edits = parse_edits(changes or {}, self._catalog(),
+                            f're-queued job {job_id}', 'when re-queuing')
+        return self.queue.requeue(job_id, position=position, owner=by.name,
+                                  **edits)
+
+    def move(self, job_id: Any, to: Any) -> None:
+        """Move a waiting job to an index or 'up'/'down'/'top'/'bottom'."""
+        self.queue.move(parse_job_id(job_id), to)
+
+    def rearrange(self, ids: Iterable[Any]) -> None:
+        """Put the listed waiting jobs in the listed order, in their
+        places."""
+        self.queue.rearrange([parse_job_id(job_id) for job_id in ids])
+
+    def skip(self, job_id: Any) -> Job:
+        """Pass over a waiting job, leaving it in its place."""
+        return self.queue.skip(parse_job_id(job_id))
+
+    def unskip(self, job_id: Any) -> Job:
+        """Let a skipped job run again in its turn."""
+        return self.queue.unskip(parse_job_id(job_id))
+
+    def confirm(self, job_id: Any) -> Job:
+        """Let a held-back job run in its turn."""
+        return self.queue.confirm(parse_job_id(job_id))
+
+    def repeat(self, job_id: Any, times: Any, by: Caller) -> List[Job]:
+        """Queue copies of a job right after it, as *by*'s jobs."""
+        return self.queue.repeat(parse_job_id(job_id), int(times),
+                                 owner=by.name)
+
+    def duplicate(self, job_id: Any, by: Caller) -> Job:
+        """Queue one copy of a job right after it, as *by*'s job."""
+        return self.queue.duplicate(parse_job_id(job_id), owner=by.name)
+
+    def remove(self, job_id: Any) -> None:
+        """Take a waiting job out of the queue."""
+        self.queue.remove(parse_job_id(job_id))
+
+    def clear(self) -> List[int]:
+        """Remove every waiting job; returns their ids."""
+        return self.queue.clear()
+
+    def hold(self, by: Caller) -> None:
+        """*by*'s hold: the current job finishes, then nothing starts,
+        also jobs queued later, until released."""
+        self.queue.hold(f'held by {by.name}')
+
+    def release(self) -> None:
+        """Run the waiting jobs again (ends a hold of either kind)."""
+        self.queue.release()
+
+    def dry_run(self, spec: Any, by: Caller) -> Dict[str, Any]:
+        """Check and dry-run a job spec that is not queued, as *by*;
+        returns the report."""
+        checked = parse_spec(spec, self._catalog(),
+                             default_kind=JobKind.AWARE)
+        if checked.kind is JobKind.BLACKBOX:
+            return blackbox_report(checked.source)
+        if self._dry_runs is None:
+            return not_possible('dry runs are off (dryrunpolicy)')
+        return self._dry_runs.check(checked.source, by)
+
+    # -- the current job ------------------------------------------------------
+
+    def pause(self, by: Caller, level: Any) -> None:
+        """Pause the current job at its next point of *level* (NICOS's
+        break levels; 2: its next pause point)."""
+        level = int(level)
+        job = self.queue.request_pause()
+        self._log().info('Pause requested by %s', by.name)
+        self._pass_on(lambda: self._control.pause(job, level, by))
+
+    def resume(self, by: Caller) -> None:
+        """Let the paused job go on."""
+        job = self.queue.current()
+        if job is None:
+            raise InvalidTransition('cannot resume the current job: no job '
+                                    'is running')
+        advance(job, 'resume')   # refused unless it may resume
+        self._control.resume(by)
+
+    def abort(self, by: Caller, level: Any) -> None:
+        """Abort the current job at its next point of *level*; the jobs
+        queued now wait for a person (a safety hold)."""
+        level = int(level)
+        job = self.queue.request_abort(f'job aborted by {by.name}')
+        self._log().info('Abort requested by %s', by.name)
+        self._pass_on(lambda: self._control.abort(job, level, by))
+
+    def emergency_stop(self, by: Caller) -> None:
+        """Abort the current job at once, if any, and stop every device;
+        the jobs queued now wait for a person (a safety hold)."""
+        reason = f'emergency stop by {by.name}'
+        try:
+            job: Optional[Job] = self.queue.request_abort(reason)
+        except InvalidTransition:   # no job runs
+            job = None
+            self.queue.hold_for_safety(reason)
+        self._log().warning('Immediate stop requested by %s', by.name)
+        self._pass_on(lambda: self._control.emergency_stop(job, by))
+
+    def safety_stop(self, by: Caller, level: Any) -> None:
+        """NICOS's own stop (its watchdog): the current job, if any, is
+        aborted; the jobs queued now wait for a person either way (stock
+        NICOS drops them)."""
+        try:
+            self.abort(by, level)
+        except InvalidTransition:
+            if self.queue.current() is not None:
+                raise
+            self.queue.hold_for_safety(f'job aborted by {by.name}')
+
+    def continue_(self, by: Caller) -> None:
+        """A stock client's continue: resume the paused job; with none
+        running, the queue that waits for a person (`attention`, a paused
+        script to those clients) goes on: its hold is released, or the
+        first held-back job is confirmed."""
+        if self.queue.current() is not None:
+            self.resume(by)
+            return
+        waiting = self.attention()
+        if waiting is None:
+            raise InvalidTransition('nothing to continue: no job is paused, '
+                                    'the queue is not held and no queued job '
+                                    'is held back')
+        kind, job_id = waiting
+        if kind == HELD:
+            state = self.queue.state
+            self.queue.release()
+            self._log().info('Queue released by %s (continue): the %s hold '
+                             '(%s) is over, the waiting jobs run.', by.name,
+                             'safety' if state.hold_kind == SAFETY else
+                             'manual', state.hold_reason)
+        else:
+            reason = self.queue.get(job_id).hold_reason
+            job = self.queue.confirm(job_id)
+            self._log().info('Job %d %r confirmed by %s (continue): it runs '
+                             'although it was held back (%s).', job.id,
+                             job.name, by.name, reason)
+
+    def stop(self, by: Caller, level: Any) -> None:
+        """A stock client's stop: abort the current job; with none running
+        but a queue that waits for a person (a paused script to stock
+        clients), its jobs stay held."""
+        if self.queue.current() is not None:
+            self.abort(by, level)
+            return
+        if self.attention() is None:
+            raise InvalidTransition('no script is running')
+        self.queue.hold_for_safety(f'stopped by {by.name}')
+        self._log().info('Stop requested by %s: no job runs, the queued jobs '
+                         'stay held; continue runs them, unqueue removes '
+                         'them.', by.name)
+
+    def report_progress(self, fraction: float, message: str) -> None:
+        """How far the running job is (from its script), and a note."""
+        if self.queue.current() is not None:
+            self.queue.report_progress(fraction, message)
+
+    def _catalog(self) -> Optional[CommandLookup]:
+        return self._ports.commands.lookup()
+
+    def _log(self) -> logging.Logger:
+        return self._ports.log()
+
+    def _pass_on(self, request: Callable[[], None]) -> None:
+        """Pass a recorded request on to the script thread; if it cannot
+        be, the job goes on as before (a safety hold stays)."""
+        try:
+            request()
+        except InvalidTransition:
+            # Unless the job ended or paused meanwhile.
+            with contextlib.suppress(InvalidTransition):
+                self.queue.withdraw_request()
+            raise
+
+    # -- the script thread ----------------------------------------------------
+
+    def next_job(self) -> Optional[Tuple[Job, Caller]]:
+        """Start the next job that may start now, if any: returns it and
+        the account it runs as. No job runs when this is called.
+
+        A job whose account is gone is started only to fail (its error
+        and the failure policy then apply as to any failed job).
+        """
+        self._ports.commands.between_jobs()
+        ready = None
+        if self._dry_runs is not None:
+            self._dry_runs.start()
+            ready = self._dry_runs.ready
+        while True:
+            job = self.queue.start_next(ready)
+            if job is None:
+                return None
+            try:
+                return job, self.runs_as(job)
+            except UnknownAccount as err:
+                self.queue.finish('failed', error={
+                    'type': type(err).__name__, 'message': str(err),
+                    'traceback': '', 'line': None})
+
+    def paused(self, line: Optional[int]) -> None:
+        """The current job stopped at a pause point, at *line*."""
+        self.queue.set_line(line)
+        self.queue.pause()
+
+    def resumed(self) -> None:
+        """The script thread let the current job go on."""
+        if self.queue.is_paused():
+            self.queue.resume()
+
+    def finished(self, outcome: str, error: Optional[dict]) -> None:
+        """The current job ended: 'done', 'failed' (with its error report)
+        or 'aborted'."""
+        self.queue.finish(outcome, error=error)
+
+    def close(self) -> None:
+        """Stop the dry runs (the daemon is ending)."""
+        if self._dry_runs is not None:
+            self._dry_runs.stop()
