@@ -11,6 +11,8 @@
 - `mirror`: the daemon's state from its events, for ``getstatus`` and
   ``getmessages`` (sans-I/O)
 - `pubsub`: the event socket's messages and subscriptions (sans-I/O)
+- `classic`: NICOS's classic protocol towards the daemon, its codes
+  without NICOS, replies and events split from the stream (sans-I/O)
 - `loop`, `listener`, `transport`: the event loop, loopback-only
   listening sockets and the client connections on it
 - `publisher`: the event socket (port + 1) and who may have events

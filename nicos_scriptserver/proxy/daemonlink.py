@@ -9,10 +9,10 @@ whole (a large one waits at most the link's timeout for the daemon to
 take it) and replies are read as they arrive, whenever the loop's poller
 says the socket is readable.
 
-Replies are pickles (the classic serializer) and are read as plain data
-only: the daemon runs users' scripts, so a reply must not be able to run
-code in the proxy, which holds the tier-2 passwords. For the same reason
-the proxy logs in only to a daemon of the expected account: while the
+Replies are read as plain data only (`classic`, the protocol's codec):
+the daemon runs users' scripts, so a reply must not be able to run code
+in the proxy, which holds the tier-2 passwords. For the same reason the
+proxy logs in only to a daemon of the expected account: while the
 daemon is down, another local account could bind its port and collect
 the passwords. What is sent to the daemon are arguments the proxy has
 already checked to be plain JSON data.
@@ -22,150 +22,15 @@ from __future__ import annotations
 
 import base64
 import os
-import pickle
 import socket
 import uuid
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Iterable, List, Optional
 
 import rsa
-from nicos.protocols.daemon import DAEMON_EVENTS
-from nicos.protocols.daemon.classic import ACK, ENQ, LENGTH, NAK, STX, \
-    code2event, command2code
 
-from nicos_scriptserver import plainpickle, protocol
 from nicos_scriptserver.peers import peer_uid
-
-protocol.register()
-
-#: (ok, payload) of one daemon reply.
-Reply = Tuple[bool, Any]
-#: One daemon event as it arrived: its name, its pickled payload, blobs.
-RawEvent = Tuple[str, bytes, List[bytes]]
-
-#: Bytes of one event (payload and blobs) the proxy takes; a larger one
-#: breaks the link (the daemon's own limit on a command frame, which an
-#: event carrying a script never needs).
-MAX_EVENT_BYTES = 16 * 1024 * 1024
-# An event frame starts with STX, the event code, the number of blobs and
-# the payload's length.
-_EVENT_HEADER = 1 + 2 + 1 + LENGTH.size
-
-
-class LinkError(ConnectionError):
-    """The daemon cannot be reached, refused the login or broke the link."""
-
-
-class ReplyReader:
-    """Splits the daemon's byte stream into replies (sans-I/O)."""
-
-    def __init__(self):
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> List[Tuple[bool, bytes]]:
-        """Add received bytes; return the (ok, raw payload) replies completed."""
-        self._buffer += data
-        replies = []
-        while self._buffer:
-            start = self._buffer[:1]
-            if start == ACK:
-                del self._buffer[:1]
-                replies.append((True, b''))
-                continue
-            if start not in (STX, NAK):
-                raise LinkError(f'the daemon sent an invalid reply start {bytes(start)!r}')
-            if len(self._buffer) < 1 + LENGTH.size:
-                break
-            length, = LENGTH.unpack_from(self._buffer, 1)
-            end = 1 + LENGTH.size + length
-            if len(self._buffer) < end:
-                break
-            replies.append((start == STX, bytes(self._buffer[1 + LENGTH.size:end])))
-            del self._buffer[:end]
-        return replies
-
-
-class EventReader:
-    """Splits the daemon's event stream into events (sans-I/O), as NICOS's
-    classic server sends them (``send_event``): STX, event code (2), blob
-    count (1), payload length (4), payload, then each blob with its length.
-    """
-
-    def __init__(self, limit: int = MAX_EVENT_BYTES):
-        self.limit = limit
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> List[RawEvent]:
-        """Add received bytes; return the events completed."""
-        self._buffer += data
-        events = []
-        while (event := self._next()) is not None:
-            events.append(event)
-        return events
-
-    def _next(self) -> Optional[RawEvent]:
-        buffer = self._buffer
-        if len(buffer) < _EVENT_HEADER:
-            if buffer[:1] not in (b'', STX):
-                raise LinkError(f'the daemon sent an invalid event start '
-                                f'{bytes(buffer[:1])!r}')
-            return None
-        if buffer[:1] != STX:
-            raise LinkError(f'the daemon sent an invalid event start '
-                            f'{bytes(buffer[:1])!r}')
-        name = code2event.get(bytes(buffer[1:3]))
-        if name is None:
-            raise LinkError(f'the daemon sent an unknown event code '
-                            f'{bytes(buffer[1:3]).hex()}')
-        blobs = buffer[3]
-        # Walk the lengths without copying; each is checked before waiting
-        # for what it announces.
-        pos, parts = 4, []
-        for _ in range(1 + blobs):
-            if len(buffer) < pos + LENGTH.size:
-                return None
-            length, = LENGTH.unpack_from(buffer, pos)
-            pos += LENGTH.size
-            if pos + length > self.limit:
-                raise LinkError(f'the daemon sent an event {name!r} of more '
-                                f'than {self.limit} bytes')
-            parts.append((pos, length))
-            pos += length
-        if len(buffer) < pos:
-            return None
-        payload, *blob_data = [bytes(buffer[start:start + length])
-                               for start, length in parts]
-        del buffer[:pos]
-        return name, payload, blob_data
-
-
-def decode_event(payload: bytes) -> Any:
-    """An event's payload as plain data (`plainpickle`); ValueError if it
-    is not plain data."""
-    try:
-        return plainpickle.loads(payload)
-    except (plainpickle.UnpicklingError, ValueError, TypeError, EOFError) as err:
-        raise ValueError(f'an event that is not plain data: {err}') from None
-
-
-def encode_request(command: str, args: list) -> bytes:
-    """One classic-protocol request frame."""
-    try:
-        code = command2code[command]
-    except KeyError:
-        raise LinkError(f'{command} is not a daemon command') from None
-    data = pickle.dumps(list(args), 2)
-    return ENQ + code + LENGTH.pack(len(data)) + data
-
-
-def decode_reply(ok: bool, raw: bytes) -> Reply:
-    """One reply: its payload read as plain data only. A payload that is
-    not plain data becomes an error reply (the link itself is fine)."""
-    if not raw:
-        return ok, None
-    try:
-        return ok, plainpickle.loads(raw)
-    except (plainpickle.UnpicklingError, ValueError, TypeError, EOFError) as err:
-        return False, f'the daemon\'s reply is not plain data: {err}'
+from nicos_scriptserver.proxy.classic import ALL_EVENTS, EventReader, \
+    LinkError, RawEvent, Reply, ReplyReader, decode_reply, encode_request
 
 
 def check_daemon_account(sock: socket.socket, expected_uid: int) -> None:
@@ -194,7 +59,6 @@ class DaemonLink:
         self.event_sock: Optional[socket.socket] = None
         self.banner: dict = {}
         self.user_level: int = -1
-        self.busy = False
         self._reader = ReplyReader()
         self._events = EventReader()
 
@@ -224,8 +88,7 @@ class DaemonLink:
             self.event_sock = socket.create_connection(self.address, self.timeout)
             check_daemon_account(self.event_sock, self.daemon_uid)
             self.event_sock.sendall(client_id)
-            ok, reply = self.call('eventmask', [sorted(set(DAEMON_EVENTS)
-                                                      - set(events))])
+            ok, reply = self.call('eventmask', [sorted(ALL_EVENTS - set(events))])
             if not ok:
                 raise LinkError(f'the daemon refused the event mask: {reply}')
         except (OSError, KeyError, ValueError, TypeError) as err:
@@ -249,7 +112,6 @@ class DaemonLink:
                 raise LinkError('the daemon closed the connection')
             replies = self._reader.feed(data)
             if replies:
-                self.busy = False
                 return decode_reply(*replies[0])
 
     # -- serving: read only when the poller says the socket is readable ---
@@ -276,7 +138,6 @@ class DaemonLink:
                 self.sock.sendall(data)
         except OSError as err:
             raise LinkError(f'sending to the daemon failed: {err}') from err
-        self.busy = True
 
     def read_reply(self) -> Optional[Reply]:
         """Read what is available; the reply once it is complete."""
@@ -293,7 +154,6 @@ class DaemonLink:
             return None
         if len(replies) > 1:
             raise LinkError('the daemon sent a reply nobody asked for')
-        self.busy = False
         return decode_reply(*replies[0])
 
     def read_events(self) -> List[RawEvent]:
@@ -325,4 +185,3 @@ class DaemonLink:
                 except OSError:
                     pass
         self.sock = self.event_sock = None
-        self.busy = False

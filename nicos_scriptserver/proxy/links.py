@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
-from nicos_scriptserver.proxy.daemonlink import DaemonLink, LinkError, Reply
+from nicos_scriptserver.proxy.classic import LinkError, Reply
+from nicos_scriptserver.proxy.daemonlink import DaemonLink
 from nicos_scriptserver.proxy.loop import EventLoop
 from nicos_scriptserver.proxy.protocol import ProtocolError, error_reply, \
     ok_reply

@@ -22,8 +22,8 @@ import select
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from nicos_scriptserver.proxy.daemonlink import DaemonLink, LinkError, \
-    decode_event
+from nicos_scriptserver.proxy.classic import LinkError, decode_event
+from nicos_scriptserver.proxy.daemonlink import DaemonLink
 from nicos_scriptserver.proxy.logquota import LogQuota
 from nicos_scriptserver.proxy.loop import EventLoop
 from nicos_scriptserver.proxy.mirror import MESSAGES_KEPT, MIRROR_EVENTS, \

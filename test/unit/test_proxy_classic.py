@@ -1,14 +1,30 @@
-"""The proxy's side of NICOS's classic protocol: framing replies."""
+"""The proxy's side of NICOS's classic protocol: its tables (the same as
+NICOS's, without NICOS), framing replies."""
 
 import pickle
 
 import pytest
 from hypothesis import given, strategies as st
 
+from nicos.protocols.daemon import DAEMON_EVENTS, SIM_STATES, classic as nicos
 from nicos.protocols.daemon.classic import ACK, LENGTH, NAK, STX
+from nicos.utils.loggers import ACTION
 
-from nicos_scriptserver.proxy.daemonlink import LinkError, ReplyReader, \
+from nicos_scriptserver import protocol
+from nicos_scriptserver.proxy import classic
+from nicos_scriptserver.proxy.classic import LinkError, ReplyReader, \
     decode_reply, encode_request
+
+
+def test_the_tables_are_nicos_tables_with_ours_registered():
+    protocol.register()
+    assert (classic.ENQ, classic.ACK, classic.NAK, classic.STX) \
+        == (nicos.ENQ, ACK, NAK, STX)
+    assert classic.LENGTH.format == LENGTH.format
+    assert classic.COMMAND_CODES == nicos.command2code
+    assert classic.EVENT_NAMES == nicos.code2event
+    assert classic.ALL_EVENTS == set(DAEMON_EVENTS)
+    assert (classic.SIM_PENDING, classic.ACTION) == (SIM_STATES['pending'], ACTION)
 
 
 def frame(ok, payload):
