@@ -4,10 +4,10 @@ Why not NICOS's own clients: its ZeroMQ client mishandles error replies,
 and `NicosClient` gives each request a blocking call. The proxy serves
 every client from one thread, so a link here is split in two: setting it
 up (connect, banner, login, event connection) blocks and happens outside
-the serving loop; then the sockets turn non-blocking: requests are sent
-whole (a large one waits at most the link's timeout for the daemon to
-take it) and replies are read as they arrive, whenever the loop's poller
-says the socket is readable.
+the serving loop; then the sockets turn non-blocking and the link watches
+them on the loop (`attach`): a request is written as far as the socket
+takes it and the rest whenever it is writable, and replies are read as
+they arrive. The loop never waits for the daemon.
 
 Replies are read as plain data only (`classic`, the protocol's codec):
 the daemon runs users' scripts, so a reply must not be able to run code
@@ -22,15 +22,17 @@ from __future__ import annotations
 
 import base64
 import os
+import select
 import socket
 import uuid
-from typing import Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional
 
 import rsa
 
 from nicos_scriptserver.peers import peer_uid
 from nicos_scriptserver.proxy.classic import ALL_EVENTS, EventReader, \
     LinkError, RawEvent, Reply, ReplyReader, decode_reply, encode_request
+from nicos_scriptserver.proxy.loop import EventLoop
 
 
 def check_daemon_account(sock: socket.socket, expected_uid: int) -> None:
@@ -61,6 +63,13 @@ class DaemonLink:
         self.user_level: int = -1
         self._reader = ReplyReader()
         self._events = EventReader()
+        #: What the command connection has not taken yet of a request.
+        self._out = bytearray()
+        # Serving on a loop: whether it watches for writability, and who
+        # hears of a write that failed there.
+        self._loop: Optional[EventLoop] = None
+        self._writing = False
+        self._on_broken: Callable[[LinkError], None] = lambda err: None
 
     # -- setting up (blocking) ---------------------------------------------
 
@@ -114,30 +123,62 @@ class DaemonLink:
             if replies:
                 return decode_reply(*replies[0])
 
-    # -- serving: read only when the poller says the socket is readable ---
+    # -- serving: on the loop, never waiting for the daemon ----------------
 
     def serve(self) -> None:
-        """Switch to serving: non-blocking reads (a timeout would cost a
+        """Switch to serving: non-blocking sockets (a timeout would cost a
         poll() call before every read and write)."""
         self.sock.setblocking(False)
         self.event_sock.setblocking(False)
 
+    def attach(self, loop: EventLoop, on_reply: Callable[[], None],
+               on_events: Callable[[], None],
+               on_broken: Callable[[LinkError], None]) -> None:
+        """Serve on *loop*: *on_reply*() when the command connection has
+        something to read, *on_events*() when the event connection has,
+        *on_broken*(error) when the rest of a request cannot be written."""
+        self.serve()
+        self._loop = loop
+        self._on_broken = on_broken
+
+        def ready(events: int) -> None:
+            if events & select.EPOLLOUT and not self._write_rest():
+                return
+            if events & ~select.EPOLLOUT:
+                on_reply()
+        loop.watch(self.sock.fileno(), select.EPOLLIN, ready)
+        loop.watch(self.event_sock.fileno(), select.EPOLLIN,
+                   lambda _events: on_events())
+
     def send(self, command: str, args: list) -> None:
-        """Send one request; its reply comes through `read_reply`."""
-        data = encode_request(command, args)
+        """Send one request; its reply comes through `read_reply`. Serving,
+        what the socket does not take at once is written when it is
+        writable: the loop never waits for the daemon."""
+        self._out += encode_request(command, args)
+        self._write()
+
+    def _write(self) -> None:
         try:
-            if self.sock.gettimeout() == 0.0:
-                sent = self.sock.send(data)
-                if sent < len(data):
-                    # Larger than the socket buffer: wait for the daemon
-                    # to take the rest, within the timeout.
-                    self.sock.settimeout(self.timeout)
-                    self.sock.sendall(data[sent:])
-                    self.sock.setblocking(False)
-            else:
-                self.sock.sendall(data)
+            while self._out:
+                del self._out[:self.sock.send(self._out)]
+        except BlockingIOError:
+            pass
         except OSError as err:
             raise LinkError(f'sending to the daemon failed: {err}') from err
+        writing = bool(self._out)
+        if self._loop is not None and writing != self._writing:
+            self._writing = writing
+            self._loop.change(self.sock.fileno(), select.EPOLLIN | (
+                select.EPOLLOUT if writing else 0))
+
+    def _write_rest(self) -> bool:
+        """Write on once the socket is writable; False if the link broke."""
+        try:
+            self._write()
+        except LinkError as err:
+            self._on_broken(err)
+            return False
+        return True
 
     def read_reply(self) -> Optional[Reply]:
         """Read what is available; the reply once it is complete."""
@@ -178,10 +219,15 @@ class DaemonLink:
         return data
 
     def close(self) -> None:
+        """Close both connections (served on a loop: unwatched first, while
+        their descriptor numbers are still theirs)."""
         for sock in (self.sock, self.event_sock):
             if sock is not None:
+                if self._loop is not None:
+                    self._loop.forget(sock.fileno())
                 try:
                     sock.close()
                 except OSError:
                     pass
         self.sock = self.event_sock = None
+        self._loop = None

@@ -18,7 +18,6 @@ from the mirror, encoded once per mirror version, or None: ask the daemon.
 from __future__ import annotations
 
 import logging
-import select
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -93,12 +92,10 @@ class MirrorFeed:
         if self._stopping.is_set():
             link.close()
             return
-        link.serve()
+        link.attach(self.loop, lambda: self._reply_ready(link),
+                    lambda: self._events_ready(link),
+                    lambda err: self._broken(link, err))
         self.link = link
-        self.loop.watch(link.sock.fileno(), select.EPOLLIN,
-                        lambda _events: self._reply_ready(link))
-        self.loop.watch(link.event_sock.fileno(), select.EPOLLIN,
-                        lambda _events: self._events_ready(link))
         log.info('mirror link logged into the daemon as %r', link.login)
         self.mirror.reset()
         self._pending, self._retry = None, 0.0
@@ -108,9 +105,6 @@ class MirrorFeed:
         if link is not self.link:
             return
         log.warning('mirror link to the daemon broke: %s', err)
-        for sock in (link.sock, link.event_sock):
-            if sock is not None:
-                self.loop.forget(sock.fileno())
         link.close()
         self.link = None
         # Events may be lost from here on: answer nothing until reseeded.
@@ -121,8 +115,6 @@ class MirrorFeed:
 
     def close(self) -> None:
         if self.link is not None:
-            for sock in (self.link.sock, self.link.event_sock):
-                self.loop.forget(sock.fileno())
             self.link.close()
             self.link = None
 

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, List, Optional, Tuple, Union
 from nicos_scriptserver.peers import tcp_owner
 from nicos_scriptserver.proxy.config import ConfigError, ProxyConfig
 from nicos_scriptserver.proxy.daemonlink import DaemonLink
-from nicos_scriptserver.proxy.links import Forward, LinkPool, LinkWatch
+from nicos_scriptserver.proxy.links import Forward, LinkPool
 from nicos_scriptserver.proxy.logquota import LogQuota
 from nicos_scriptserver.proxy.login import Handshake, TokenLogin, login_fields
 from nicos_scriptserver.proxy.loop import EventLoop
@@ -74,13 +74,11 @@ class ProxyServer:
         self.loop = EventLoop()
         self.transport = Transport(self.loop, config.limits, self._opened,
                                    self._serve_message, self._closed)
-        self.links = LinkWatch(self.loop, self._reply, self._request_done)
-        self.pools = self.links.pools
-        for role, (login_name, password) in config.accounts.items():
-            self.pools[role] = LinkPool(
-                role, self._opener(login_name, password),
-                config.links_per_role, self.post, self.links.changed,
-                self._stopping)
+        self.pools = {role: LinkPool(role, self._opener(login_name, password),
+                                     config.links_per_role, self.loop,
+                                     self._stopping, self._reply,
+                                     self._request_done)
+                      for role, (login_name, password) in config.accounts.items()}
         self.access = EventAccess(self.post)
         self.publisher = Publisher(self.loop, self.access,
                                    config.max_subscribers,
