@@ -18,48 +18,33 @@ import collections
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, List, Optional
+from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from nicos_scriptserver.proxy.classic import LinkError
+from nicos_scriptserver.proxy.connection import Failed, Forward, Outcome
 from nicos_scriptserver.proxy.daemonlink import DaemonLink
 from nicos_scriptserver.proxy.loop import EventLoop
-from nicos_scriptserver.proxy.protocol import ProtocolError, error_reply, \
-    ok_reply
-from nicos_scriptserver.proxy.transport import Route
 
 log = logging.getLogger('nicos_scriptserver.proxy')
 
 
-@dataclass
-class Forward:
-    """A client request on its way to the daemon."""
-
-    route: Route
-    command: str
-    args: list
-    queued_at: float = field(default_factory=time.monotonic)
-
-
 class LinkPool:
-    """The daemon links of one role and the requests waiting for them; the
-    replies go back through *reply*, and *done* hears of each request that
-    ended (answered or failed)."""
+    """The daemon links of one role and the requests waiting for them;
+    *finished* hears how each request ended (answered or failed)."""
 
     def __init__(self, role: str, opener: Callable[[], DaemonLink], size: int,
                  loop: EventLoop, stopping: threading.Event,
-                 reply: Callable[[Route, List[bytes]], None],
-                 done: Callable[[Forward], None]):
+                 finished: Callable[[Forward, Outcome], None]):
         self.role = role
         self._opener = opener
         self.size = size
         self.loop = loop
         self._stopping = stopping
-        self._reply = reply
-        self._done = done
+        self._finished = finished
         self.links: List[DaemonLink] = []
         self.in_flight: Dict[DaemonLink, Forward] = {}
-        self.waiting: Deque[Forward] = collections.deque()
+        #: The requests waiting for a free link, and since when.
+        self.waiting: Deque[Tuple[float, Forward]] = collections.deque()
         self.user_level: Optional[int] = None
         self.last_error = 'not connected to the daemon yet'
 
@@ -112,12 +97,19 @@ class LinkPool:
         self.user_level = link.user_level
 
     @property
-    def available(self) -> bool:
-        """Whether a request can be served now or once a link is free."""
-        return bool(self.links)
+    def unreachable(self) -> Optional[str]:
+        """Why a request cannot be served now or once a link is free
+        (None: it can)."""
+        return None if self.links else \
+            f'the daemon is not reachable: {self.last_error}'
+
+    @property
+    def banner(self) -> dict:
+        """The daemon's banner ({} while there is no link)."""
+        return self.links[0].banner if self.links else {}
 
     def submit(self, forward: Forward) -> None:
-        self.waiting.append(forward)
+        self.waiting.append((time.monotonic(), forward))
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -125,13 +117,13 @@ class LinkPool:
             if not self.waiting:
                 return
             if link not in self.in_flight:
-                forward = self.waiting.popleft()
-                self.in_flight[link] = forward
+                waiting = self.waiting.popleft()
+                forward = self.in_flight[link] = waiting[1]
                 try:
                     link.send(forward.command, forward.args)
                 except LinkError as err:
                     # It did not reach the daemon: it waits for another link.
-                    self.waiting.appendleft(forward)
+                    self.waiting.appendleft(waiting)
                     del self.in_flight[link]
                     self._drop(link, err)
                     return
@@ -146,16 +138,7 @@ class LinkPool:
             return
         forward = self.in_flight.pop(link)
         self._dispatch()
-        self._done(forward)
-        ok, payload = reply
-        if not ok:
-            self._reply(forward.route, error_reply(str(payload)))
-            return
-        try:
-            frames = ok_reply(payload)
-        except ProtocolError as err:
-            frames = error_reply(f'{forward.command}: {err}')
-        self._reply(forward.route, frames)
+        self._finished(forward, reply)
 
     def _read_events(self, link: DaemonLink) -> None:
         # Everything is masked; a few arrive before the mask is set.
@@ -169,13 +152,12 @@ class LinkPool:
         waiting if no link is left."""
         failed = self._drop(link, err)
         if failed:
-            self._done(failed)
-            self._reply(failed.route, error_reply(
-                f'the connection to the daemon broke: {err}'))
+            self._finished(failed, Failed(
+                f'the connection to the daemon broke: {err}', reached=True))
         if not self.links:
             while self.waiting:
-                self._reply(self.waiting.popleft().route, error_reply(
-                    f'the daemon is not reachable: {err}'))
+                self._finished(self.waiting.popleft()[1],
+                               Failed(self.unreachable, reached=False))
 
     def _drop(self, link: DaemonLink, err: LinkError) -> Optional[Forward]:
         """Drop a broken link (a new one is opened); returns the request it
@@ -188,12 +170,12 @@ class LinkPool:
         link.close()
         return self.in_flight.pop(link, None)
 
-    def expired(self, now: float, limit: float) -> List[Forward]:
-        """Remove and return the requests that waited longer than *limit*."""
-        gone = []
-        while self.waiting and now - self.waiting[0].queued_at > limit:
-            gone.append(self.waiting.popleft())
-        return gone
+    def expire(self, now: float, limit: float) -> None:
+        """Fail the requests that waited for a link longer than *limit*."""
+        while self.waiting and now - self.waiting[0][0] > limit:
+            self._finished(self.waiting.popleft()[1], Failed(
+                'the daemon is busy: no free connection to it within '
+                f'{limit:.0f} s', reached=False))
 
     def close(self) -> None:
         for link in self.links:

@@ -10,24 +10,20 @@ wants one (after a reconnect, a doubt, a seed that disagreed) and
 by the next one at once, then after 2 ms doubling up to 0.5 s while they
 keep disagreeing, so that a daemon whose state changes without events
 costs the daemon little; clients are answered by the daemon meanwhile.
-
-`answer` gives the reply frames of ``getstatus`` and ``getmessages``
-from the mirror, encoded once per mirror version, or None: ask the daemon.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from nicos_scriptserver.proxy.classic import LinkError, decode_event
 from nicos_scriptserver.proxy.daemonlink import DaemonLink
 from nicos_scriptserver.proxy.logquota import LogQuota
 from nicos_scriptserver.proxy.loop import EventLoop
 from nicos_scriptserver.proxy.mirror import MESSAGES_KEPT, MIRROR_EVENTS, \
-    Mark, Mirror, message_count
-from nicos_scriptserver.proxy.protocol import ProtocolError, ok_reply
+    Mark, Mirror
 
 log = logging.getLogger('nicos_scriptserver.proxy')
 
@@ -57,8 +53,6 @@ class MirrorFeed:
         self._pending: Optional[Tuple[str, Mark]] = None
         self._retry = 0.0
         self._retry_timer = False
-        self._cache: Dict[tuple, List[bytes]] = {}
-        self._cache_version = -1
         self._warnings = LogQuota(log)
 
     # -- the link -----------------------------------------------------------
@@ -216,34 +210,3 @@ class MirrorFeed:
             self._retry_timer = False
             self._seed()
         self.loop.call_later(self._retry, retry)
-
-    # -- answers ------------------------------------------------------------
-
-    def answer(self, command: str, args: list) -> Optional[List[bytes]]:
-        """The reply frames to *command* from the mirror, or None."""
-        if command == 'getstatus' and not args:
-            key: tuple = ('getstatus',)
-        elif command == 'getmessages' and len(args) == 1:
-            understood, count = message_count(args[0])
-            if not understood:
-                return None
-            key = ('getmessages', count)
-        else:
-            return None
-        if self._cache_version != self.mirror.version:
-            self._cache.clear()
-            self._cache_version = self.mirror.version
-        frames = self._cache.get(key)
-        if frames is None:
-            payload = self.mirror.status() if len(key) == 1 \
-                else self.mirror.messages(key[1])
-            if payload is None:
-                return None
-            try:
-                frames = ok_reply(payload)
-            except ProtocolError:
-                return None
-            if len(self._cache) > 16:
-                self._cache.clear()   # many different counts: bounded
-            self._cache[key] = frames
-        return frames
