@@ -24,6 +24,7 @@ import base64
 import os
 import select
 import socket
+import threading
 import uuid
 from typing import Callable, Iterable, List, Optional
 
@@ -231,3 +232,27 @@ class DaemonLink:
                     pass
         self.sock = self.event_sock = None
         self._loop = None
+
+
+def open_later(opener: Callable[[], DaemonLink], delay: float, loop: EventLoop,
+               stopping: threading.Event, opened: Callable[[DaemonLink], None],
+               failed: Callable[[LinkError], None], name: str) -> None:
+    """Open a link in a thread named *name* (opening blocks) after *delay*
+    seconds, trying again after 0.2 s, doubling up to 5 s, until it opens
+    or *stopping* is set; *opened*(link) and *failed*(error) run on *loop*."""
+    def run() -> None:
+        backoff = max(delay, 0.2)
+        if stopping.wait(delay):
+            return
+        while not stopping.is_set():
+            try:
+                link = opener()
+            except LinkError as err:
+                loop.post(lambda err=err: failed(err))
+                if stopping.wait(backoff):
+                    return
+                backoff = min(backoff * 2, 5.0)
+                continue
+            loop.post(lambda: link.close() if stopping.is_set() else opened(link))
+            return
+    threading.Thread(target=run, daemon=True, name=name).start()

@@ -22,7 +22,7 @@ from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from nicos_scriptserver.proxy.classic import LinkError
 from nicos_scriptserver.proxy.connection import Failed, Forward, Outcome
-from nicos_scriptserver.proxy.daemonlink import DaemonLink
+from nicos_scriptserver.proxy.daemonlink import DaemonLink, open_later
 from nicos_scriptserver.proxy.loop import EventLoop
 
 log = logging.getLogger('nicos_scriptserver.proxy')
@@ -56,24 +56,8 @@ class LinkPool:
             self._open_later(0.0)
 
     def _open_later(self, delay: float) -> None:
-        threading.Thread(target=self._open, args=(delay,), daemon=True,
-                         name=f'proxy link opener ({self.role})').start()
-
-    def _open(self, delay: float) -> None:
-        backoff = max(delay, 0.2)
-        if self._stopping.wait(delay):
-            return
-        while not self._stopping.is_set():
-            try:
-                link = self._opener()
-            except LinkError as err:
-                self.loop.post(lambda err=err: self._failed(err))
-                if self._stopping.wait(backoff):
-                    return
-                backoff = min(backoff * 2, 5.0)
-                continue
-            self.loop.post(lambda: self._add(link))
-            return
+        open_later(self._opener, delay, self.loop, self._stopping, self._add,
+                   self._failed, f'proxy link opener ({self.role})')
 
     def _failed(self, err: LinkError) -> None:
         if str(err) != self.last_error:
@@ -81,9 +65,6 @@ class LinkPool:
         self.last_error = str(err)
 
     def _add(self, link: DaemonLink) -> None:
-        if self._stopping.is_set():
-            link.close()
-            return
         self._serve(link)
         log.info('%s link logged into the daemon as %r (level %d)',
                  self.role, link.login, link.user_level)

@@ -19,7 +19,7 @@ import threading
 from typing import Any, Callable, Optional, Tuple
 
 from nicos_scriptserver.proxy.classic import LinkError, decode_event
-from nicos_scriptserver.proxy.daemonlink import DaemonLink
+from nicos_scriptserver.proxy.daemonlink import DaemonLink, open_later
 from nicos_scriptserver.proxy.logquota import LogQuota
 from nicos_scriptserver.proxy.loop import EventLoop
 from nicos_scriptserver.proxy.mirror import MESSAGES_KEPT, MIRROR_EVENTS, \
@@ -62,30 +62,11 @@ class MirrorFeed:
         self._open_later(0.0)
 
     def _open_later(self, delay: float) -> None:
-        threading.Thread(target=self._open, args=(delay,), daemon=True,
-                         name='proxy mirror link opener').start()
-
-    def _open(self, delay: float) -> None:
-        backoff = max(delay, 0.2)
-        if self._stopping.wait(delay):
-            return
-        while not self._stopping.is_set():
-            try:
-                link = self._opener()
-            except LinkError as err:
-                self.loop.post(lambda err=err: self._warnings.warning(
-                    'mirror link: %s', err))
-                if self._stopping.wait(backoff):
-                    return
-                backoff = min(backoff * 2, 5.0)
-                continue
-            self.loop.post(lambda: self._attach(link))
-            return
+        open_later(self._opener, delay, self.loop, self._stopping, self._attach,
+                   lambda err: self._warnings.warning('mirror link: %s', err),
+                   'proxy mirror link opener')
 
     def _attach(self, link: DaemonLink) -> None:
-        if self._stopping.is_set():
-            link.close()
-            return
         link.attach(self.loop, lambda: self._reply_ready(link),
                     lambda: self._events_ready(link),
                     lambda err: self._broken(link, err))
