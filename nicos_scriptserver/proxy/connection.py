@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, \
     Protocol, Tuple, Union
 
@@ -144,20 +144,22 @@ class Links(Protocol):
 
 # -- the machine -------------------------------------------------------------
 
+@dataclass(eq=False)
 class ConnectionMachine:
     """Every client connection of the proxy (see the module docstring)."""
 
-    def __init__(self, sessions: SessionTable, handshake: Handshake,
-                 policy: LoginPolicy, links: Mapping[str, Links],
-                 mirror: Mirror, clock: Callable[[], float] = time.monotonic):
-        self.sessions = sessions
-        self.handshake = handshake
-        self.policy = policy
-        self.links = links
-        self.answers = MirrorAnswers(mirror)
-        self._clock = clock
-        self._full = False
-        self._failed_logins = LogQuota(log)
+    sessions: SessionTable
+    #: The RSA key of the banner, for the passwords sent encrypted.
+    handshake: Handshake
+    policy: LoginPolicy
+    #: Each role's daemon links.
+    links: Mapping[str, Links]
+    answers: MirrorAnswers
+    clock: Callable[[], float] = time.monotonic
+    # Whether the table was full at the last connection (warned once).
+    _full: bool = field(default=False, init=False)
+    _failed_logins: LogQuota = field(default_factory=lambda: LogQuota(log),
+                                     init=False)
 
     def opened(self, identity: Hashable, address: str) -> Tuple[bool, List[Action]]:
         """A new connection: whether it is taken (not while the table is
@@ -214,7 +216,7 @@ class ConnectionMachine:
             login_name, sent = login_fields(args)
             # Each failure on this connection delays its next answer more.
             return [CheckLogin(session, login_name, self.handshake.password(sent),
-                               max(session.next_login - self._clock(), 0.0))]
+                               max(session.next_login - self.clock(), 0.0))]
         if command == 'quit':
             # Forgets the login, not the failures: a guesser gains nothing.
             session.role = None
@@ -236,12 +238,13 @@ class ConnectionMachine:
         """The check of *session*'s login as *login_name* ended."""
         account, role = result
         if isinstance(role, ProtocolError):
+            refusal = role
             session.failures += 1
-            session.next_login = self._clock() + self.policy.delay(session.failures)
+            session.next_login = self.clock() + self.policy.delay(session.failures)
             self._failed_logins.warning(
                 'failed login as %r by uid %s (connection %d): %s',
-                login_name, account, session.identity, role)
-            return [self._reply(session, error_reply(str(role)))]
+                login_name, account, session.identity, refusal)
+            return [self._reply(session, error_reply(str(refusal)))]
         links = self.links.get(role)
         if links is None or links.user_level is None:
             return [self._reply(session, error_reply(

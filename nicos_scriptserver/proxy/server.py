@@ -28,7 +28,7 @@ from nicos_scriptserver.peers import tcp_owner
 from nicos_scriptserver.proxy.config import ConfigError, ProxyConfig
 from nicos_scriptserver.proxy.connection import Action, CheckLogin, Close, \
     ConnectionMachine, Doubt, Forward, LogIn, LoginResult, LogOut, \
-    Outcome, Reply
+    MirrorAnswers, Outcome, Reply
 from nicos_scriptserver.proxy.daemonlink import DaemonLink
 from nicos_scriptserver.proxy.links import LinkPool
 from nicos_scriptserver.proxy.login import Handshake, TokenLogin
@@ -75,7 +75,8 @@ class ProxyServer:
         self.connections = ConnectionMachine(
             SessionTable(config.max_sessions, config.handshake_timeout,
                          config.idle_timeout),
-            Handshake.new(), login.policy, self.pools, self.feed.mirror)
+            Handshake.new(), login.policy, self.pools,
+            MirrorAnswers(self.feed.mirror))
         self._actions = {Reply: self._send, CheckLogin: self._check_login,
                          Forward: self._forward, LogIn: self._log_in,
                          LogOut: self._log_out, Close: self._close_connection,

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from nicos_scriptserver.proxy.connection import CheckLogin, Close, \
-    ConnectionMachine, Doubt, Failed, Forward, LogIn, LogOut, Reply
+    ConnectionMachine, Doubt, Failed, Forward, LogIn, LogOut, MirrorAnswers, \
+    Reply
 from nicos_scriptserver.proxy.login import Handshake, LoginPolicy
 from nicos_scriptserver.proxy.mirror import Mirror
 from nicos_scriptserver.proxy.protocol import VIEWER, WRITER, ProtocolError
@@ -46,7 +47,7 @@ def machine(handshake, clock):
     return ConnectionMachine(SessionTable(max_sessions=2, clock=clock),
                              handshake, LoginPolicy(), {WRITER: Links(10),
                                                         VIEWER: Links(0)},
-                             Mirror(), clock)
+                             MirrorAnswers(Mirror()), clock)
 
 
 def request(machine, command, *args, identity=1, req=True):
@@ -114,8 +115,8 @@ def test_failed_logins_slow_the_connection_down(machine, clock):
 
 def test_a_login_without_a_link_of_its_role_is_refused(handshake, clock):
     machine = ConnectionMachine(SessionTable(clock=clock), handshake,
-                                LoginPolicy(), {WRITER: Links(None)}, Mirror(),
-                                clock)
+                                LoginPolicy(), {WRITER: Links(None)},
+                                MirrorAnswers(Mirror()), clock)
     assert reply(log_in(machine)) == ('error', 'logged in, but the proxy has '
                                       'no writer link to the daemon: the '
                                       'daemon is down')
