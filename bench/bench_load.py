@@ -161,12 +161,12 @@ def main() -> None:
 def frozen_client(port: int, password: str):
     """A client that logs in, unmasks every event and never reads them
     (the proxy's daemon link, so nothing drains its event socket)."""
-    from nicos.protocols.daemon import DAEMON_EVENTS
+    from nicos_scriptserver.proxy.classic import ALL_EVENTS
     from nicos_scriptserver.proxy.daemonlink import DaemonLink
     link = DaemonLink('127.0.0.1', port, 'guest', password)
     link.open()
     # DaemonLink masks every event: unmask them all, then never read.
-    link.call('eventunmask', [sorted(DAEMON_EVENTS)])
+    link.call('eventunmask', [sorted(ALL_EVENTS)])
     link.event_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     return link
 

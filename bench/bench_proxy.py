@@ -51,7 +51,8 @@ from nicos_scriptserver.client import ScriptServerClient  # noqa: E402
 from nicos_scriptserver.instance import Instance  # noqa: E402
 from nicos_scriptserver.processes import ServerProcesses, free_instance_ports  # noqa: E402
 from nicos_scriptserver.proxy.client import ProxyClient  # noqa: E402
-from nicos_scriptserver.proxy.daemonlink import DaemonLink, decode_event  # noqa: E402
+from nicos_scriptserver.proxy.classic import decode_event  # noqa: E402
+from nicos_scriptserver.proxy.daemonlink import DaemonLink  # noqa: E402
 from zmtp_raw import RawPeer, frame  # noqa: E402 (a hand-written ZMTP peer)
 
 ALLOW_ROOT = os.geteuid() == 0

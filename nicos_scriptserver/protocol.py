@@ -5,10 +5,10 @@ New daemon commands (their numbers and who may send them are in
 tables (and the classic transport's code tables) by `register`, which must
 run in the daemon and in every client process before they are used.
 Commands and events are documented in docs/PROTOCOL.md.
-"""
 
-from nicos.protocols.daemon import DAEMON_COMMANDS, DAEMON_EVENTS
-from nicos.protocols.daemon import classic
+NICOS is imported only to register: the proxy reads `EVENTS` and keeps
+NICOS out of its process (`proxy.classic`).
+"""
 
 from nicos_scriptserver.commandtable import CODES
 
@@ -35,6 +35,7 @@ EVENTS = {
 
 def register_events() -> None:
     """Make the new event types known (daemon and clients)."""
+    from nicos.protocols.daemon import DAEMON_EVENTS, classic
     for name, spec in EVENTS.items():
         DAEMON_EVENTS[name] = spec
         code = classic._codefmt.pack(spec[0])
@@ -48,6 +49,7 @@ def register_commands() -> None:
     In the daemon, call this only after the handlers are defined: NICOS's
     handler module refuses (at import) any name without a handler.
     """
+    from nicos.protocols.daemon import DAEMON_COMMANDS, classic
     for name, number in CODES.items():
         DAEMON_COMMANDS[name] = number
         code = classic._codefmt.pack(number)

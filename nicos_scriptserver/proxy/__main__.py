@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
 from nicos_scriptserver.accounts import InsecureFile, read_secrets
-from nicos_scriptserver.proxy.daemonlink import LinkError
+from nicos_scriptserver.proxy.classic import LinkError
 from nicos_scriptserver.proxy.login import LoginPolicy, TokenLogin
 from nicos_scriptserver.proxy.protocol import VIEWER, WRITER
 from nicos_scriptserver.proxy.server import ConfigError, ProxyConfig, \

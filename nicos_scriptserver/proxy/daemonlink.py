@@ -4,15 +4,15 @@ Why not NICOS's own clients: its ZeroMQ client mishandles error replies,
 and `NicosClient` gives each request a blocking call. The proxy serves
 every client from one thread, so a link here is split in two: setting it
 up (connect, banner, login, event connection) blocks and happens outside
-the serving loop; then the sockets turn non-blocking: requests are sent
-whole (a large one waits at most the link's timeout for the daemon to
-take it) and replies are read as they arrive, whenever the loop's poller
-says the socket is readable.
+the serving loop; then the sockets turn non-blocking and the link watches
+them on the loop (`attach`): a request is written as far as the socket
+takes it and the rest whenever it is writable, and replies are read as
+they arrive. The loop never waits for the daemon.
 
-Replies are pickles (the classic serializer) and are read as plain data
-only: the daemon runs users' scripts, so a reply must not be able to run
-code in the proxy, which holds the tier-2 passwords. For the same reason
-the proxy logs in only to a daemon of the expected account: while the
+Replies are read as plain data only (`classic`, the protocol's codec):
+the daemon runs users' scripts, so a reply must not be able to run code
+in the proxy, which holds the tier-2 passwords. For the same reason the
+proxy logs in only to a daemon of the expected account: while the
 daemon is down, another local account could bind its port and collect
 the passwords. What is sent to the daemon are arguments the proxy has
 already checked to be plain JSON data.
@@ -22,150 +22,18 @@ from __future__ import annotations
 
 import base64
 import os
-import pickle
+import select
 import socket
+import threading
 import uuid
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional
 
 import rsa
-from nicos.protocols.daemon import DAEMON_EVENTS
-from nicos.protocols.daemon.classic import ACK, ENQ, LENGTH, NAK, STX, \
-    code2event, command2code
 
-from nicos_scriptserver import plainpickle, protocol
 from nicos_scriptserver.peers import peer_uid
-
-protocol.register()
-
-#: (ok, payload) of one daemon reply.
-Reply = Tuple[bool, Any]
-#: One daemon event as it arrived: its name, its pickled payload, blobs.
-RawEvent = Tuple[str, bytes, List[bytes]]
-
-#: Bytes of one event (payload and blobs) the proxy takes; a larger one
-#: breaks the link (the daemon's own limit on a command frame, which an
-#: event carrying a script never needs).
-MAX_EVENT_BYTES = 16 * 1024 * 1024
-# An event frame starts with STX, the event code, the number of blobs and
-# the payload's length.
-_EVENT_HEADER = 1 + 2 + 1 + LENGTH.size
-
-
-class LinkError(ConnectionError):
-    """The daemon cannot be reached, refused the login or broke the link."""
-
-
-class ReplyReader:
-    """Splits the daemon's byte stream into replies (sans-I/O)."""
-
-    def __init__(self):
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> List[Tuple[bool, bytes]]:
-        """Add received bytes; return the (ok, raw payload) replies completed."""
-        self._buffer += data
-        replies = []
-        while self._buffer:
-            start = self._buffer[:1]
-            if start == ACK:
-                del self._buffer[:1]
-                replies.append((True, b''))
-                continue
-            if start not in (STX, NAK):
-                raise LinkError(f'the daemon sent an invalid reply start {bytes(start)!r}')
-            if len(self._buffer) < 1 + LENGTH.size:
-                break
-            length, = LENGTH.unpack_from(self._buffer, 1)
-            end = 1 + LENGTH.size + length
-            if len(self._buffer) < end:
-                break
-            replies.append((start == STX, bytes(self._buffer[1 + LENGTH.size:end])))
-            del self._buffer[:end]
-        return replies
-
-
-class EventReader:
-    """Splits the daemon's event stream into events (sans-I/O), as NICOS's
-    classic server sends them (``send_event``): STX, event code (2), blob
-    count (1), payload length (4), payload, then each blob with its length.
-    """
-
-    def __init__(self, limit: int = MAX_EVENT_BYTES):
-        self.limit = limit
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> List[RawEvent]:
-        """Add received bytes; return the events completed."""
-        self._buffer += data
-        events = []
-        while (event := self._next()) is not None:
-            events.append(event)
-        return events
-
-    def _next(self) -> Optional[RawEvent]:
-        buffer = self._buffer
-        if len(buffer) < _EVENT_HEADER:
-            if buffer[:1] not in (b'', STX):
-                raise LinkError(f'the daemon sent an invalid event start '
-                                f'{bytes(buffer[:1])!r}')
-            return None
-        if buffer[:1] != STX:
-            raise LinkError(f'the daemon sent an invalid event start '
-                            f'{bytes(buffer[:1])!r}')
-        name = code2event.get(bytes(buffer[1:3]))
-        if name is None:
-            raise LinkError(f'the daemon sent an unknown event code '
-                            f'{bytes(buffer[1:3]).hex()}')
-        blobs = buffer[3]
-        # Walk the lengths without copying; each is checked before waiting
-        # for what it announces.
-        pos, parts = 4, []
-        for _ in range(1 + blobs):
-            if len(buffer) < pos + LENGTH.size:
-                return None
-            length, = LENGTH.unpack_from(buffer, pos)
-            pos += LENGTH.size
-            if pos + length > self.limit:
-                raise LinkError(f'the daemon sent an event {name!r} of more '
-                                f'than {self.limit} bytes')
-            parts.append((pos, length))
-            pos += length
-        if len(buffer) < pos:
-            return None
-        payload, *blob_data = [bytes(buffer[start:start + length])
-                               for start, length in parts]
-        del buffer[:pos]
-        return name, payload, blob_data
-
-
-def decode_event(payload: bytes) -> Any:
-    """An event's payload as plain data (`plainpickle`); ValueError if it
-    is not plain data."""
-    try:
-        return plainpickle.loads(payload)
-    except (plainpickle.UnpicklingError, ValueError, TypeError, EOFError) as err:
-        raise ValueError(f'an event that is not plain data: {err}') from None
-
-
-def encode_request(command: str, args: list) -> bytes:
-    """One classic-protocol request frame."""
-    try:
-        code = command2code[command]
-    except KeyError:
-        raise LinkError(f'{command} is not a daemon command') from None
-    data = pickle.dumps(list(args), 2)
-    return ENQ + code + LENGTH.pack(len(data)) + data
-
-
-def decode_reply(ok: bool, raw: bytes) -> Reply:
-    """One reply: its payload read as plain data only. A payload that is
-    not plain data becomes an error reply (the link itself is fine)."""
-    if not raw:
-        return ok, None
-    try:
-        return ok, plainpickle.loads(raw)
-    except (plainpickle.UnpicklingError, ValueError, TypeError, EOFError) as err:
-        return False, f'the daemon\'s reply is not plain data: {err}'
+from nicos_scriptserver.proxy.classic import ALL_EVENTS, EventReader, \
+    LinkError, RawEvent, Reply, ReplyReader, decode_reply, encode_request
+from nicos_scriptserver.proxy.loop import EventLoop
 
 
 def check_daemon_account(sock: socket.socket, expected_uid: int) -> None:
@@ -194,9 +62,15 @@ class DaemonLink:
         self.event_sock: Optional[socket.socket] = None
         self.banner: dict = {}
         self.user_level: int = -1
-        self.busy = False
         self._reader = ReplyReader()
         self._events = EventReader()
+        #: What the command connection has not taken yet of a request.
+        self._out = bytearray()
+        # Serving on a loop: whether it watches for writability, and who
+        # hears of a write that failed there.
+        self._loop: Optional[EventLoop] = None
+        self._writing = False
+        self._on_broken: Callable[[LinkError], None] = lambda err: None
 
     # -- setting up (blocking) ---------------------------------------------
 
@@ -224,8 +98,7 @@ class DaemonLink:
             self.event_sock = socket.create_connection(self.address, self.timeout)
             check_daemon_account(self.event_sock, self.daemon_uid)
             self.event_sock.sendall(client_id)
-            ok, reply = self.call('eventmask', [sorted(set(DAEMON_EVENTS)
-                                                      - set(events))])
+            ok, reply = self.call('eventmask', [sorted(ALL_EVENTS - set(events))])
             if not ok:
                 raise LinkError(f'the daemon refused the event mask: {reply}')
         except (OSError, KeyError, ValueError, TypeError) as err:
@@ -249,34 +122,64 @@ class DaemonLink:
                 raise LinkError('the daemon closed the connection')
             replies = self._reader.feed(data)
             if replies:
-                self.busy = False
                 return decode_reply(*replies[0])
 
-    # -- serving: read only when the poller says the socket is readable ---
+    # -- serving: on the loop, never waiting for the daemon ----------------
 
     def serve(self) -> None:
-        """Switch to serving: non-blocking reads (a timeout would cost a
+        """Switch to serving: non-blocking sockets (a timeout would cost a
         poll() call before every read and write)."""
         self.sock.setblocking(False)
         self.event_sock.setblocking(False)
 
+    def attach(self, loop: EventLoop, on_reply: Callable[[], None],
+               on_events: Callable[[], None],
+               on_broken: Callable[[LinkError], None]) -> None:
+        """Serve on *loop*: *on_reply*() when the command connection has
+        something to read, *on_events*() when the event connection has,
+        *on_broken*(error) when the rest of a request cannot be written."""
+        self.serve()
+        self._loop = loop
+        self._on_broken = on_broken
+
+        def ready(events: int) -> None:
+            if events & select.EPOLLOUT and not self._write_rest():
+                return
+            if events & ~select.EPOLLOUT:
+                on_reply()
+        loop.watch(self.sock.fileno(), select.EPOLLIN, ready)
+        loop.watch(self.event_sock.fileno(), select.EPOLLIN,
+                   lambda _events: on_events())
+
     def send(self, command: str, args: list) -> None:
-        """Send one request; its reply comes through `read_reply`."""
-        data = encode_request(command, args)
+        """Send one request; its reply comes through `read_reply`. Serving,
+        what the socket does not take at once is written when it is
+        writable: the loop never waits for the daemon."""
+        self._out += encode_request(command, args)
+        self._write()
+
+    def _write(self) -> None:
         try:
-            if self.sock.gettimeout() == 0.0:
-                sent = self.sock.send(data)
-                if sent < len(data):
-                    # Larger than the socket buffer: wait for the daemon
-                    # to take the rest, within the timeout.
-                    self.sock.settimeout(self.timeout)
-                    self.sock.sendall(data[sent:])
-                    self.sock.setblocking(False)
-            else:
-                self.sock.sendall(data)
+            while self._out:
+                del self._out[:self.sock.send(self._out)]
+        except BlockingIOError:
+            pass
         except OSError as err:
             raise LinkError(f'sending to the daemon failed: {err}') from err
-        self.busy = True
+        writing = bool(self._out)
+        if self._loop is not None and writing != self._writing:
+            self._writing = writing
+            self._loop.change(self.sock.fileno(), select.EPOLLIN | (
+                select.EPOLLOUT if writing else 0))
+
+    def _write_rest(self) -> bool:
+        """Write on once the socket is writable; False if the link broke."""
+        try:
+            self._write()
+        except LinkError as err:
+            self._on_broken(err)
+            return False
+        return True
 
     def read_reply(self) -> Optional[Reply]:
         """Read what is available; the reply once it is complete."""
@@ -293,7 +196,6 @@ class DaemonLink:
             return None
         if len(replies) > 1:
             raise LinkError('the daemon sent a reply nobody asked for')
-        self.busy = False
         return decode_reply(*replies[0])
 
     def read_events(self) -> List[RawEvent]:
@@ -318,11 +220,39 @@ class DaemonLink:
         return data
 
     def close(self) -> None:
+        """Close both connections (served on a loop: unwatched first, while
+        their descriptor numbers are still theirs)."""
         for sock in (self.sock, self.event_sock):
             if sock is not None:
+                if self._loop is not None:
+                    self._loop.forget(sock.fileno())
                 try:
                     sock.close()
                 except OSError:
                     pass
         self.sock = self.event_sock = None
-        self.busy = False
+        self._loop = None
+
+
+def open_later(opener: Callable[[], DaemonLink], delay: float, loop: EventLoop,
+               stopping: threading.Event, opened: Callable[[DaemonLink], None],
+               failed: Callable[[LinkError], None], name: str) -> None:
+    """Open a link in a thread named *name* (opening blocks) after *delay*
+    seconds, trying again after 0.2 s, doubling up to 5 s, until it opens
+    or *stopping* is set; *opened*(link) and *failed*(error) run on *loop*."""
+    def run() -> None:
+        backoff = max(delay, 0.2)
+        if stopping.wait(delay):
+            return
+        while not stopping.is_set():
+            try:
+                link = opener()
+            except LinkError as err:
+                loop.post(lambda err=err: failed(err))
+                if stopping.wait(backoff):
+                    return
+                backoff = min(backoff * 2, 5.0)
+                continue
+            loop.post(lambda: link.close() if stopping.is_set() else opened(link))
+            return
+    threading.Thread(target=run, daemon=True, name=name).start()

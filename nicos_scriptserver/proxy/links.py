@@ -8,87 +8,56 @@ request waits for a free link in arrival order.
 
 Links are opened (and reopened after the daemon restarts) by background
 threads, since opening blocks; everything else runs in the proxy's serving
-thread, which `post` hands results back to, and where `LinkWatch` reads
-their replies.
+thread, which opened links are handed back to, and where each link
+watches its own sockets.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import select
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
-from nicos_scriptserver.proxy.daemonlink import DaemonLink, LinkError, Reply
+from nicos_scriptserver.proxy.classic import LinkError
+from nicos_scriptserver.proxy.connection import Failed, Forward, Outcome
+from nicos_scriptserver.proxy.daemonlink import DaemonLink, open_later
 from nicos_scriptserver.proxy.loop import EventLoop
-from nicos_scriptserver.proxy.protocol import ProtocolError, error_reply, \
-    ok_reply
-from nicos_scriptserver.proxy.transport import Route
 
 log = logging.getLogger('nicos_scriptserver.proxy')
 
 
-@dataclass
-class Forward:
-    """A client request on its way to the daemon."""
-
-    route: Route
-    command: str
-    args: list
-    queued_at: float = field(default_factory=time.monotonic)
-
-
 class LinkPool:
-    """The daemon links of one role and the requests waiting for them."""
+    """The daemon links of one role and the requests waiting for them;
+    *finished* hears how each request ended (answered or failed)."""
 
     def __init__(self, role: str, opener: Callable[[], DaemonLink], size: int,
-                 post: Callable[[Callable[[], None]], None],
-                 changed: Callable[[], None], stopping: threading.Event):
+                 loop: EventLoop, stopping: threading.Event,
+                 finished: Callable[[Forward, Outcome], None]):
         self.role = role
         self._opener = opener
         self.size = size
-        self._post = post
-        self._changed = changed
+        self.loop = loop
         self._stopping = stopping
+        self._finished = finished
         self.links: List[DaemonLink] = []
         self.in_flight: Dict[DaemonLink, Forward] = {}
-        self.waiting: Deque[Forward] = collections.deque()
+        #: The requests waiting for a free link, and since when.
+        self.waiting: Deque[Tuple[float, Forward]] = collections.deque()
         self.user_level: Optional[int] = None
         self.last_error = 'not connected to the daemon yet'
 
     def start(self) -> None:
         """Open one link now (`LinkError` if the daemon refuses it), the
         others in the background."""
-        link = self._opener()
-        link.serve()
-        self.links.append(link)
-        self.user_level = link.user_level
-        self._changed()
+        self._serve(self._opener())
         for _ in range(self.size - 1):
             self._open_later(0.0)
 
     def _open_later(self, delay: float) -> None:
-        threading.Thread(target=self._open, args=(delay,), daemon=True,
-                         name=f'proxy link opener ({self.role})').start()
-
-    def _open(self, delay: float) -> None:
-        backoff = max(delay, 0.2)
-        if self._stopping.wait(delay):
-            return
-        while not self._stopping.is_set():
-            try:
-                link = self._opener()
-            except LinkError as err:
-                self._post(lambda err=err: self._failed(err))
-                if self._stopping.wait(backoff):
-                    return
-                backoff = min(backoff * 2, 5.0)
-                continue
-            self._post(lambda: self._add(link))
-            return
+        open_later(self._opener, delay, self.loop, self._stopping, self._add,
+                   self._failed, f'proxy link opener ({self.role})')
 
     def _failed(self, err: LinkError) -> None:
         if str(err) != self.last_error:
@@ -96,24 +65,32 @@ class LinkPool:
         self.last_error = str(err)
 
     def _add(self, link: DaemonLink) -> None:
-        if self._stopping.is_set():
-            link.close()
-            return
-        link.serve()
-        self.links.append(link)
-        self.user_level = link.user_level
+        self._serve(link)
         log.info('%s link logged into the daemon as %r (level %d)',
                  self.role, link.login, link.user_level)
-        self._changed()
         self._dispatch()
 
+    def _serve(self, link: DaemonLink) -> None:
+        link.attach(self.loop, lambda: self._read_reply(link),
+                    lambda: self._read_events(link),
+                    lambda err: self._broken(link, err))
+        self.links.append(link)
+        self.user_level = link.user_level
+
     @property
-    def available(self) -> bool:
-        """Whether a request can be served now or once a link is free."""
-        return bool(self.links)
+    def unreachable(self) -> Optional[str]:
+        """Why a request cannot be served now or once a link is free
+        (None: it can)."""
+        return None if self.links else \
+            f'the daemon is not reachable: {self.last_error}'
+
+    @property
+    def banner(self) -> dict:
+        """The daemon's banner ({} while there is no link)."""
+        return self.links[0].banner if self.links else {}
 
     def submit(self, forward: Forward) -> None:
-        self.waiting.append(forward)
+        self.waiting.append((time.monotonic(), forward))
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -121,119 +98,67 @@ class LinkPool:
             if not self.waiting:
                 return
             if link not in self.in_flight:
-                forward = self.waiting.popleft()
-                self.in_flight[link] = forward
+                waiting = self.waiting.popleft()
+                forward = self.in_flight[link] = waiting[1]
                 try:
                     link.send(forward.command, forward.args)
                 except LinkError as err:
-                    self.waiting.appendleft(forward)
+                    # It did not reach the daemon: it waits for another link.
+                    self.waiting.appendleft(waiting)
                     del self.in_flight[link]
-                    self.broken(link, err)
+                    self._drop(link, err)
                     return
 
-    def reply_ready(self, link: DaemonLink) -> Optional[Tuple[Forward, Reply]]:
-        """Read from *link*; the request and its reply once complete."""
-        reply = link.read_reply()
+    def _read_reply(self, link: DaemonLink) -> None:
+        try:
+            reply = link.read_reply()
+        except LinkError as err:
+            self._broken(link, err)
+            return
         if reply is None:
-            return None
+            return
         forward = self.in_flight.pop(link)
         self._dispatch()
-        return forward, reply
+        self._finished(forward, reply)
 
-    def broken(self, link: DaemonLink, err: Exception) -> Optional[Forward]:
+    def _read_events(self, link: DaemonLink) -> None:
+        # Everything is masked; a few arrive before the mask is set.
+        try:
+            link.discard_events()
+        except LinkError as err:
+            self._broken(link, err)
+
+    def _broken(self, link: DaemonLink, err: LinkError) -> None:
+        """A link broke while serving: its request fails, and so do those
+        waiting if no link is left."""
+        failed = self._drop(link, err)
+        if failed:
+            self._finished(failed, Failed(
+                f'the connection to the daemon broke: {err}', reached=True))
+        if not self.links:
+            while self.waiting:
+                self._finished(self.waiting.popleft()[1],
+                               Failed(self.unreachable, reached=False))
+
+    def _drop(self, link: DaemonLink, err: LinkError) -> Optional[Forward]:
         """Drop a broken link (a new one is opened); returns the request it
-        was serving, which has failed."""
+        was serving."""
         log.warning('%s link to the daemon broke: %s', self.role, err)
         self.last_error = str(err)
         if link in self.links:
             self.links.remove(link)
-            # Before the sockets close: the loop stops watching them while
-            # their descriptor numbers are still theirs.
-            self._changed()
             self._open_later(0.2)
         link.close()
         return self.in_flight.pop(link, None)
 
-    def expired(self, now: float, limit: float) -> List[Forward]:
-        """Remove and return the requests that waited longer than *limit*."""
-        gone = []
-        while self.waiting and now - self.waiting[0].queued_at > limit:
-            gone.append(self.waiting.popleft())
-        return gone
-
-    def drain(self) -> List[Forward]:
-        """Remove every pending request (when no link is left)."""
-        gone = list(self.waiting)
-        self.waiting.clear()
-        return gone
+    def expire(self, now: float, limit: float) -> None:
+        """Fail the requests that waited for a link longer than *limit*."""
+        while self.waiting and now - self.waiting[0][0] > limit:
+            self._finished(self.waiting.popleft()[1], Failed(
+                'the daemon is busy: no free connection to it within '
+                f'{limit:.0f} s', reached=False))
 
     def close(self) -> None:
         for link in self.links:
             link.close()
         self.links.clear()
-
-
-class LinkWatch:
-    """The sockets of every pool's links on the serving loop: replies go
-    back through *reply*, and *done* hears of each request that ended
-    (answered or failed)."""
-
-    def __init__(self, loop: EventLoop,
-                 reply: Callable[[Route, List[bytes]], None],
-                 done: Callable[[Forward], None]):
-        self.loop = loop
-        self.pools: Dict[str, LinkPool] = {}
-        self._reply = reply
-        self._done = done
-        self._fds: Dict[int, Tuple[LinkPool, DaemonLink, bool]] = {}
-
-    def changed(self) -> None:
-        """Watch the sockets of the pools' links, and only those. Called
-        before a dropped link's sockets close, so that no descriptor is
-        forgotten after its number went to a new connection."""
-        current = {}
-        for pool in self.pools.values():
-            for link in pool.links:
-                for sock, is_events in ((link.sock, False), (link.event_sock, True)):
-                    current[sock.fileno()] = (pool, link, is_events)
-        for fd, (_, link, _) in list(self._fds.items()):
-            if fd not in current or current[fd][1] is not link:
-                self.loop.forget(fd)
-                del self._fds[fd]
-        for fd, entry in current.items():
-            if fd not in self._fds:
-                self._fds[fd] = entry
-                self.loop.watch(fd, select.EPOLLIN,
-                                lambda _events, entry=entry: self._serve(*entry))
-
-    def _serve(self, pool: LinkPool, link: DaemonLink, is_events: bool) -> None:
-        if link not in pool.links:
-            return
-        try:
-            if is_events:
-                link.discard_events()
-                return
-            done = pool.reply_ready(link)
-        except LinkError as err:
-            failed = pool.broken(link, err)
-            if failed:
-                self._done(failed)
-                self._reply(failed.route, error_reply(
-                    f'the connection to the daemon broke: {err}'))
-            if not pool.links:
-                for waiting in pool.drain():
-                    self._reply(waiting.route, error_reply(
-                        f'the daemon is not reachable: {err}'))
-            return
-        if done is None:
-            return
-        forward, (ok, payload) = done
-        self._done(forward)
-        if not ok:
-            self._reply(forward.route, error_reply(str(payload)))
-            return
-        try:
-            frames = ok_reply(payload)
-        except ProtocolError as err:
-            frames = error_reply(f'{forward.command}: {err}')
-        self._reply(forward.route, frames)

@@ -35,9 +35,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Optional, Set, Tuple
 
-from nicos.protocols.daemon import SIM_STATES
-from nicos.utils.loggers import ACTION
-
+from nicos_scriptserver.proxy.classic import ACTION, SIM_PENDING
 from nicos_scriptserver.proxy.protocol import ProtocolError, to_json
 
 #: The events the mirror needs from the daemon.
@@ -53,7 +51,7 @@ MESSAGES_KEPT = 1000
 #: Events kept for the seeds on their way; beyond, those seeds are void.
 LOG_LIMIT = 100000
 # The eta of a script that starts (NICOS's `ScriptRequest.resetSimstate`).
-_START_ETA = (SIM_STATES['pending'], -1)
+_START_ETA = (SIM_PENDING, -1)
 
 
 @dataclass(frozen=True)

@@ -10,25 +10,20 @@ wants one (after a reconnect, a doubt, a seed that disagreed) and
 by the next one at once, then after 2 ms doubling up to 0.5 s while they
 keep disagreeing, so that a daemon whose state changes without events
 costs the daemon little; clients are answered by the daemon meanwhile.
-
-`answer` gives the reply frames of ``getstatus`` and ``getmessages``
-from the mirror, encoded once per mirror version, or None: ask the daemon.
 """
 
 from __future__ import annotations
 
 import logging
-import select
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
-from nicos_scriptserver.proxy.daemonlink import DaemonLink, LinkError, \
-    decode_event
+from nicos_scriptserver.proxy.classic import LinkError, decode_event
+from nicos_scriptserver.proxy.daemonlink import DaemonLink, open_later
 from nicos_scriptserver.proxy.logquota import LogQuota
 from nicos_scriptserver.proxy.loop import EventLoop
 from nicos_scriptserver.proxy.mirror import MESSAGES_KEPT, MIRROR_EVENTS, \
-    Mark, Mirror, message_count
-from nicos_scriptserver.proxy.protocol import ProtocolError, ok_reply
+    Mark, Mirror
 
 log = logging.getLogger('nicos_scriptserver.proxy')
 
@@ -58,8 +53,6 @@ class MirrorFeed:
         self._pending: Optional[Tuple[str, Mark]] = None
         self._retry = 0.0
         self._retry_timer = False
-        self._cache: Dict[tuple, List[bytes]] = {}
-        self._cache_version = -1
         self._warnings = LogQuota(log)
 
     # -- the link -----------------------------------------------------------
@@ -69,36 +62,15 @@ class MirrorFeed:
         self._open_later(0.0)
 
     def _open_later(self, delay: float) -> None:
-        threading.Thread(target=self._open, args=(delay,), daemon=True,
-                         name='proxy mirror link opener').start()
-
-    def _open(self, delay: float) -> None:
-        backoff = max(delay, 0.2)
-        if self._stopping.wait(delay):
-            return
-        while not self._stopping.is_set():
-            try:
-                link = self._opener()
-            except LinkError as err:
-                self.loop.post(lambda err=err: self._warnings.warning(
-                    'mirror link: %s', err))
-                if self._stopping.wait(backoff):
-                    return
-                backoff = min(backoff * 2, 5.0)
-                continue
-            self.loop.post(lambda: self._attach(link))
-            return
+        open_later(self._opener, delay, self.loop, self._stopping, self._attach,
+                   lambda err: self._warnings.warning('mirror link: %s', err),
+                   'proxy mirror link opener')
 
     def _attach(self, link: DaemonLink) -> None:
-        if self._stopping.is_set():
-            link.close()
-            return
-        link.serve()
+        link.attach(self.loop, lambda: self._reply_ready(link),
+                    lambda: self._events_ready(link),
+                    lambda err: self._broken(link, err))
         self.link = link
-        self.loop.watch(link.sock.fileno(), select.EPOLLIN,
-                        lambda _events: self._reply_ready(link))
-        self.loop.watch(link.event_sock.fileno(), select.EPOLLIN,
-                        lambda _events: self._events_ready(link))
         log.info('mirror link logged into the daemon as %r', link.login)
         self.mirror.reset()
         self._pending, self._retry = None, 0.0
@@ -108,9 +80,6 @@ class MirrorFeed:
         if link is not self.link:
             return
         log.warning('mirror link to the daemon broke: %s', err)
-        for sock in (link.sock, link.event_sock):
-            if sock is not None:
-                self.loop.forget(sock.fileno())
         link.close()
         self.link = None
         # Events may be lost from here on: answer nothing until reseeded.
@@ -121,8 +90,6 @@ class MirrorFeed:
 
     def close(self) -> None:
         if self.link is not None:
-            for sock in (self.link.sock, self.link.event_sock):
-                self.loop.forget(sock.fileno())
             self.link.close()
             self.link = None
 
@@ -224,34 +191,3 @@ class MirrorFeed:
             self._retry_timer = False
             self._seed()
         self.loop.call_later(self._retry, retry)
-
-    # -- answers ------------------------------------------------------------
-
-    def answer(self, command: str, args: list) -> Optional[List[bytes]]:
-        """The reply frames to *command* from the mirror, or None."""
-        if command == 'getstatus' and not args:
-            key: tuple = ('getstatus',)
-        elif command == 'getmessages' and len(args) == 1:
-            understood, count = message_count(args[0])
-            if not understood:
-                return None
-            key = ('getmessages', count)
-        else:
-            return None
-        if self._cache_version != self.mirror.version:
-            self._cache.clear()
-            self._cache_version = self.mirror.version
-        frames = self._cache.get(key)
-        if frames is None:
-            payload = self.mirror.status() if len(key) == 1 \
-                else self.mirror.messages(key[1])
-            if payload is None:
-                return None
-            try:
-                frames = ok_reply(payload)
-            except ProtocolError:
-                return None
-            if len(self._cache) > 16:
-                self._cache.clear()   # many different counts: bounded
-            self._cache[key] = frames
-        return frames

@@ -30,6 +30,9 @@ class Session:
     #: A request of it is being served (a login check, the daemon): it
     #: does not expire meanwhile.
     busy: bool = False
+    #: Whether that request came after an empty delimiter frame (from a
+    #: REQ socket), which its reply needs too.
+    delimiter: bool = False
     #: Failed logins on this connection, and when it may have the next
     #: answer to a login (each failure puts that later).
     failures: int = 0

@@ -20,7 +20,7 @@ import itertools
 import logging
 import select
 import socket
-from typing import Callable, Deque, Dict, List, NamedTuple, Tuple
+from typing import Callable, Deque, Dict, List, Tuple
 
 from nicos_scriptserver.proxy import zmtp
 from nicos_scriptserver.proxy.budget import Budget, Limits, Meter
@@ -28,7 +28,7 @@ from nicos_scriptserver.proxy.listener import Listener, is_loopback
 from nicos_scriptserver.proxy.logquota import LogQuota
 from nicos_scriptserver.proxy.loop import EventLoop
 
-__all__ = ['Peer', 'Route', 'Transport', 'is_loopback']
+__all__ = ['Peer', 'Transport', 'is_loopback']
 
 log = logging.getLogger('nicos_scriptserver.proxy')
 
@@ -55,14 +55,6 @@ def _malloc_trim() -> Callable[[], None]:
         return lambda: None
     trim.argtypes = [ctypes.c_size_t]
     return lambda: trim(0)
-
-
-class Route(NamedTuple):
-    """Where a reply goes: a connection, and whether it is a REQ client
-    that needs its empty delimiter frame back first."""
-
-    peer: int
-    delimiter: bool
 
 
 class Peer:
@@ -196,13 +188,13 @@ class Transport:
 
     # -- writing ------------------------------------------------------------
 
-    def send(self, route: Route, frames: List[bytes]) -> bool:
-        """Queue the reply to *route*'s connection and read on from it;
+    def send(self, peer_id: int, frames: List[bytes]) -> bool:
+        """Queue the reply to connection *peer_id* and read on from it;
         False if that connection has gone (the reply is dropped)."""
-        peer = self.peers.get(route.peer)
+        peer = self.peers.get(peer_id)
         if peer is None:
             return False
-        peer.codec.send_message([b'', *frames] if route.delimiter else frames)
+        peer.codec.send_message(frames)
         self._queue(peer, peer.codec.take_output())
         peer.in_flight = peer.waiting = False
         self._flush(peer)

@@ -367,6 +367,52 @@ def test_token_is_in_no_log_file_or_argument_list(server, writer):
         assert token not in ' '.join(proc.info['cmdline'] or []), proc
 
 
+# Runs a module as ``python -m`` would and, at exit, writes the names of
+# the modules it imported to the file named first.
+RECORD_MODULES = '''
+import atexit, json, runpy, sys
+record = sys.argv.pop(1)
+atexit.register(lambda: open(record, 'w').write(json.dumps(sorted(sys.modules))))
+sys.argv = sys.argv[2:]
+runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)
+'''
+
+
+def test_the_proxy_process_imports_no_nicos(server, tmp_path):
+    # The proxy started as always, but for the record of its modules.
+    record = tmp_path / 'modules.json'
+    server.processes.command = lambda name, args: [
+        sys.executable, '-c', RECORD_MODULES, str(record), *args]
+    try:
+        restart_proxy(server)
+    finally:
+        del server.processes.command
+    user, token = credentials(server)
+    with connect(server) as client:
+        client.login(user, token)
+        sub = zmq.Context.instance().socket(zmq.SUB)
+        sub.linger, sub.rcvtimeo = 0, 10000
+        sub.connect(f'tcp://127.0.0.1:{server.instance.proxy_port + 1}')
+        sub.setsockopt(zmq.SUBSCRIBE, b'ALL')
+        client.call('ss_hold')
+
+        def published():   # once the event socket knows the account
+            job, = client.call('ss_submit', {'kind': 'aware', 'source': 'pass'})
+            client.call('ss_remove', job['id'])
+            return sub.poll(500)
+        # Served: requests forwarded, events published, the mirror.
+        assert wait_until(published)
+        assert sub.recv_multipart()[0] == b'ALL'
+        client.call('ss_release')
+        client.call('getstatus')
+        client.call('getmessages', '10')
+        sub.close()
+    restart_proxy(server)   # its exit writes the record
+    modules = json.loads(record.read_text())
+    assert 'nicos_scriptserver.proxy.server' in modules
+    assert [name for name in modules if name.split('.')[0] == 'nicos'] == []
+
+
 def test_failed_logins_lock_out_and_a_restart_makes_old_tokens_useless(server):
     user, old = credentials(server)
     with connect(server) as client:

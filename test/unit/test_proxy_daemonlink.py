@@ -1,69 +1,67 @@
-"""The proxy's side of NICOS's classic protocol: framing replies."""
+"""A daemon link on the serving loop: a large request never makes the loop
+wait for the daemon."""
 
-import pickle
+import socket
+import threading
+import time
 
-import pytest
-from hypothesis import given, strategies as st
+from nicos_scriptserver.proxy.classic import LinkError, encode_request
+from nicos_scriptserver.proxy.daemonlink import DaemonLink
+from nicos_scriptserver.proxy.loop import EventLoop
 
-from nicos.protocols.daemon.classic import ACK, LENGTH, NAK, STX
-
-from nicos_scriptserver.proxy.daemonlink import LinkError, ReplyReader, \
-    decode_reply, encode_request
-
-
-def frame(ok, payload):
-    if ok and payload is None:
-        return ACK
-    data = pickle.dumps(payload, 2)
-    return (STX if ok else NAK) + LENGTH.pack(len(data)) + data
+MIB = 1024 * 1024
 
 
-replies = st.lists(st.tuples(st.booleans(), st.one_of(
-    st.none(), st.text(), st.integers(),
-    st.dictionaries(st.text(max_size=5), st.lists(st.integers(), max_size=5)))),
-    max_size=8)
+def served_link(loop):
+    """A link on *loop* whose daemon is the other end of socket pairs."""
+    link = DaemonLink('127.0.0.1', 1, 'user', 'password')
+    link.sock, daemon = socket.socketpair()
+    link.event_sock, daemon_events = socket.socketpair()
+    broken = []
+
+    def on_broken(err):   # as the link's owners do
+        broken.append(err)
+        link.close()
+    link.attach(loop, lambda: None, lambda: None, on_broken)
+    return link, daemon, daemon_events, broken
 
 
-@given(replies, st.lists(st.integers(1, 50), min_size=1))
-def test_replies_survive_any_split_into_reads(sent, cuts):
-    stream = b''.join(frame(ok, payload) for ok, payload in sent)
-    reader, got, pos, i = ReplyReader(), [], 0, 0
-    while pos < len(stream):
-        size = cuts[i % len(cuts)]
-        got += reader.feed(stream[pos:pos + size])
-        pos, i = pos + size, i + 1
-    decoded = [decode_reply(ok, raw) for ok, raw in got]
-    expected = [(ok, None if ok and payload is None else payload)
-                for ok, payload in sent]
-    assert decoded == expected
+def run_until(loop, done, timeout=10.0):
+    stop = threading.Event()
+    deadline = time.monotonic() + timeout
+
+    def tick(now):
+        if done() or now > deadline:
+            stop.set()
+    loop.run(stop, 0.01, tick)
 
 
-def test_garbage_from_the_daemon_is_a_link_error():
-    with pytest.raises(LinkError, match='invalid reply start'):
-        ReplyReader().feed(b'\x00garbage')
+def test_a_request_larger_than_the_socket_takes_is_written_as_the_daemon_reads():
+    loop = EventLoop()
+    link, daemon, _events, broken = served_link(loop)
+    args = ['x' * (8 * MIB)]
+    expected = encode_request('queue', args)
+    started = time.monotonic()
+    link.send('queue', args)   # the daemon reads nothing yet
+    assert time.monotonic() - started < 1.0
+    received = bytearray()
+
+    def read():
+        while len(received) < len(expected):
+            received.extend(daemon.recv(MIB))
+    reader = threading.Thread(target=read)
+    reader.start()
+    run_until(loop, lambda: not reader.is_alive())
+    reader.join(1)
+    assert received == expected and not broken
+    link.close()
 
 
-def test_requests_use_the_registered_command_codes():
-    request = encode_request('ss_queue', [])
-    assert request[:3] == b'\x05\x70\x02'
-    assert pickle.loads(request[7:]) == []
-    with pytest.raises(LinkError, match='not a daemon command'):
-        encode_request('no_such_command', [])
-
-
-class Payload:
-    """Unpickling this would create *path*."""
-
-    def __init__(self, path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        return open, (self.path, 'w')
-
-
-def test_a_reply_that_is_not_plain_data_runs_nothing_and_is_refused(tmp_path):
-    marker = tmp_path / 'ran'
-    raw = pickle.dumps({'status': Payload(marker)}, 2)
-    ok, text = decode_reply(True, raw)
-    assert not ok and text.endswith('io.open is not plain data')
-    assert not marker.exists()
+def test_a_daemon_that_goes_away_mid_request_breaks_the_link():
+    loop = EventLoop()
+    link, daemon, _events, broken = served_link(loop)
+    link.send('queue', ['x' * (8 * MIB)])
+    daemon.recv(MIB)
+    daemon.close()
+    run_until(loop, lambda: bool(broken))
+    assert len(broken) == 1 and isinstance(broken[0], LinkError)

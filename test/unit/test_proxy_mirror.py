@@ -13,7 +13,7 @@ import pickle
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from nicos_scriptserver.proxy.daemonlink import decode_event
+from nicos_scriptserver.proxy.classic import decode_event
 from nicos_scriptserver.proxy.mirror import MIRROR_EVENTS, Mirror, \
     message_count
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from nicos.protocols.daemon.classic import LENGTH, STX, event2code
 
 from nicos_scriptserver.proxy import zmtp, zmtpwire
-from nicos_scriptserver.proxy.daemonlink import EventReader, LinkError, \
+from nicos_scriptserver.proxy.classic import EventReader, LinkError, \
     decode_event
 from nicos_scriptserver.proxy.pubsub import Subscriptions, event_message
 from nicos_scriptserver.proxy.zmtp import ServerConnection, ZmtpError
