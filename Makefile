@@ -15,7 +15,7 @@ bootstrap:
 	@tools/bootstrap
 
 demo: bootstrap
-	$(PYTHON) -m nicos_scriptserver.serve $(ALLOW_ROOT) $(DEMO_ARGS)
+	$(PYTHON) -m nicos_scriptserver.supervisor.serve $(ALLOW_ROOT) $(DEMO_ARGS)
 
 test: bootstrap
 	$(PYTHON) -m pytest $(PYTEST_ARGS)

@@ -15,6 +15,6 @@ setup(
     extras_require={'gui': ['PyQt5', 'html2text', 'lttb'],
                     'test': ['pytest', 'pytest-timeout', 'pytest-qt', 'hypothesis']},
     entry_points={'console_scripts': [
-        'nicos-scriptserver = nicos_scriptserver.cli:main',
+        'nicos-scriptserver = nicos_scriptserver.clients.cli:main',
     ]},
 )

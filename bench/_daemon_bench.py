@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from nicos_scriptserver.client import ScriptServerClient
-from nicos_scriptserver.instance import REPO, Instance
-from nicos_scriptserver.processes import ServerProcesses, free_port
+from nicos_scriptserver.clients.daemonclient import ScriptServerClient
+from nicos_scriptserver.instance.config import REPO, Instance
+from nicos_scriptserver.supervisor.processes import ServerProcesses, free_port
 
 #: Events that come and go regardless of what a figure does (line/status
 #: changes of a running script, cache updates, log messages).

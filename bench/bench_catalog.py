@@ -30,7 +30,7 @@ from typing import Literal, Optional
 
 from nicos import session
 from nicos.commands.device import maw
-from nicos_scriptserver.commands import pause_point, progress
+from nicos_scriptserver.daemon.jobapi import pause_point, progress
 
 _SCALE = {n}
 

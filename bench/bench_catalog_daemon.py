@@ -19,9 +19,9 @@ from pathlib import Path
 
 from bench_catalog import TEMPLATE
 
-from nicos_scriptserver.client import ScriptServerClient
-from nicos_scriptserver.instance import REPO, Instance
-from nicos_scriptserver.processes import ServerProcesses, free_port
+from nicos_scriptserver.clients.daemonclient import ScriptServerClient
+from nicos_scriptserver.instance.config import REPO, Instance
+from nicos_scriptserver.supervisor.processes import ServerProcesses, free_port
 
 FILES = 1000
 SAVES = 20

@@ -32,7 +32,7 @@ from test_crash_restart import login_at_proxy  # noqa: E402
 from waiting import wait_until  # noqa: E402
 from _daemon_bench import pct  # noqa: E402
 
-from nicos_scriptserver.proxy.client import ProxyError  # noqa: E402
+from nicos_scriptserver.clients.proxyclient import ProxyError  # noqa: E402
 
 
 def main(rounds: int) -> int:

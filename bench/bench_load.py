@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _daemon_bench import gather_latencies, pct  # noqa: E402
 from bench_proxy import read_token  # noqa: E402
 
-from nicos_scriptserver.instance import Instance  # noqa: E402
-from nicos_scriptserver.processes import ServerProcesses, free_instance_ports  # noqa: E402
+from nicos_scriptserver.instance.config import Instance  # noqa: E402
+from nicos_scriptserver.supervisor.processes import ServerProcesses, free_instance_ports  # noqa: E402
 
 ALLOW_ROOT = os.geteuid() == 0
 WATCHERS, PROCESSES, PHASE = 50, 5, 10.0
@@ -46,7 +46,7 @@ for i in range(100000):
 # Watches ss_job progress events for a given time; prints latencies (s).
 WATCHER = '''
 import json, sys, threading, time
-from nicos_scriptserver.client import ScriptServerClient
+from nicos_scriptserver.clients.daemonclient import ScriptServerClient
 port, password, count, seconds = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 lat, lock = [], threading.Lock()
 class Watcher(ScriptServerClient):
@@ -69,7 +69,7 @@ for client in clients: client.disconnect()
 # Polls the proxy like an IBEX GUI, 50 sockets at 10 Hz.
 POLLERS = '''
 import sys, time, zmq
-from nicos_scriptserver.proxy.client import ProxyClient
+from nicos_scriptserver.clients.proxyclient import ProxyClient
 port, count, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 token = sys.stdin.readline().strip()
 context = zmq.Context()
@@ -108,7 +108,7 @@ def main() -> None:
                         dry_run_policy='off')
         servers = ServerProcesses(inst, allow_root=ALLOW_ROOT, proxy=True).start()
         try:
-            from nicos_scriptserver.client import ScriptServerClient
+            from nicos_scriptserver.clients.daemonclient import ScriptServerClient
             user = ScriptServerClient(keep_events=False).login(
                 '127.0.0.1', inst.daemon_port, 'user', servers.passwords['user'])
             daemon = psutil.Process(servers.procs['daemon'].pid)

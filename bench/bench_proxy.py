@@ -47,10 +47,10 @@ sys.path.insert(0, str(HERE.parent / 'test' / 'integration'))
 from _daemon_bench import gather_latencies, login as daemon_login, pct, \
     wait_for_quiet  # noqa: E402
 
-from nicos_scriptserver.client import ScriptServerClient  # noqa: E402
-from nicos_scriptserver.instance import Instance  # noqa: E402
-from nicos_scriptserver.processes import ServerProcesses, free_instance_ports  # noqa: E402
-from nicos_scriptserver.proxy.client import ProxyClient  # noqa: E402
+from nicos_scriptserver.clients.daemonclient import ScriptServerClient  # noqa: E402
+from nicos_scriptserver.instance.config import Instance  # noqa: E402
+from nicos_scriptserver.supervisor.processes import ServerProcesses, free_instance_ports  # noqa: E402
+from nicos_scriptserver.clients.proxyclient import ProxyClient  # noqa: E402
 from nicos_scriptserver.proxy.classic import decode_event  # noqa: E402
 from nicos_scriptserver.proxy.daemonlink import DaemonLink  # noqa: E402
 from zmtp_raw import RawPeer, frame  # noqa: E402 (a hand-written ZMTP peer)
@@ -70,7 +70,7 @@ print(epics.caget(%r, as_string=True, timeout=10))
 # prints its latencies (s) as JSON. The token comes on stdin, never argv.
 POLLER = '''
 import json, sys, time
-from nicos_scriptserver.proxy.client import ProxyClient
+from nicos_scriptserver.clients.proxyclient import ProxyClient
 port, calls, period, phase = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 token = sys.stdin.readline().strip()
 client = ProxyClient('127.0.0.1', port)
@@ -92,7 +92,7 @@ print(json.dumps(lat), flush=True)
 # Holds many logged-in, idle connections open until stdin closes.
 IDLER = '''
 import sys, zmq
-from nicos_scriptserver.proxy.client import ProxyClient
+from nicos_scriptserver.clients.proxyclient import ProxyClient
 port, count = int(sys.argv[1]), int(sys.argv[2])
 token = sys.stdin.readline().strip()
 context = zmq.Context()

@@ -6,7 +6,7 @@ from nicos import session
 from nicos.commands.measure import count
 from nicos.core import UsageError
 
-from nicos_scriptserver.commands import pause_point, progress
+from nicos_scriptserver.daemon.jobapi import pause_point, progress
 from scriptserver_commands.sample import set_temperature
 
 # Counting is split into blocks so a job can pause between them.

@@ -6,6 +6,6 @@ module is first imported; a guiconfig that names these panels imports this
 package before that happens.
 """
 
-from nicos_scriptserver import protocol
+from nicos_scriptserver.wire import protocol
 
 protocol.register()

@@ -3,8 +3,8 @@ panel shows itself, and the event subscription."""
 
 from typing import Any
 
-from nicos_scriptserver import protocol
-from nicos_scriptserver.commandtable import needs_user
+from nicos_scriptserver.wire import protocol
+from nicos_scriptserver.wire.commandtable import needs_user
 
 SS_EVENTS = sorted(protocol.EVENTS)
 

@@ -2,7 +2,7 @@
 
 from typing import Any, Optional
 
-from nicos_scriptserver import timefmt
+from nicos_scriptserver.clients import timefmt
 from nicos_scriptserver.queue.lifecycle import DryRunState
 
 

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     """Run NICOS's GUI main program with *argv* (default: sys.argv)."""
     ensure_gr()
     # The ss_* event signals must exist before NICOS's GUI client is imported.
-    from nicos_scriptserver import protocol  # pylint: disable=import-outside-toplevel
+    from nicos_scriptserver.wire import protocol  # pylint: disable=import-outside-toplevel
     protocol.register()
     from nicos.clients.gui.main import main as gui_main  # pylint: disable=import-outside-toplevel
     return gui_main(sys.argv if argv is None else argv)

@@ -1,7 +1,7 @@
 description = 'disk choppers selecting the incident energy'
 group = 'lowlevel'
 
-from nicos_scriptserver.instance import Instance
+from nicos_scriptserver.instance.config import Instance
 
 instance = Instance.from_env()
 
@@ -13,7 +13,7 @@ CHOPPERS = ('chopper1', 'chopper2', 'chopper3')
 
 devices = {}
 for _name in CHOPPERS:
-    devices[_name + '_speed'] = device('nicos_scriptserver.devices.DemoMotor',
+    devices[_name + '_speed'] = device('nicos_scriptserver.daemon.demodevices.DemoMotor',
         requires = user_only,
         description = f'{_name} rotation speed',
         unit = 'Hz',
@@ -21,7 +21,7 @@ for _name in CHOPPERS:
         fmtstr = '%.1f',
         speed = 150 * instance.timescale,
     )
-    devices[_name + '_phase'] = device('nicos_scriptserver.devices.DemoMotor',
+    devices[_name + '_phase'] = device('nicos_scriptserver.daemon.demodevices.DemoMotor',
         requires = user_only,
         description = f'{_name} phase relative to the source pulse',
         unit = 'deg',

@@ -1,7 +1,7 @@
 description = 'detector, monitor and beam current'
 group = 'lowlevel'
 
-from nicos_scriptserver.instance import Instance
+from nicos_scriptserver.instance.config import Instance
 
 instance = Instance.from_env()
 
@@ -9,25 +9,25 @@ instance = Instance.from_env()
 user_only = {'level': 'user'}
 
 devices = dict(
-    timer = device('nicos_scriptserver.devices.DemoTimer',
+    timer = device('nicos_scriptserver.daemon.demodevices.DemoTimer',
         description = 'counting time',
         visibility = (),
     ),
-    monitor = device('nicos_scriptserver.devices.DemoCounter',
+    monitor = device('nicos_scriptserver.daemon.demodevices.DemoCounter',
         description = 'incident beam monitor',
         type = 'monitor',
         countrate = 5000,
         fmtstr = '%d',
         visibility = (),
     ),
-    events = device('nicos_scriptserver.devices.DemoCounter',
+    events = device('nicos_scriptserver.daemon.demodevices.DemoCounter',
         description = 'neutron events on the detector banks',
         type = 'counter',
         countrate = 20000,
         fmtstr = '%d',
         visibility = (),
     ),
-    det = device('nicos_scriptserver.devices.DemoDetector',
+    det = device('nicos_scriptserver.daemon.demodevices.DemoDetector',
         description = 'the main detector',
         timers = ['timer'],
         monitors = ['monitor'],

@@ -1,7 +1,7 @@
 description = 'sample environment: temperature and sample stage'
 group = 'lowlevel'
 
-from nicos_scriptserver.instance import Instance
+from nicos_scriptserver.instance.config import Instance
 
 instance = Instance.from_env()
 
@@ -9,7 +9,7 @@ instance = Instance.from_env()
 user_only = {'level': 'user'}
 
 devices = dict(
-    T_sample = device('nicos_scriptserver.devices.DemoMotor',
+    T_sample = device('nicos_scriptserver.daemon.demodevices.DemoMotor',
         requires = user_only,
         description = 'sample temperature; ramps linearly at `speed` K/s',
         unit = 'K',
@@ -18,7 +18,7 @@ devices = dict(
         fmtstr = '%.2f',
         speed = 2 * instance.timescale,
     ),
-    sample_x = device('nicos_scriptserver.devices.DemoMotor',
+    sample_x = device('nicos_scriptserver.daemon.demodevices.DemoMotor',
         requires = user_only,
         description = 'sample stage translation across the beam',
         unit = 'mm',
@@ -26,7 +26,7 @@ devices = dict(
         fmtstr = '%.2f',
         speed = 5 * instance.timescale,
     ),
-    sample_theta = device('nicos_scriptserver.devices.DemoMotor',
+    sample_theta = device('nicos_scriptserver.daemon.demodevices.DemoMotor',
         requires = user_only,
         description = 'sample rotation about the vertical axis',
         unit = 'deg',

@@ -1,7 +1,7 @@
 description = 'system setup of the demo instrument'
 group = 'lowlevel'
 
-from nicos_scriptserver.instance import Instance
+from nicos_scriptserver.instance.config import Instance
 
 instance = Instance.from_env()
 
@@ -13,8 +13,8 @@ sysconfig = dict(
     notifiers = [],
 )
 
-modules = ['nicos.commands.standard', 'nicos_scriptserver.commands',
-           'nicos_scriptserver.jobcommands']
+modules = ['nicos.commands.standard', 'nicos_scriptserver.daemon.jobapi',
+           'nicos_scriptserver.daemon.console']
 
 devices = dict(
     DEMO = device('nicos.devices.instrument.Instrument',

@@ -12,9 +12,9 @@ from typing import Dict, List
 
 import pytest
 
-from nicos_scriptserver.client import ScriptServerClient
-from nicos_scriptserver.instance import Instance
-from nicos_scriptserver.processes import ServerProcesses, free_instance_ports
+from nicos_scriptserver.clients.daemonclient import ScriptServerClient
+from nicos_scriptserver.instance.config import Instance
+from nicos_scriptserver.supervisor.processes import ServerProcesses, free_instance_ports
 
 # Containers and CI run as root; the services need an explicit opt-in.
 ALLOW_ROOT = os.geteuid() == 0

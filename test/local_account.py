@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nicos_scriptserver.instance import REPO
+from nicos_scriptserver.instance.config import REPO
 
 NOBODY = 65534
 _TESTS = Path(__file__).resolve().parent

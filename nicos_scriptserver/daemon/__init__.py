@@ -1,1 +1,1 @@
-"""NICOS-side adapters of the script server (devices, daemon commands)."""
+"""Everything loaded into the NICOS daemon: devices, daemon and user commands."""

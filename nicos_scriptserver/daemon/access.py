@@ -16,9 +16,9 @@ from typing import Any, Callable, List, Optional
 from nicos import session
 from nicos.services.daemon.handler import command_wrappers
 
-from nicos_scriptserver.commandtable import ADMIN, COMMANDS, USER, Command
-from nicos_scriptserver.daemon.queuecommands import queue_command
-from nicos_scriptserver.readonly_expr import NotReadOnly, check_read_only
+from nicos_scriptserver.wire.commandtable import ADMIN, COMMANDS, USER, Command
+from nicos_scriptserver.daemon.sscommands import queue_command
+from nicos_scriptserver.daemon.readonly_expr import NotReadOnly, check_read_only
 
 _REFUSALS = {
     USER: 'guest logins can only watch; log in with a user account to run '

@@ -4,8 +4,8 @@ from nicos.core import GUEST, USER, ADMIN, Param, User
 from nicos.services.daemon.auth import AuthenticationError, \
     Authenticator as BaseAuthenticator
 
-from nicos_scriptserver.accounts import read_accounts
-from nicos_scriptserver.passwords import verify_secret
+from nicos_scriptserver.instance.accounts import read_accounts
+from nicos_scriptserver.instance.passwords import verify_secret
 
 _LEVELS = {'guest': GUEST, 'user': USER, 'admin': ADMIN}
 
@@ -14,7 +14,7 @@ class HashedAccounts(BaseAuthenticator):
     """Authenticates NICOS logins against an accounts.toml file.
 
     The file holds, per account, a user level (guest, user or admin) and a
-    salted scrypt hash of the password (see `nicos_scriptserver.accounts`),
+    salted scrypt hash of the password (see `nicos_scriptserver.instance.accounts`),
     never the password itself. It is read when the daemon starts.
     """
 

@@ -13,7 +13,7 @@ from nicos import session
 from nicos.utils.loggers import INPUT
 from nicos.services.daemon.utils import formatScript
 
-from nicos_scriptserver.childenv import child_env
+from nicos_scriptserver.runner.childenv import child_env
 from nicos_scriptserver.runner.blackbox import BlackBoxRun
 
 

@@ -5,7 +5,7 @@ import socket
 
 from nicos.services.cache.server import CacheServer
 
-from nicos_scriptserver.peers import peer_uid
+from nicos_scriptserver.wire.peers import peer_uid
 
 
 class OwnAccountListener(socket.socket):

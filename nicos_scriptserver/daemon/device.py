@@ -10,11 +10,11 @@ from nicos import session
 from nicos_scriptserver.app.dryruns import DryRuns, DryRunSettings
 from nicos_scriptserver.app.ports import Ports
 from nicos_scriptserver.app.server import ScriptServer
-from nicos_scriptserver.daemon import access, plaindata, queuecommands, \
+from nicos_scriptserver.daemon import access, plaindata, sscommands, \
     stockcommands  # noqa: F401 (registers commands)
 from nicos_scriptserver.daemon.auth import HashedAccounts
 from nicos_scriptserver.daemon.catalogdev import SessionCommands
-from nicos_scriptserver.daemon.dryrun import (
+from nicos_scriptserver.daemon.simulation import (
     SessionDryRunner, use_private_channel_for_stock_dry_runs)
 from nicos_scriptserver.daemon.events import EventRelay
 from nicos_scriptserver.daemon.execution import ScriptServerController

@@ -19,7 +19,7 @@ import types
 import nicos.core.sessions.simulation as simulation
 import nicos.protocols.cache as cache_protocol
 
-from nicos_scriptserver import plainpickle
+from nicos_scriptserver.wire import plainpickle
 
 
 def install() -> None:

@@ -16,7 +16,7 @@ from nicos import session
 from nicos.protocols.daemon import SIM_STATES
 from nicos.services.daemon.handler import command_wrappers
 
-from nicos_scriptserver.daemon.queuecommands import queue_command
+from nicos_scriptserver.daemon.sscommands import queue_command
 from nicos_scriptserver.queue import Caller
 
 

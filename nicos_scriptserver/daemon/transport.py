@@ -10,8 +10,8 @@ from nicos.services.daemon.proto import classic
 from nicos.services.daemon.utils import SizedQueue
 from nicos.utils import closeSocket
 
-from nicos_scriptserver import plainpickle
-from nicos_scriptserver.protocol import EVENTS
+from nicos_scriptserver.wire import plainpickle
+from nicos_scriptserver.wire.protocol import EVENTS
 
 #: Bytes of events kept for one client that does not read them before it
 #: is dropped (NICOS keeps 100 MiB per client: a few frozen GUIs took

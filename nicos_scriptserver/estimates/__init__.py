@@ -7,7 +7,7 @@
   of every waiting job
 
 The application (`nicos_scriptserver.app.dryruns`) schedules the dry runs,
-the daemon adapter (`nicos_scriptserver.daemon.dryrun`) runs them.
+the daemon adapter (`nicos_scriptserver.daemon.simulation`) runs them.
 """
 
 from nicos_scriptserver.estimates.report import (DryRunFacts, blackbox_report,

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
-from nicos_scriptserver.accounts import InsecureFile, read_secrets
+from nicos_scriptserver.instance.accounts import InsecureFile, read_secrets
 from nicos_scriptserver.proxy.classic import LinkError
 from nicos_scriptserver.proxy.login import LoginPolicy, TokenLogin
 from nicos_scriptserver.proxy.protocol import VIEWER, WRITER

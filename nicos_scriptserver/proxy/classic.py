@@ -20,9 +20,9 @@ import pickle
 import struct
 from typing import Any, Dict, List, Optional, Tuple
 
-from nicos_scriptserver import plainpickle
-from nicos_scriptserver.commandtable import CODES
-from nicos_scriptserver.protocol import EVENTS
+from nicos_scriptserver.wire import plainpickle
+from nicos_scriptserver.wire.commandtable import CODES
+from nicos_scriptserver.wire.protocol import EVENTS
 
 #: A request frame: ENQ, command code, LENGTH, pickled arguments.
 ENQ = b'\x05'

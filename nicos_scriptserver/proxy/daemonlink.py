@@ -30,7 +30,7 @@ from typing import Callable, Iterable, List, Optional
 
 import rsa
 
-from nicos_scriptserver.peers import peer_uid
+from nicos_scriptserver.wire.peers import peer_uid
 from nicos_scriptserver.proxy.classic import ALL_EVENTS, EventReader, \
     LinkError, RawEvent, Reply, ReplyReader, decode_reply, encode_request
 from nicos_scriptserver.proxy.loop import EventLoop

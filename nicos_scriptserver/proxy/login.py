@@ -8,7 +8,7 @@ restart makes every previous token useless, and so does a rotation
 holds the token restarted empty.
 
 Failed logins are counted per local account (the uid on the other end of
-the connection, `nicos_scriptserver.peers`) and lock that account out for
+the connection, `nicos_scriptserver.wire.peers`) and lock that account out for
 a while: all clients of the proxy come from 127.0.0.1, so counting per
 address would let one guessing account lock out the real GUI. Each
 connection is slowed down as well: the server delays the next answer of
@@ -26,7 +26,7 @@ from typing import Callable, Dict, Hashable, List, Optional, Tuple
 
 import rsa
 
-from nicos_scriptserver.passwords import hash_secret, new_secret, verify_secret
+from nicos_scriptserver.instance.passwords import hash_secret, new_secret, verify_secret
 from nicos_scriptserver.proxy.protocol import VIEWER, WRITER, ProtocolError
 
 RSA_PREFIX = 'RSA:'

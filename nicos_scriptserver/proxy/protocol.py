@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, List, Sequence
 
-from nicos_scriptserver.commandtable import HANDSHAKE, VIEWER, WRITER, \
+from nicos_scriptserver.wire.commandtable import HANDSHAKE, VIEWER, WRITER, \
     proxy_commands
 
 #: Largest request accepted (all three frames); a script is at most 512 KiB.

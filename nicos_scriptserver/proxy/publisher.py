@@ -32,7 +32,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
-from nicos_scriptserver.peers import tcp_owner
+from nicos_scriptserver.wire.peers import tcp_owner
 from nicos_scriptserver.proxy import zmtp
 from nicos_scriptserver.proxy.budget import Budget, Limits, Meter
 from nicos_scriptserver.proxy.listener import Listener

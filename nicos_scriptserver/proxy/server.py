@@ -24,7 +24,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, List, Tuple
 
-from nicos_scriptserver.peers import tcp_owner
+from nicos_scriptserver.wire.peers import tcp_owner
 from nicos_scriptserver.proxy.config import ConfigError, ProxyConfig
 from nicos_scriptserver.proxy.connection import Action, CheckLogin, Close, \
     ConnectionMachine, Doubt, Forward, LogIn, LoginResult, LogOut, \

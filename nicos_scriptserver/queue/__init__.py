@@ -29,7 +29,7 @@ from nicos_scriptserver.queue.machine import QueueMachine
 from nicos_scriptserver.queue.model import (Job, JobKind, JobSpec, JobState,
                                             QueueData, QueueState, Request)
 from nicos_scriptserver.queue.rights import Caller, runs_as
-from nicos_scriptserver.queue.service import JobQueue
+from nicos_scriptserver.queue.jobqueue import JobQueue
 from nicos_scriptserver.queue.store import QueueStore
 
 __all__ = [

@@ -1,12 +1,14 @@
-"""Runs black-box jobs: opaque Python scripts in a child process.
+"""Child processes of the server: black-box jobs, and how every child starts.
 
 Pure Python stdlib (Linux): it never imports NICOS, zmq, EPICS or Qt; the
-daemon adapter (`nicos_scriptserver.daemon.blackbox`) drives it from
-NICOS's script thread.
+daemon adapter (`nicos_scriptserver.daemon.blackbox`) drives black-box
+jobs from NICOS's script thread.
 
 - `BlackBoxRun`: start a script, stream its output, wait, abort
 - `RunResult`: exit code, ok/aborted, duration and error report
 - `PauseNotSupported`: what `BlackBoxRun.pause` raises
+- `childenv`: the environment of every child process, from an allowlist
+- `lifetime`: children that die with the thread that started them
 """
 
 from nicos_scriptserver.runner.blackbox import (BlackBoxRun,

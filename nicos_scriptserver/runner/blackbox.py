@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
-from nicos_scriptserver.lifetime import die_with_parent
+from nicos_scriptserver.runner.lifetime import die_with_parent
 
 log = logging.getLogger(__name__)
 

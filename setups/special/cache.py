@@ -1,7 +1,7 @@
 description = 'NICOS cache of the script server, bound to loopback'
 group = 'special'
 
-from nicos_scriptserver.instance import Instance
+from nicos_scriptserver.instance.config import Instance
 
 instance = Instance.from_env()
 

@@ -1,8 +1,8 @@
 description = 'NICOS daemon of the script server, bound to loopback'
 group = 'special'
 
-from nicos_scriptserver.accounts import accounts_path
-from nicos_scriptserver.instance import Instance
+from nicos_scriptserver.instance.accounts import accounts_path
+from nicos_scriptserver.instance.config import Instance
 
 instance = Instance.from_env()
 

@@ -45,7 +45,7 @@ if __name__ == '__main__':
     with atheris.instrument_imports(include=['nicos_scriptserver']):
         import nicos_scriptserver.app.server  # noqa: F401
         import nicos_scriptserver.catalog  # noqa: F401
-        import nicos_scriptserver.daemon.queuecommands  # noqa: F401
+        import nicos_scriptserver.daemon.sscommands  # noqa: F401
         import nicos_scriptserver.proxy.protocol  # noqa: F401
         import nicos_scriptserver.proxy.zmtp  # noqa: F401
         import nicos_scriptserver.queue  # noqa: F401

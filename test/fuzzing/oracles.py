@@ -21,7 +21,7 @@ from nicos_scriptserver.catalog import Catalog, ValidationError
 from nicos_scriptserver.catalog.parse import ParsedFile, parse_file, parse_source
 from nicos_scriptserver.app.spec import (parse_edits, parse_job_id,
                                          parse_spec)
-from nicos_scriptserver.instance import REPO
+from nicos_scriptserver.instance.config import REPO
 from nicos_scriptserver.proxy.protocol import (ProtocolError, Request,
                                                check_allowed, encode_json,
                                                parse_request)

@@ -20,7 +20,7 @@ from typing import Any, List, Optional, Tuple
 
 from nicos.protocols.daemon import DAEMON_COMMANDS
 
-from nicos_scriptserver.commandtable import CODES
+from nicos_scriptserver.wire.commandtable import CODES
 
 
 def _import_handler():
@@ -44,7 +44,7 @@ from nicos_scriptserver.app.ports import Ports  # noqa: E402
 from nicos_scriptserver.app.server import ScriptServer  # noqa: E402
 from nicos_scriptserver.catalog import Catalog  # noqa: E402
 # Registering the handlers:
-from nicos_scriptserver.daemon import queuecommands  # noqa: E402
+from nicos_scriptserver.daemon import sscommands  # noqa: E402
 from nicos_scriptserver.daemon import stockcommands  # noqa: E402,F401
 from nicos_scriptserver.queue import Caller, Job, JobQueue  # noqa: E402
 
@@ -54,7 +54,7 @@ from nicos_scriptserver.queue import Caller, Job, JobQueue  # noqa: E402
 COMMANDS = sorted(
     name for name, wrapper in command_wrappers.items()
     if getattr(getattr(wrapper, 'orig_function', None), '__module__', None)
-    == queuecommands.__name__ and name not in ('ss_dryrun', 'ss_catalog'))
+    == sscommands.__name__ and name not in ('ss_dryrun', 'ss_catalog'))
 #: NICOS's user level, which every account has here.
 USER = 10
 # A fixed "now": a replayed input does exactly the same.

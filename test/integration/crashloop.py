@@ -21,9 +21,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple, Union
 
-from nicos_scriptserver.client import (ScriptServerClient, ServerError,
+from nicos_scriptserver.clients.daemonclient import (ScriptServerClient, ServerError,
                                        queue_with_dicts)
-from nicos_scriptserver.proxy.client import ProxyClient, ProxyError
+from nicos_scriptserver.clients.proxyclient import ProxyClient, ProxyError
 from waiting import wait_until  # test/'s helper
 
 #: The daemon's client or the proxy's: both have ``call(command, *args)``.

@@ -23,8 +23,8 @@ from typing import Dict, List, Optional
 
 import psutil
 
-from nicos_scriptserver.client import ScriptServerClient, ServerError
-from nicos_scriptserver.proxy.client import ProxyClient
+from nicos_scriptserver.clients.daemonclient import ScriptServerClient, ServerError
+from nicos_scriptserver.clients.proxyclient import ProxyClient
 
 PROCESSES = ('cache', 'daemon', 'proxy')
 #: What is sampled per process, with its unit.

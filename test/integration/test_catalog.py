@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from nicos_scriptserver.client import ServerError
-from nicos_scriptserver.instance import REPO
+from nicos_scriptserver.clients.daemonclient import ServerError
+from nicos_scriptserver.instance.config import REPO
 
 pytestmark = pytest.mark.integration
 

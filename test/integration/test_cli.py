@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from nicos_scriptserver.processes import free_port
+from nicos_scriptserver.supervisor.processes import free_port
 from waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ def run(args, env=None, stdin=None):
     """Run the CLI with *args*; the completed process (text output)."""
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(('EPICS_CA_', 'NICOS_SCRIPTSERVER_'))}
-    return subprocess.run([sys.executable, '-m', 'nicos_scriptserver.cli',
+    return subprocess.run([sys.executable, '-m', 'nicos_scriptserver.clients.cli',
                            *args], env=dict(base, **(env or {})), input=stdin,
                           capture_output=True, text=True, timeout=60)
 

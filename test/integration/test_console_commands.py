@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from nicos_scriptserver.instance import REPO
+from nicos_scriptserver.instance.config import REPO
 
 pytestmark = pytest.mark.integration
 

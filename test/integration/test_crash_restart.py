@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from crashloop import crash_round
-from nicos_scriptserver.proxy.client import ProxyError
+from nicos_scriptserver.clients.proxyclient import ProxyError
 from test_proxy import connect, credentials
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 
-from nicos_scriptserver.client import ServerError
-from nicos_scriptserver.processes import StartupError
+from nicos_scriptserver.clients.daemonclient import ServerError
+from nicos_scriptserver.supervisor.processes import StartupError
 
 pytestmark = pytest.mark.integration
 

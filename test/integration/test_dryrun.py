@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from nicos_scriptserver.client import ServerError
+from nicos_scriptserver.clients.daemonclient import ServerError
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,10 @@ import time
 import psutil
 import pytest
 
-from nicos_scriptserver.accounts import read_secrets
-from nicos_scriptserver.client import ScriptServerClient, ServerError
-from nicos_scriptserver.instance import REPO
-from nicos_scriptserver.processes import free_instance_ports
+from nicos_scriptserver.instance.accounts import read_secrets
+from nicos_scriptserver.clients.daemonclient import ScriptServerClient, ServerError
+from nicos_scriptserver.instance.config import REPO
+from nicos_scriptserver.supervisor.processes import free_instance_ports
 
 pytestmark = pytest.mark.integration
 
@@ -147,7 +147,7 @@ def test_stock_console_client_drives_the_demo(server, tmp_path):
 def test_demo_command_serves_and_stops_cleanly(tmp_path):
     ports = free_instance_ports()
     port, proxy_port = ports['daemon_port'], ports['proxy_port']
-    args = [sys.executable, '-m', 'nicos_scriptserver.serve', '--data',
+    args = [sys.executable, '-m', 'nicos_scriptserver.supervisor.serve', '--data',
             str(tmp_path / 'demo'), '--port', str(port), '--cache-port',
             str(ports['cache_port']), '--proxy-port', str(proxy_port),
             '--pv-port', str(ports['pv_port']), '--timescale', '20']

@@ -10,8 +10,8 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from nicos_scriptserver.commandtable import CODES
-from nicos_scriptserver.client import ServerError
+from nicos_scriptserver.wire.commandtable import CODES
+from nicos_scriptserver.clients.daemonclient import ServerError
 
 pytestmark = pytest.mark.integration
 

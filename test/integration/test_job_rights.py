@@ -15,8 +15,8 @@ import pytest
 from nicos.clients.base import ConnectionData
 from nicos.core import ADMIN, USER
 
-from nicos_scriptserver.accounts import accounts_path, ensure_accounts
-from nicos_scriptserver.client import ServerError
+from nicos_scriptserver.instance.accounts import accounts_path, ensure_accounts
+from nicos_scriptserver.clients.daemonclient import ServerError
 from test_queue import StockClient, wait_finished
 
 pytestmark = pytest.mark.integration

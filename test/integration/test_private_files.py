@@ -26,9 +26,9 @@ from typing import Dict, Iterable, List
 import pytest
 
 from conftest import TEST_TIMESCALE, RunningServer, start_server
-from nicos_scriptserver.client import ScriptServerClient
-from nicos_scriptserver.instance import REPO, Instance
-from nicos_scriptserver.processes import ServerProcesses, free_port
+from nicos_scriptserver.clients.daemonclient import ScriptServerClient
+from nicos_scriptserver.instance.config import REPO, Instance
+from nicos_scriptserver.supervisor.processes import ServerProcesses, free_port
 from test_security_probes import SERVICE_USER, SplitProcesses, private_ancestor
 
 pytestmark = [

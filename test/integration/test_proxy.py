@@ -17,9 +17,9 @@ import psutil
 import pytest
 import zmq
 
-from nicos_scriptserver.instance import REPO
-from nicos_scriptserver.processes import free_instance_ports
-from nicos_scriptserver.proxy.client import ProxyClient, ProxyError
+from nicos_scriptserver.instance.config import REPO
+from nicos_scriptserver.supervisor.processes import free_instance_ports
+from nicos_scriptserver.clients.proxyclient import ProxyClient, ProxyError
 from nicos_scriptserver.proxy.protocol import MAX_REQUEST_BYTES
 from waiting import wait_until
 

@@ -91,7 +91,7 @@ GUESSER = r'''
 import json, sys, time
 import rsa
 from local_account import become
-from nicos_scriptserver.proxy.client import ProxyClient, ProxyError
+from nicos_scriptserver.clients.proxyclient import ProxyClient, ProxyError
 port, user = int(sys.argv[1]), sys.argv[2]
 key = rsa.PublicKey.load_pkcs1(rsa.newkeys(512)[0].save_pkcs1())
 rsa.encrypt(b'warm up the lazy imports of a login', key)

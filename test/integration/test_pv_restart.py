@@ -21,10 +21,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from nicos_scriptserver.instance import REPO, Instance
-from nicos_scriptserver.lifetime import die_with_parent
-from nicos_scriptserver.processes import ServerProcesses, free_instance_ports
-from nicos_scriptserver.proxy.client import ProxyClient, ProxyError
+from nicos_scriptserver.instance.config import REPO, Instance
+from nicos_scriptserver.runner.lifetime import die_with_parent
+from nicos_scriptserver.supervisor.processes import ServerProcesses, free_instance_ports
+from nicos_scriptserver.clients.proxyclient import ProxyClient, ProxyError
 from test_proxy import read_pvs, wait_line
 from test_pvs import _free_ca_port
 from waiting import wait_until

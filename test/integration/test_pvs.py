@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from nicos_scriptserver.processes import free_port
+from nicos_scriptserver.supervisor.processes import free_port
 
 pytestmark = pytest.mark.integration
 

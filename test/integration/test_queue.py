@@ -10,7 +10,7 @@ import pytest
 
 from nicos.clients.base import ConnectionData, NicosClient
 
-from nicos_scriptserver.client import ServerError
+from nicos_scriptserver.clients.daemonclient import ServerError
 from waiting import wait_until
 
 pytestmark = pytest.mark.integration

@@ -22,10 +22,10 @@ import psutil
 import pytest
 
 from conftest import TEST_TIMESCALE
-from nicos_scriptserver.accounts import read_secrets, secrets_path
-from nicos_scriptserver.client import ScriptServerClient
-from nicos_scriptserver.instance import REPO, Instance
-from nicos_scriptserver.processes import ServerProcesses, free_instance_ports
+from nicos_scriptserver.instance.accounts import read_secrets, secrets_path
+from nicos_scriptserver.clients.daemonclient import ScriptServerClient
+from nicos_scriptserver.instance.config import REPO, Instance
+from nicos_scriptserver.supervisor.processes import ServerProcesses, free_instance_ports
 
 SERVICE_USER = 'nobody'
 
@@ -255,7 +255,7 @@ def test_nicos_own_setuser_can_be_undone_by_a_job():
 def test_service_refuses_an_account_it_cannot_switch_to(tmp_path, args, message):
     env = dict(os.environ, **Instance(datadir=tmp_path).to_env())
     out = subprocess.run(
-        [sys.executable, '-m', 'nicos_scriptserver.service', 'daemon', *args],
+        [sys.executable, '-m', 'nicos_scriptserver.supervisor.service', 'daemon', *args],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and message in out.stderr, out.stderr
     assert not (tmp_path / 'pid').exists()  # refused before touching anything

@@ -2,10 +2,10 @@ import os
 
 import pytest
 
-from nicos_scriptserver.accounts import (InsecureFile, accounts_path, check_private,
+from nicos_scriptserver.instance.accounts import (InsecureFile, accounts_path, check_private,
                                          ensure_accounts, read_accounts,
                                          read_secrets, secrets_path)
-from nicos_scriptserver.passwords import verify_secret
+from nicos_scriptserver.instance.passwords import verify_secret
 
 
 def test_ensure_creates_hashed_accounts_and_private_secrets(tmp_path):

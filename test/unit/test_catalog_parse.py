@@ -14,7 +14,7 @@ DEMO_COMMANDS = Path(__file__).resolve().parents[2] / 'commands'
 SET_EI = '''
 from nicos import session
 from nicos.commands.device import maw
-from nicos_scriptserver.commands import pause_point, progress
+from nicos_scriptserver.daemon.jobapi import pause_point, progress
 
 def set_ei(energy: float, wait: bool = True):
     """Positions the choppers to allow the specified incident energy through.
@@ -409,7 +409,7 @@ def test_warnings_for_docstring_mistakes():
 
 def test_flags_from_calls_in_the_body_and_in_the_files_helpers():
     cs = commands('''
-        import nicos_scriptserver.commands as ss
+        import nicos_scriptserver.daemon.jobapi as ss
 
         def pauses():
             """Doc."""

@@ -2,7 +2,7 @@
 
 import time
 
-from nicos_scriptserver.cli.formatting import clock, duration, key_values, \
+from nicos_scriptserver.clients.cli.formatting import clock, duration, key_values, \
     progress_bar, table
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from nicos_scriptserver.cli.errors import UsageError
-from nicos_scriptserver.cli.values import call_args, position
+from nicos_scriptserver.clients.cli.errors import UsageError
+from nicos_scriptserver.clients.cli.values import call_args, position
 
 
 def test_values_are_python_literals():

@@ -2,7 +2,7 @@
 
 import time
 
-from nicos_scriptserver.cli.views import catalog_text, history_table, \
+from nicos_scriptserver.clients.cli.views import catalog_text, history_table, \
     hold_text, param_text, queue_table, status_text, watch_frame
 
 NOW = time.mktime((2024, 5, 6, 12, 0, 0, 0, 0, -1))

@@ -11,8 +11,8 @@ import nicos.core
 from nicos.protocols.daemon import DAEMON_COMMANDS
 
 from fuzzing.queuehandler import _import_handler
-from nicos_scriptserver import commandtable, protocol
-from nicos_scriptserver.commandtable import COMMANDS, GUEST, USER, ADMIN, \
+from nicos_scriptserver.wire import commandtable, protocol
+from nicos_scriptserver.wire.commandtable import COMMANDS, GUEST, USER, ADMIN, \
     VIEWER, WRITER, proxy_commands
 from nicos_scriptserver.proxy import protocol as proxy_protocol
 
@@ -75,7 +75,7 @@ def test_the_docs_show_the_table_as_it_is():
     assert shown, 'docs/PROTOCOL.md has no command table'
     assert shown.group(1) == commandtable.markdown_table(), (
         'docs/PROTOCOL.md shows an old command table; replace it with the '
-        'output of nicos_scriptserver.commandtable.markdown_table()')
+        'output of nicos_scriptserver.wire.commandtable.markdown_table()')
 
 
 @pytest.mark.parametrize('name, args, problem', [

@@ -9,8 +9,8 @@ for the real passwords.
 import re
 from pathlib import Path
 
-from nicos_scriptserver.instance import Instance
-from nicos_scriptserver.serve import _banner
+from nicos_scriptserver.instance.config import Instance
+from nicos_scriptserver.supervisor.serve import _banner
 
 # NICOS's connect string with a password: user:password@host:port.
 WITH_PASSWORD = re.compile(r'\w+:[^@\s/]*@[\w.-]+:\d+')

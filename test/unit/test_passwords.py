@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from nicos_scriptserver.passwords import BadHash, hash_secret, new_secret, verify_secret
+from nicos_scriptserver.instance.passwords import BadHash, hash_secret, new_secret, verify_secret
 
 # Low cost so property tests stay fast; the format carries the cost.
 FAST = dict(log2_n=4, r=1, p=1)

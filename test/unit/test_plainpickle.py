@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 
 from nicos.utils import readonlydict, readonlylist
 
-from nicos_scriptserver import plainpickle
+from nicos_scriptserver.wire import plainpickle
 
 plain = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)

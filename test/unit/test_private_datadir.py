@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nicos_scriptserver.service import make_private
+from nicos_scriptserver.supervisor.service import make_private
 
 
 def mode(path: Path) -> int:

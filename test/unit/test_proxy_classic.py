@@ -10,7 +10,7 @@ from nicos.protocols.daemon import DAEMON_EVENTS, SIM_STATES, classic as nicos
 from nicos.protocols.daemon.classic import ACK, LENGTH, NAK, STX
 from nicos.utils.loggers import ACTION
 
-from nicos_scriptserver import protocol
+from nicos_scriptserver.wire import protocol
 from nicos_scriptserver.proxy import classic
 from nicos_scriptserver.proxy.classic import LinkError, ReplyReader, \
     decode_reply, encode_request

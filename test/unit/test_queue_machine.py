@@ -59,7 +59,9 @@ def refused(error, message):
 
 
 @pytest.mark.parametrize('module', ['nicos_scriptserver.queue',
-                                    'nicos_scriptserver.app.server'])
+                                    'nicos_scriptserver.app.server',
+                                    'nicos_scriptserver.catalog',
+                                    'nicos_scriptserver.estimates'])
 def test_core_imports_no_instrument_libraries(module):
     # The application layer too: it reaches NICOS only through its ports.
     loaded = subprocess.run(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nicos_scriptserver.readonly_expr import (DEVICE_PARAMETERS,
+from nicos_scriptserver.daemon.readonly_expr import (DEVICE_PARAMETERS,
                                               DEVICE_READS, NotReadOnly,
                                               check_read_only)
 
@@ -29,7 +29,7 @@ DEVICES = frozenset({
 })
 
 WATCHING = [
-    # integration tests and nicos_scriptserver.client users
+    # integration tests and nicos_scriptserver.clients.daemonclient users
     'sample_x.read(0)',
     '(chopper1_speed.read(0), chopper3_phase.read(0), sample_x.read(0), '
     'sample_theta.read(0))',

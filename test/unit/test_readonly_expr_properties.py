@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from nicos.core import Moveable
 
-from nicos_scriptserver.readonly_expr import (DEVICE_PARAMETERS,
+from nicos_scriptserver.daemon.readonly_expr import (DEVICE_PARAMETERS,
                                               DEVICE_READS, READ_FUNCTIONS,
                                               SESSION_CALLS, SESSION_VALUES,
                                               NotReadOnly, check_read_only)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from nicos_scriptserver.serve import root_warning
-from nicos_scriptserver.service import resolve_account
+from nicos_scriptserver.supervisor.serve import root_warning
+from nicos_scriptserver.supervisor.service import resolve_account
 
 
 def test_only_root_may_switch():

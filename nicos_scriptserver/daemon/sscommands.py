@@ -12,7 +12,7 @@ import inspect
 
 from nicos.services.daemon.handler import command_wrappers
 
-from nicos_scriptserver import protocol
+from nicos_scriptserver.wire import protocol
 from nicos_scriptserver.app.server import ScriptServer
 from nicos_scriptserver.daemon.catalogdev import find_command_catalog
 from nicos_scriptserver.estimates import summary

@@ -23,7 +23,7 @@ from nicos.utils import printTable
 from nicos_scriptserver.app.server import ScriptServer
 from nicos_scriptserver.queue import Caller, QueueError
 from nicos_scriptserver.queue.model import SAFETY
-from nicos_scriptserver.timefmt import clock, duration
+from nicos_scriptserver.clients.timefmt import clock, duration
 
 
 def _app() -> ScriptServer:

@@ -10,7 +10,7 @@ NICOS is imported only to register: the proxy reads `EVENTS` and keeps
 NICOS out of its process (`proxy.classic`).
 """
 
-from nicos_scriptserver.commandtable import CODES
+from nicos_scriptserver.wire.commandtable import CODES
 
 # Columns of the waiting jobs in an ``ss_queue`` reply (rows, not dicts:
 # a listing of 5,000 jobs pickles in 1 ms instead of 8). The full job,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from typing import Any, Dict, Sequence, Union
 
-from nicos_scriptserver.cli.errors import UsageError
+from nicos_scriptserver.clients.cli.errors import UsageError
 
 # Named places in the waiting list that ss_move and ss_submit accept.
 MOVE_WORDS = ('up', 'down', 'top', 'bottom')

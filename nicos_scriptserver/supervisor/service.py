@@ -1,6 +1,6 @@
 """Run one NICOS service (cache or daemon) of a script-server instance.
 
-``python -m nicos_scriptserver.service daemon`` is what ``nicos-daemon``
+``python -m nicos_scriptserver.supervisor.service daemon`` is what ``nicos-daemon``
 does, plus what NICOS leaves to a site's nicos.conf: absolute log and pid
 directories inside the instance's data directory, a full and irreversible
 switch to an unprivileged service account, and an explicit, opt-in way to
@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple, Optional
 
-from nicos_scriptserver.instance import INSTRUMENT, Instance
+from nicos_scriptserver.instance.config import INSTRUMENT, Instance
 
 # Written by the cache and daemon; owned by the service account. Everything
 # else (etc/ with the passwords, log/ with the proxy's and supervisor's

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, List, Optional, Sequence
 
-from nicos_scriptserver import timefmt
+from nicos_scriptserver.clients import timefmt
 
 # What a missing value looks like in every table and line.
 NONE = '-'

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nicos_scriptserver.cli.credentials import PASSWORD_ENV, TOKEN_ENV
+from nicos_scriptserver.clients.cli.credentials import PASSWORD_ENV, TOKEN_ENV
 
 DESCRIPTION = """\
 Command-line client of the NICOS script server: look at and steer the job

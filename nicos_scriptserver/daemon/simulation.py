@@ -40,12 +40,12 @@ from nicos.core.sessions.simulation import (SIM_BLOCK_RES, SIM_END_RES,
                                             SIM_MESSAGE, SIM_RESULT)
 from nicos.utils.messaging import nicos_zmq_ctx
 
-from nicos_scriptserver import plainpickle
-from nicos_scriptserver.childenv import child_env
+from nicos_scriptserver.wire import plainpickle
+from nicos_scriptserver.runner.childenv import child_env
 from nicos_scriptserver.daemon.catalogdev import find_command_catalog
 from nicos_scriptserver.estimates import DryRunFacts
-from nicos_scriptserver.instance import ENV_COMMANDS
-from nicos_scriptserver.lifetime import die_with_parent
+from nicos_scriptserver.instance.config import ENV_COMMANDS
+from nicos_scriptserver.runner.lifetime import die_with_parent
 from nicos_scriptserver.queue import Caller
 
 #: Where SCHED_IDLE is missing: added to the daemon's nice value.

@@ -11,7 +11,7 @@ import pwd
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 
-from nicos_scriptserver.instance import Instance
+from nicos_scriptserver.instance.config import Instance
 
 #: Passed on unchanged when set: how to find programs and the Python
 #: packages (PYTHONPATH as the supervisor set it), what the interpreter

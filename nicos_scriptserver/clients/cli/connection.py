@@ -11,7 +11,7 @@ import os
 import socket
 from typing import Any, Callable, Tuple
 
-from nicos_scriptserver.cli.errors import CannotConnect, LoginFailed, \
+from nicos_scriptserver.clients.cli.errors import CannotConnect, LoginFailed, \
     RequestRefused
 
 # Seconds to wait for a TCP connection or a reply.
@@ -65,7 +65,7 @@ class Connection:
 
 def via_proxy(host: str, port: int, user: str, token: str) -> Connection:
     """Log in at the proxy with the user name and token of the PVs."""
-    from nicos_scriptserver.proxy.client import ProxyClient, ProxyError
+    from nicos_scriptserver.clients.proxyclient import ProxyClient, ProxyError
 
     client = ProxyClient(host, port, timeout=TIMEOUT)
     try:
@@ -89,7 +89,7 @@ def via_daemon(host: str, port: int, user: str, password: str) -> Connection:
     """Log in at the daemon with a NICOS account."""
     # NICOS reads its instrument configuration on import.
     os.environ.setdefault('INSTRUMENT', 'nicos_scriptserver.demo')
-    from nicos_scriptserver.client import ScriptServerClient, ServerError
+    from nicos_scriptserver.clients.daemonclient import ScriptServerClient, ServerError
 
     client = ScriptServerClient(keep_events=False)
     try:

@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Dict, Tuple
 
-from nicos_scriptserver.passwords import hash_secret, new_secret
+from nicos_scriptserver.instance.passwords import hash_secret, new_secret
 
 LEVELS = ('guest', 'user', 'admin')
 DEFAULT_ACCOUNTS = (('guest', 'guest'), ('user', 'user'), ('admin', 'admin'))

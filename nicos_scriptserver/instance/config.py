@@ -51,7 +51,7 @@ class Instance:
     def from_env(cls, environ=os.environ) -> 'Instance':
         if ENV_DATA not in environ:
             raise RuntimeError(f'{ENV_DATA} is not set: start the server with '
-                               'nicos_scriptserver.service or the demo command')
+                               'nicos_scriptserver.supervisor.service or the demo command')
         folders = environ.get(ENV_COMMANDS)
         return cls(
             datadir=Path(environ[ENV_DATA]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from nicos_scriptserver.cli.formatting import NONE, clock, duration, \
+from nicos_scriptserver.clients.cli.formatting import NONE, clock, duration, \
     estimate_text, first_line, key_values, percent, progress_bar, table
 from nicos_scriptserver.queue import JobState
 from nicos_scriptserver.queue.lifecycle import describe

@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict
 
-from nicos_scriptserver.cli import views
-from nicos_scriptserver.cli.connection import Connection
-from nicos_scriptserver.cli.errors import UsageError
-from nicos_scriptserver.cli.formatting import estimate_text
-from nicos_scriptserver.cli.values import call_args, position
+from nicos_scriptserver.clients.cli import views
+from nicos_scriptserver.clients.cli.connection import Connection
+from nicos_scriptserver.clients.cli.errors import UsageError
+from nicos_scriptserver.clients.cli.formatting import estimate_text
+from nicos_scriptserver.clients.cli.values import call_args, position
 
 Show = Callable[[Any, str], None]
 Handler = Callable[[Connection, argparse.Namespace, Show], None]

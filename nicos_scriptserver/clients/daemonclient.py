@@ -15,7 +15,7 @@ from nicos.clients.proto import classic as classic_client
 from nicos.protocols.daemon import ProtocolError
 from nicos.protocols.daemon.classic import LENGTH
 
-from nicos_scriptserver import protocol
+from nicos_scriptserver.wire import protocol
 
 protocol.register()
 

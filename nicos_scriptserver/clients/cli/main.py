@@ -11,12 +11,12 @@ import json
 import sys
 from typing import Any, List, Optional
 
-from nicos_scriptserver.cli import credentials
-from nicos_scriptserver.cli.commands import HANDLERS
-from nicos_scriptserver.cli.connection import Connection, check_listening, \
+from nicos_scriptserver.clients.cli import credentials
+from nicos_scriptserver.clients.cli.subcommands import HANDLERS
+from nicos_scriptserver.clients.cli.connection import Connection, check_listening, \
     parse_address, via_daemon, via_proxy
-from nicos_scriptserver.cli.errors import OK, CliError
-from nicos_scriptserver.cli.parser import build_parser
+from nicos_scriptserver.clients.cli.errors import OK, CliError
+from nicos_scriptserver.clients.cli.parser import build_parser
 
 # Exit status after Ctrl-C, as shells report a SIGINT.
 INTERRUPTED = 130

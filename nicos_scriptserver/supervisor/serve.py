@@ -12,9 +12,9 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from nicos_scriptserver.accounts import secrets_path
-from nicos_scriptserver.instance import REPO, Instance
-from nicos_scriptserver.processes import ServerProcesses, StartupError, port_open
+from nicos_scriptserver.instance.accounts import secrets_path
+from nicos_scriptserver.instance.config import REPO, Instance
+from nicos_scriptserver.supervisor.processes import ServerProcesses, StartupError, port_open
 
 
 def _banner(instance: Instance) -> str:

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Iterator, Optional, Tuple
 
-from nicos_scriptserver.cli.errors import LoginFailed, UsageError
+from nicos_scriptserver.clients.cli.errors import LoginFailed, UsageError
 
 TOKEN_ENV = 'NICOS_SCRIPTSERVER_TOKEN'
 PASSWORD_ENV = 'NICOS_SCRIPTSERVER_PASSWORD'

@@ -14,10 +14,10 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from nicos_scriptserver.accounts import ensure_accounts
-from nicos_scriptserver.childenv import child_env
-from nicos_scriptserver.instance import REPO, Instance
-from nicos_scriptserver.lifetime import die_with_parent
+from nicos_scriptserver.instance.accounts import ensure_accounts
+from nicos_scriptserver.runner.childenv import child_env
+from nicos_scriptserver.instance.config import REPO, Instance
+from nicos_scriptserver.runner.lifetime import die_with_parent
 
 
 class StartupError(RuntimeError):
@@ -125,7 +125,7 @@ class ServerProcesses:
         return proc
 
     def start_service(self, service: str) -> subprocess.Popen:
-        args = ['-m', 'nicos_scriptserver.service', service]
+        args = ['-m', 'nicos_scriptserver.supervisor.service', service]
         if self.service_user:
             args += ['--user', self.service_user]
             if self.service_group:
@@ -200,7 +200,7 @@ class ServerProcesses:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until a login works and the instrument setups are loaded."""
-        from nicos_scriptserver.client import ScriptServerClient, ServerError
+        from nicos_scriptserver.clients.daemonclient import ScriptServerClient, ServerError
         deadline = time.monotonic() + timeout
         client = ScriptServerClient(keep_events=False)
         try:

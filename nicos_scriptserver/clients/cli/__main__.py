@@ -1,0 +1,7 @@
+"""``python -m nicos_scriptserver.clients.cli``."""
+
+import sys
+
+from nicos_scriptserver.clients.cli import main
+
+sys.exit(main())
