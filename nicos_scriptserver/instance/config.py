@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 ENV_DATA = 'SCRIPTSERVER_DATA'
 ENV_HOST = 'SCRIPTSERVER_HOST'
