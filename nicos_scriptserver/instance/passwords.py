@@ -28,13 +28,21 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode('ascii')
 
 
+def _utf8(secret: str) -> bytes:
+    # JSON and pickles can carry lone surrogates, which have no UTF-8.
+    try:
+        return secret.encode('utf-8')
+    except UnicodeEncodeError:
+        raise ValueError('a secret must be text that UTF-8 can encode') from None
+
+
 def _scrypt(secret: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
     # scrypt keys HMAC with the secret, and HMAC pads short keys with zero
     # bytes: 'abc' and 'abc\0' would hash alike. No password or token
     # holds a NUL, so none is taken.
     if '\0' in secret:
         raise ValueError('a secret cannot contain a NUL character')
-    return hashlib.scrypt(secret.encode('utf-8'), salt=salt, n=2 ** log2_n,
+    return hashlib.scrypt(_utf8(secret), salt=salt, n=2 ** log2_n,
                           r=r, p=p, maxmem=128 * 1024 * 1024,
                           dklen=DIGEST_BYTES)
 
@@ -50,7 +58,7 @@ def hash_secret(secret: str, log2_n: int = DEFAULT_LOG2_N, r: int = DEFAULT_R,
 
 def verify_secret(secret: str, stored: str) -> bool:
     """Check *secret* against a hash made by `hash_secret` in constant time
-    (a secret with a NUL character never matches)."""
+    (a secret with a NUL character or a lone surrogate never matches)."""
     try:
         scheme, log2_n, r, p, salt, digest = stored.split('$')
         if scheme != SCHEME:
@@ -60,9 +68,11 @@ def verify_secret(secret: str, stored: str) -> bool:
         params = int(log2_n), int(r), int(p)
     except ValueError as err:
         raise BadHash(f'not a {SCHEME} hash string: {err}') from None
-    if '\0' in secret:
+    try:
+        computed = _scrypt(secret, salt_bytes, *params)
+    except ValueError:  # a NUL or a lone surrogate: no secret holds one
         return False
-    return hmac.compare_digest(_scrypt(secret, salt_bytes, *params), expected)
+    return hmac.compare_digest(computed, expected)
 
 
 def new_secret(nbytes: int = 24) -> str:
