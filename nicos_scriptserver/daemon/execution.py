@@ -27,15 +27,15 @@ from typing import Iterator, Optional
 from nicos import session
 from nicos.commands.device import stop
 from nicos.core import Measurable, Moveable, User
-from nicos.protocols.daemon import BREAK_AFTER_LINE, BREAK_IMMEDIATE, \
-    BREAK_NOW
+from nicos.protocols.daemon import BREAK_AFTER_LINE, BREAK_AFTER_STEP, \
+    BREAK_IMMEDIATE, BREAK_NOW
 from nicos.services.daemon.errors import RequestError
 from nicos.services.daemon.pyctl import ControlStop
 from nicospyctl.pyctl import ControllerError
 from nicos.services.daemon.script import EmergencyStopRequest, \
     ExecutionController, ScriptRequest
 
-from nicos_scriptserver.daemon.blackbox import run_blackbox
+from nicos_scriptserver.daemon.bridgerun import run_bridged
 from nicos_scriptserver.queue import (Caller, InvalidTransition, Job, JobKind,
                                       QueueError)
 
@@ -68,6 +68,8 @@ class JobRequest(ScriptRequest):
         self.reqid = str(job.id)
         self.job_id = job.id
         self.kind = job.kind
+        # Its script runs in a child process, through the bridge.
+        self.bridged = job.kind == JobKind.BLACKBOX
         self._app = app
 
     def serialize(self):
@@ -76,9 +78,9 @@ class JobRequest(ScriptRequest):
         return data
 
     def parse(self):
-        if self.kind == JobKind.BLACKBOX:
+        if self.bridged:
             # Nothing runs in the daemon's namespace: the script goes to a
-            # child process (see `run_blackbox`).
+            # child process (see `run_bridged`).
             self.code, self.blocks = [], []
             self.resetSimstate()
             return
@@ -90,8 +92,9 @@ class JobRequest(ScriptRequest):
 
     def execute(self, controller):
         try:
-            if self.kind == JobKind.BLACKBOX:
-                outcome, error = run_blackbox(self, controller)
+            if self.bridged:
+                outcome, error = run_bridged(
+                    self, controller, isolated=self.kind != JobKind.BLACKBOX)
             else:
                 ScriptRequest.execute(self, controller)
                 outcome, error = 'done', None
@@ -157,7 +160,7 @@ class ScriptServerController(ExecutionController):
                                      'startup', simmode, autosim)
         self.stock = stock
         self.app = None
-        self.blackbox = None   # the current black-box job's processes
+        self.bridge = None   # the current bridged job's child and channel
         self._starting_now = threading.local()
 
     def serve(self, app) -> None:
@@ -236,46 +239,57 @@ class ScriptServerController(ExecutionController):
     # -- the application's ScriptControl -----------------------------------
 
     def pause(self, job: Job, level: int, by: Caller) -> None:
-        """Ask the running job to pause at the next point of *level*."""
+        """Ask the running job to pause at the next point of *level*; an
+        isolated job pauses at its next pause point."""
+        bridge = self.bridge
+        if bridge is not None:
+            bridge.request_pause(('break', BREAK_AFTER_STEP, by.name))
+            return
         self.interrupt(('break', level, by.name))
         if level >= BREAK_NOW:
             session.countloop_request = ('pause', f'Paused by {by.name}')
 
     def resume(self, by: Caller) -> None:
         """Let the paused job go on."""
+        bridge = self.bridge
+        if bridge is not None:
+            bridge.end_pause()
         self.set_continue(('continue', 0, by.name))
 
     def abort(self, job: Job, level: int, by: Caller) -> None:
         """Ask the current job to stop at the next point of *level*; a
-        black-box job's process group is terminated instead."""
-        if job.kind == JobKind.BLACKBOX:
-            self.abort_blackbox()
-            return
+        bridged job's process tree is killed, and the command it has in
+        flight in the daemon stops now."""
+        if self.abort_bridged():
+            level = max(level, BREAK_NOW)
         self.interrupt(('stop', level, by.name))
         if level >= BREAK_NOW:
             session.countloop_request = ('pause', f'Stopped by {by.name}')
 
     def emergency_stop(self, job: Optional[Job], by: Caller) -> None:
         """Stop the current job at once, then every device."""
-        if job is None or job.kind == JobKind.BLACKBOX:
-            self.abort_blackbox()
+        self.abort_bridged()
+        if job is None:
             self.queue.put(EmergencyStopRequest(User(by.name, by.level)))
         else:
             self.interrupt(('emergency stop', BREAK_IMMEDIATE, by.name))
 
     def line(self) -> Optional[int]:
-        """The line of its script the running job is at."""
-        return self.lineno
+        """The line of its script the running job is at (of a bridged
+        job: where its last call came from)."""
+        bridge = self.bridge
+        return bridge.line if bridge is not None else self.lineno
 
     def wake(self) -> None:
         """A job may start now that could not before."""
         self.queue.wake()
 
-    def abort_blackbox(self) -> None:
-        """Terminate the current black-box job's processes, if any."""
-        run = self.blackbox
-        if run is not None:
-            run.abort()
+    def abort_bridged(self) -> bool:
+        """Kill the current bridged job's processes; whether there was one."""
+        bridge = self.bridge
+        if bridge is not None:
+            bridge.abort()
+        return bridge is not None
 
     def interrupt(self, flag) -> None:
         """Ask the current job to pause or stop (*flag* as NICOS's breaks).
@@ -315,7 +329,7 @@ class ScriptServerController(ExecutionController):
         if arg[1] >= level and arg[0] not in _STOP_MODES:
             # The line is read from the controller when asked for (see
             # ScriptServer.job_view); a paused job stores it.
-            self.app.paused(self.lineno)
+            self.app.paused(self.line())
         ExecutionController._breakfunc(self, frame, arg)
 
     def set_continue(self, flag):

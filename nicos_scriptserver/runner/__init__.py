@@ -1,14 +1,16 @@
-"""Child processes of the server: black-box jobs, and how every child starts.
+"""Child processes of the server: bridged jobs, and how every child starts.
 
 Pure Python stdlib (Linux): it never imports NICOS, zmq, EPICS or Qt; the
-daemon adapter (`nicos_scriptserver.daemon.blackbox`) drives black-box
-jobs from NICOS's script thread.
+daemon adapter (`nicos_scriptserver.daemon.bridgerun`) drives bridged
+(black-box and isolated) jobs from NICOS's script thread.
 
 - `BlackBoxRun`: start a script, stream its output, wait, abort
 - `RunResult`: exit code, ok/aborted, duration and error report
 - `PauseNotSupported`: what `BlackBoxRun.pause` raises
 - `childenv`: the environment of every child process, from an allowlist
 - `lifetime`: children that die with the thread that started them
+- `bridgewire`: the frames between a bridged job's child and the daemon
+- `bridgechild`: the child: the script's instrument globals, over the bridge
 """
 
 from nicos_scriptserver.runner.blackbox import (BlackBoxRun,

@@ -27,7 +27,8 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import (Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple)
 
 from nicos_scriptserver.runner.lifetime import die_with_parent
 
@@ -173,6 +174,9 @@ class BlackBoxRun:
     after `PARTIAL_DELAY`, at most `MAX_CHUNK` characters at once; order is
     kept within each stream, not across them. As for any script file,
     ``sys.path[0]`` is the script's own (temporary) directory, not *cwd*.
+    *launcher* goes between ``python -u`` and the script's path (a module
+    that runs the script: ``['-m', module, ...]``); the descriptors in
+    *pass_fds* stay open in the child.
     """
 
     can_pause = False
@@ -180,7 +184,8 @@ class BlackBoxRun:
     def __init__(self, script: str, cwd: str,
                  env: Optional[Mapping[str, str]] = None,
                  on_output: Optional[OutputCallback] = None,
-                 python: str = sys.executable, script_name: str = 'job.py'):
+                 python: str = sys.executable, script_name: str = 'job.py',
+                 launcher: Sequence[str] = (), pass_fds: Sequence[int] = ()):
         self.script = script
         self.cwd = cwd
         self.env: Dict[str, str] = dict(os.environ if env is None else env)
@@ -188,6 +193,8 @@ class BlackBoxRun:
         self.on_output = on_output
         self.python = python
         self.script_name = script_name
+        self.launcher = list(launcher)
+        self.pass_fds = tuple(pass_fds)
         self.script_path: Optional[str] = None
         self.result: Optional[RunResult] = None
         self._proc: Optional[subprocess.Popen] = None
@@ -220,7 +227,8 @@ class BlackBoxRun:
                     file.write(self.script)
                 self._started_at = time.monotonic()
                 self._proc = subprocess.Popen(
-                    [self.python, '-u', self.script_path], cwd=self.cwd,
+                    [self.python, '-u', *self.launcher, self.script_path],
+                    cwd=self.cwd, pass_fds=self.pass_fds,
                     env=self.env, stdin=subprocess.DEVNULL, bufsize=0,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                     start_new_session=True,
@@ -250,6 +258,10 @@ class BlackBoxRun:
         if self.result is None:
             raise RuntimeError('the black-box monitor failed; see the log')
         return self.result
+
+    def ended(self) -> bool:
+        """Whether the job has ended (its result is ready)."""
+        return self._done.is_set()
 
     def abort(self, grace: float = DEFAULT_GRACE) -> None:
         """Terminate the job's processes: SIGTERM, SIGKILL after *grace* s.

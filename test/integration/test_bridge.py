@@ -1,0 +1,222 @@
+"""Bridged jobs in a real daemon: a black-box script commands the instrument
+from its own process, through the private channel to the daemon."""
+
+import textwrap
+
+import pytest
+
+from test_queue import gone, wait_finished
+from waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def submit(client, source, **spec):
+    job, = client.call('ss_submit', {'kind': 'blackbox',
+                                     'source': textwrap.dedent(source), **spec})
+    return job
+
+
+def output(client, job_id):
+    return ''.join(data['text'] for name, data in client.events
+                   if name == 'ss_output' and data['id'] == job_id)
+
+
+def test_blackbox_script_drives_the_instrument(client):
+    job = submit(client, '''
+        set_ei(25)
+        move_sample(1, 10)
+        before = det.read()
+        measure(frames=20)
+        read(sample_x)   # NICOS's read prints, in the daemon
+        print('x', sample_x.read(0), 'theta', sample_theta.read())
+        print('speed', chopper1_speed.read(), 'unit', sample_x.unit)
+        print('status', sample_x.status(0)[0], 'counts', det.read())
+        sample_x.maw(2.5)
+        print('done', get_ei())
+    ''')
+    finished = wait_finished(client, job['id'])
+    text = output(client, job['id'])
+    assert finished['state'] == 'done', (finished['error'], text)
+    assert 'x 1.0 theta 10.0' in text
+    assert 'speed 200.0 unit mm' in text
+    assert 'status 200' in text   # NICOS's status.OK
+    assert client.eval_value('sample_x.read(0)') == 2.5
+    assert client.eval_value('sample_theta.read(0)') == 10.0
+    assert client.eval_value('chopper1_speed.read(0)') == 200.0
+    # measure(frames=20) at 200 frames/s counted 0.1 s on the timer
+    timer = client.eval_value('det.read(0)[0]')
+    assert timer == pytest.approx(0.1, abs=0.01)
+    assert 'done 25.0' in text
+
+
+def test_failed_call_names_the_line_and_the_daemon_message(client):
+    job = submit(client, '''
+        print('start')
+        try:
+            sample_x.move(500)
+        except Exception as err:
+            print('caught', type(err).__name__)
+        move(sample_x, 900)
+    ''')
+    failed = wait_finished(client, job['id'])
+    assert failed['state'] == 'failed'
+    error = failed['error']
+    assert error['type'] == 'LimitError'
+    assert error['line'] == 7
+    assert 'limit' in error['message']
+    assert 'job.py", line 7' in error['traceback']
+    assert 'caught LimitError' in output(client, job['id'])
+    assert client.eval_value('sample_x.read(0)') != 900
+
+
+def test_blackbox_cannot_pause_or_report_progress(client):
+    job = submit(client, '''
+        for name in ('pause_point', 'progress', 'step'):
+            print(name, name in globals())
+        try:
+            status(sample_x)
+            print('status ok')
+        except Exception as err:
+            print('status', err)
+    ''')
+    assert wait_finished(client, job['id'])['state'] == 'done'
+    text = output(client, job['id'])
+    assert 'pause_point False' in text and 'progress False' in text
+    assert 'status ok' in text
+
+
+def test_abort_stops_the_move_in_flight_and_kills_the_child(client):
+    client.call('ss_submit', {'source': 'maw(sample_x, -45)'})
+    wait_until(lambda: client.eval_value('sample_x.read(0)') == -45, 60)
+    # sample_x moves 100 mm/s in tests: 90 mm take almost a second
+    job = submit(client, '''
+        import os, subprocess, sys
+        helper = subprocess.Popen([sys.executable, '-c',
+                                   'import time; time.sleep(600)'])
+        print('pids', os.getpid(), helper.pid, flush=True)
+        maw(sample_x, 45)
+    ''')
+    _, event = client.wait_for(lambda n, d: n == 'ss_output'
+                               and d['id'] == job['id'] and 'pids' in d['text'])
+    pids = [int(p) for p in event['text'].split()[1:]]
+    wait_until(lambda: client.eval_value('sample_x.read(0)') > -40, 20)
+    client.call('ss_abort')
+    aborted = wait_finished(client, job['id'], timeout=20)
+    assert aborted['state'] == 'aborted'
+    for pid in pids:
+        wait_until(lambda: gone(pid), timeout=10)
+    stopped = client.eval_value('sample_x.read(0)')
+    assert -40 < stopped < 40
+    assert client.eval_value('sample_x.status(0)[0]') == 200   # idle
+    wait_until(lambda: client.eval_value('sample_x.read(0)') == stopped, 5)
+    client.call('ss_release')
+
+
+def test_a_child_that_exits_mid_move_leaves_nothing_moving(client):
+    client.call('ss_submit', {'source': 'maw(sample_theta, -170)'})
+    wait_until(lambda: client.eval_value('sample_theta.read(0)') == -170, 60)
+    job = submit(client, '''
+        move(sample_theta, 170)   # 17 s at test speed; not waited for
+        import os
+        os._exit(0)
+    ''')
+    wait_finished(client, job['id'])
+    wait_until(lambda: client.eval_value('sample_theta.status(0)[0]') == 200,
+               10)
+    assert client.eval_value('sample_theta.read(0)') < 0
+
+
+def test_command_above_the_owners_level_is_refused(client):
+    job = submit(client, '''
+        try:
+            calibrate_stage()
+        except Exception as err:
+            print('refused', type(err).__name__, err)
+        print('x', sample_x.read(0))
+    ''')
+    assert wait_finished(client, job['id'])['state'] == 'done'
+    text = output(client, job['id'])
+    assert 'refused AccessError' in text and 'admin' in text
+    assert client.eval_value('sample_x.read(0)') != -33
+
+
+@pytest.fixture(scope='module')
+def server_args(tmp_path_factory):
+    """The demo's commands plus one that needs an admin."""
+    from nicos_scriptserver.instance.config import REPO
+    folder = tmp_path_factory.mktemp('admincommands')
+    (folder / 'service.py').write_text(textwrap.dedent('''
+        """Commands for instrument scientists."""
+
+        from nicos import session
+        from nicos.commands.device import maw
+
+
+        def calibrate_stage():
+            """Drives the sample stage to its reference mark (admins only)."""
+            session.checkAccess({'level': 'admin'})
+            maw('sample_x', -33)
+    '''))
+    return {'command_folders': [REPO / 'commands', folder]}
+
+
+def test_crafted_frames_get_errors_and_run_nothing(client, server):
+    # The child's own socket: frames written by hand, as an attacker would.
+    job = submit(client, '''
+        import gc, json, struct
+        channel = next(o for o in gc.get_objects()
+                       if type(o).__name__ == 'Channel')
+
+        def ask(frame):
+            channel.sock.sendall(struct.pack('>I', len(frame)) + frame)
+            reply = channel.receive()
+            print('reply', reply.get('error', {}).get('type'),
+                  reply.get('error', {}).get('message'), flush=True)
+
+        def call(**request):
+            base = {'id': 1, 'args': [], 'kwargs': {}}
+            ask(json.dumps(dict(base, **request)).encode())
+
+        call(call='__import__', args=['os'])
+        call(call='eval', args=['1+1'])
+        call(call='exec', args=['import os'])
+        call(call='session')
+        call(device='sample_x', method='__class__')
+        call(device='sample_x', method='_setROParam', args=['speed', 0])
+        call(device='sample_x', method='parameter', args=['__dict__'])
+        call(device='sample_x', method='parameter', args=['_cache'])
+        call(device='__builtins__', method='read')
+        call(call='move', args=[{'$device': 'nope'}, 1])
+        call(call='move', args=['sample_x', 3], kwargs=[])
+        call(nothing=1)
+        ask(b'{"id": 1, "call": "move", "args": ["sample_x", 4')
+        try:   # the daemon hung up: the stream is out of step
+            call(call='move', args=['sample_x', 4])
+        except Exception as err:
+            print('closed', type(err).__name__, flush=True)
+    ''')
+    finished = wait_finished(client, job['id'])
+    text = output(client, job['id'])
+    assert finished['state'] == 'done', (finished['error'], text)
+    replies = [line for line in text.splitlines() if line.startswith('reply')]
+    assert len(replies) == 13, text
+    assert all('RefusedCall' in line for line in replies[:12]), text
+    assert 'WireError not a JSON frame' in replies[12], text
+    assert 'closed' in text
+    assert client.eval_value('sample_x.read(0)') not in (3, 4)
+    assert client.eval_value('sample_x.speed') > 0
+
+
+def test_a_huge_frame_is_refused_unread(client):
+    job = submit(client, '''
+        import gc, struct
+        channel = next(o for o in gc.get_objects()
+                       if type(o).__name__ == 'Channel')
+        channel.sock.sendall(struct.pack('>I', 1 << 30) + b'{' * 65536)
+        reply = channel.receive()
+        print('reply', reply['error']['type'], reply['error']['message'])
+    ''')
+    assert wait_finished(client, job['id'])['state'] == 'done'
+    assert 'reply WireError frame of 1073741824 bytes' in \
+        output(client, job['id'])
