@@ -38,8 +38,10 @@ class ScriptServer:
     *ports*; *dry_runs* None: dry runs are off."""
 
     def __init__(self, queue: JobQueue, ports: Ports,
-                 dry_runs: Optional[DryRuns] = None):
+                 dry_runs: Optional[DryRuns] = None, isolate: bool = False):
         self.queue = queue
+        # Whether aware jobs that do not say run isolated.
+        self._isolate = isolate
         self._ports = ports
         self._control = ports.control
         self._dry_runs = dry_runs
@@ -97,7 +99,8 @@ class ScriptServer:
         """Queue one job spec or a batch (a list) as *by*'s; *start_now*:
         they do not wait for their dry run (a line typed at a console,
         whose clients expect it to start at once)."""
-        checked = parse_specs(specs, self._catalog(), JobKind.AWARE)
+        checked = parse_specs(specs, self._catalog(), JobKind.AWARE,
+                              self._isolate)
         jobs = self.queue.submit(checked, owner=by.name, position=position)
         if start_now and self._dry_runs is not None:
             for job in jobs:

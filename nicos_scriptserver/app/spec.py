@@ -23,7 +23,8 @@ from nicos_scriptserver.queue import InvalidValue, JobKind, JobSpec
 from nicos_scriptserver.queue.validate import normalized, text
 
 #: Fields a job spec may have.
-SPEC_FIELDS = ('kind', 'name', 'source', 'calls', 'held', 'hold_reason')
+SPEC_FIELDS = ('kind', 'name', 'source', 'calls', 'held', 'hold_reason',
+               'isolated')
 #: Fields an edit may change.
 EDIT_FIELDS = ('name', 'source', 'calls')
 #: A job's script is at most this large (documented in docs/PROTOCOL.md).
@@ -34,11 +35,13 @@ _JOB_IDS = range(-2**63, 2**63)
 
 
 def parse_specs(data: Any, catalog: Optional[CommandLookup] = None,
-                default_kind: Optional[JobKind] = None) -> List[JobSpec]:
+                default_kind: Optional[JobKind] = None,
+                isolated: bool = False) -> List[JobSpec]:
     """One job spec (a dict) or a batch (a list of them), checked.
 
     *default_kind* is the kind of a spec that names none (None: it must
     name one). Generated calls are checked against *catalog*, if given.
+    *isolated* is whether an aware job that does not say runs isolated.
     """
     batch = data if isinstance(data, (list, tuple)) else [data]
     if not batch:
@@ -46,14 +49,16 @@ def parse_specs(data: Any, catalog: Optional[CommandLookup] = None,
     labels = ([f'job {number} of the batch'
                for number in range(1, len(batch) + 1)] if len(batch) > 1
               else ['the job'])
-    return [parse_spec(spec, catalog, label, default_kind)
+    return [parse_spec(spec, catalog, label, default_kind, isolated)
             for spec, label in zip(batch, labels)]
 
 
 def parse_spec(data: Any, catalog: Optional[CommandLookup] = None,
                label: str = 'the job',
-               default_kind: Optional[JobKind] = None) -> JobSpec:
-    """One job spec, checked; *label* names it in a refusal."""
+               default_kind: Optional[JobKind] = None,
+               isolated: bool = False) -> JobSpec:
+    """One job spec, checked; *label* names it in a refusal, *isolated*
+    is the default of an aware job."""
     data = _fields(data, SPEC_FIELDS, f'{label} must be a dict, not {{type}}',
                    f'{label} has unknown fields {{fields}}; known are '
                    f'{", ".join(SPEC_FIELDS)}')
@@ -68,6 +73,7 @@ def parse_spec(data: Any, catalog: Optional[CommandLookup] = None,
     if not isinstance(held, bool):
         raise InvalidValue(f'{label}: held must be true or false')
     name = text(data.get('name', ''), 'name', label)
+    isolated = _isolated(data.get('isolated'), kind, isolated, label)
     calls = data.get('calls')
     if kind is JobKind.GENERATED:
         calls = _calls(calls, catalog, label)
@@ -80,7 +86,8 @@ def parse_spec(data: Any, catalog: Optional[CommandLookup] = None,
     return JobSpec(kind=kind, name=name,
                    source=_compiling(source, _script_of(label)), calls=calls,
                    held=held, hold_reason=text(data.get('hold_reason', ''),
-                                               'hold reason', label))
+                                               'hold reason', label),
+                   isolated=isolated)
 
 
 def parse_edits(data: Any, catalog: Optional[CommandLookup] = None,
@@ -139,6 +146,19 @@ def _kind(value: Any, label: str) -> JobKind:
     except ValueError:
         raise InvalidValue(f'{label}: unknown kind {value!r}; give one of '
                            f'{", ".join(k.value for k in JobKind)}') from None
+
+
+def _isolated(value: Any, kind: JobKind, default: bool, label: str) -> bool:
+    """Whether the job runs isolated: only aware jobs may (black-box jobs
+    always run in their own process, generated ones in the daemon)."""
+    if value is None:
+        return default and kind is JobKind.AWARE
+    if not isinstance(value, bool):
+        raise InvalidValue(f'{label}: isolated must be true or false')
+    if value and kind is not JobKind.AWARE:
+        raise InvalidValue(f'{label}: only aware jobs can run isolated, '
+                           f'this one is {kind.value}')
+    return value
 
 
 def _source(value: Any, label: str) -> str:

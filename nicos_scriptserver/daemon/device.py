@@ -49,6 +49,10 @@ class ScriptServerDaemon(NicosDaemon):
         'dryrunlimit': Param('Wall time after which a dry run is cut off and '
                              'reported as failed', type=floatrange(1, 3600),
                              default=60, unit='s'),
+        'isolateaware': Param('Whether aware jobs run isolated, in their own '
+                              'process through the bridge, unless submitted '
+                              'with isolated: false (lines typed at a console '
+                              'never are)', type=bool, default=False),
     }
 
     parameter_overrides = {
@@ -81,7 +85,7 @@ class ScriptServerDaemon(NicosDaemon):
                                    self.dryrunlimit), self.log)
         self._app = ScriptServer(jobs, Ports(
             self._controller, SessionCommands(), self.level_of,
-            lambda: session.log), dry_runs)
+            lambda: session.log), dry_runs, self.isolateaware)
         self._controller.serve(self._app)
         self._stock.attach(self._controller)
         self._controller_replaced.set()

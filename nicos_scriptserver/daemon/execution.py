@@ -69,7 +69,7 @@ class JobRequest(ScriptRequest):
         self.job_id = job.id
         self.kind = job.kind
         # Its script runs in a child process, through the bridge.
-        self.bridged = job.kind == JobKind.BLACKBOX
+        self.bridged = job.kind == JobKind.BLACKBOX or job.isolated
         self._app = app
 
     def serialize(self):
@@ -193,9 +193,12 @@ class ScriptServerController(ExecutionController):
         # those clients take "idle" after it as "done".
         now = not request.name or getattr(self._starting_now, 'active', False)
         try:
+            # A console's line runs in the daemon's namespace, as there.
             job, = self.app.submit({'kind': JobKind.AWARE.value,
                                     'name': request.name or '',
-                                    'source': request.text},
+                                    'source': request.text,
+                                    **({} if request.name
+                                       else {'isolated': False})},
                                    Caller.of(request.user), start_now=now)
         except (QueueError, ValueError) as err:
             raise RequestError(str(err)) from None

@@ -112,6 +112,9 @@ class Job:
     #: Held back by its dry run (not by whoever submitted it): a later dry
     #: run that passes (after an edit) releases it.
     held_by_dry_run: bool = False
+    #: An aware job that runs in its own process, through the bridge
+    #: (copies and re-queued jobs keep it).
+    isolated: bool = False
     #: What was asked of the current job and has not happened yet (see
     #: `lifecycle.TRANSITIONS`).
     requested: Optional[Request] = None
@@ -163,6 +166,7 @@ class Job:
                 'estimate': self.estimate, 'held': self.held,
                 'hold_reason': self.hold_reason,
                 'held_by_dry_run': self.held_by_dry_run,
+                'isolated': self.isolated,
                 'requested': self.requested and self.requested.value,
             }
             object.__setattr__(self, '_wire', wire)
@@ -198,7 +202,8 @@ class JobSpec:
 
     ``calls`` are a generated job's command calls (None for other kinds),
     ``source`` its script rendered from them; ``held`` submits it held
-    back, for ``hold_reason``.
+    back, for ``hold_reason``; ``isolated`` runs an aware job in its own
+    process.
     """
 
     kind: JobKind
@@ -207,6 +212,7 @@ class JobSpec:
     calls: Optional[List[Dict[str, Any]]] = None
     held: bool = False
     hold_reason: str = ''
+    isolated: bool = False
 
 
 @dataclass(frozen=True)

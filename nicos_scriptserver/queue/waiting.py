@@ -47,7 +47,8 @@ def submit(view: QueueView, specs: Union[JobSpec, Sequence[JobSpec]],
     at = _insert_index(view, position)
     jobs = [Job(id=first + index, kind=spec.kind, name=spec.name,
                 source=spec.source, calls=spec.calls, held=spec.held,
-                hold_reason=spec.hold_reason, owner=owner, changed_by=owner,
+                hold_reason=spec.hold_reason, isolated=spec.isolated,
+                owner=owner, changed_by=owner,
                 state=JobState.QUEUED, created=now, queued_at=now,
                 batch_id=f'batch-{first}' if batch else None,
                 batch_index=index if batch else None,
@@ -211,7 +212,8 @@ def repeat(view: QueueView, job_id: int, times: int, now: float,
                   state=JobState.QUEUED, created=job.created, queued_at=now,
                   estimate=job.estimate, held=job.held,
                   held_by_dry_run=job.held_by_dry_run,
-                  hold_reason=job.hold_reason) for n in range(times)]
+                  hold_reason=job.hold_reason, isolated=job.isolated)
+              for n in range(times)]
     return _insert(view, copies, at, result=copies)
 
 
@@ -254,7 +256,8 @@ def requeue(view: QueueView, job_id: int, now: float,
     fresh = Job(id=view.next_id, kind=job.kind, name=job.name,
                 source=job.source, calls=job.calls, **rights,
                 state=JobState.QUEUED, created=job.created, queued_at=now,
-                requeued_from=job_id, estimate=job.estimate)
+                requeued_from=job_id, estimate=job.estimate,
+                isolated=job.isolated)
     if (name, source, calls) != (None, None, None):
         fresh = _edited(fresh, f're-queued job {job_id}', name, source, calls)
     return _insert(view, [fresh], at, result=fresh)

@@ -5,7 +5,8 @@ import textwrap
 
 import pytest
 
-from test_queue import gone, wait_finished
+from nicos_scriptserver.clients.daemonclient import ServerError
+from test_queue import gone, job_event, wait_finished
 from waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -221,3 +222,68 @@ def test_a_huge_frame_is_refused_unread(client):
     assert wait_finished(client, job['id'])['state'] == 'done'
     assert 'reply WireError frame of 1073741824 bytes' in \
         output(client, job['id'])
+
+
+ISOLATED_LOOP = '''\
+move_sample(0, 0)
+for i in range(200):
+    pause_point()
+    step(i + 1, 200)
+    sleep(0.02)
+import os
+print('x at end', sample_x.read(0), 'pid', os.getpid())
+'''
+
+
+def test_isolated_job_pauses_at_its_pause_point_and_keeps_manual_moves(
+        client):
+    job, = client.call('ss_submit', {'source': ISOLATED_LOOP,
+                                     'isolated': True})
+    assert job['isolated'] is True
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and (d['progress'] or 0) > 0)
+    client.call('ss_pause')
+    paused = client.wait_for(job_event(job['id'], 'paused'))[1]
+    assert paused['current_line'] == 3   # its pause_point()
+    assert paused['progress_message'].startswith('step ')
+    client.call('exec', 'move(sample_x, 7.5)')
+    wait_until(lambda: client.eval_value('sample_x.read(0)') == 7.5)
+    assert client.call('ss_job', job['id'])['state'] == 'paused'
+
+    client.call('ss_resume')
+    done = wait_finished(client, job['id'])
+    assert done['state'] == 'done', done['error']
+    assert done['paused_total'] > 0 and done['progress'] == 1.0
+    assert client.eval_value('sample_x.read(0)') == 7.5
+    text = output(client, job['id'])
+    assert 'x at end 7.5' in text
+    daemon_pid = client.eval_value('__import__("os").getpid()')
+    assert f'pid {daemon_pid}\n' not in text
+
+
+def test_isolated_jobs_share_nothing_and_copies_stay_isolated(client):
+    first, = client.call('ss_submit', {'isolated': True,
+                                       'source': 'shared = 1\nprint("set")'})
+    # Fails only through the bridge (its dry run, in NICOS, passes).
+    second, = client.call('ss_submit', {'isolated': True, 'source':
+                                        'print("shared" in globals())\n'
+                                        'if type(sample_x).__name__ == '
+                                        '"Device": raise ValueError("bridged")'})
+    assert wait_finished(client, first['id'])['state'] == 'done'
+    failed = wait_finished(client, second['id'])
+    assert failed['state'] == 'failed' and failed['error']['line'] == 2
+    assert output(client, second['id']).startswith('False\n')
+
+    client.call('ss_hold')
+    requeued = client.call('ss_requeue', second['id'])
+    repeated, = client.call('ss_repeat', requeued['id'], 1)
+    duplicated = client.call('ss_duplicate', requeued['id'])
+    for copy in (requeued, repeated, duplicated):
+        assert client.call('ss_job', copy['id'])['isolated'] is True
+    plain, = client.call('ss_submit', {'source': 'pass'})
+    assert plain['isolated'] is False
+    with pytest.raises(ServerError, match='only aware jobs'):
+        client.call('ss_submit', {'kind': 'blackbox', 'source': 'pass',
+                                  'isolated': True})
+    client.call('ss_clear')
+    client.call('ss_release')

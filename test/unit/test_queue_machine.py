@@ -165,7 +165,7 @@ def test_ids_are_never_reused(m):
     ('measure(1)', 'the job must be a dict, not str'),
     ({'kind': 'aware', 'source': 'x', 'colour': 1},
      'the job has unknown fields colour; known are kind, name, source, '
-     'calls, held, hold_reason'),
+     'calls, held, hold_reason, isolated'),
     ({'source': 'x'},
      'the job has no kind; give one of generated, aware, blackbox'),
     ({'kind': 'python', 'source': 'x'},
@@ -196,6 +196,10 @@ def test_ids_are_never_reused(m):
      'float values are not JSON compliant'),
     ({'kind': 'aware', 'source': 'x', 'held': 'yes'},
      'the job: held must be true or false'),
+    ({'kind': 'aware', 'source': 'x', 'isolated': 1},
+     'the job: isolated must be true or false'),
+    ({'kind': 'generated', 'calls': [{'command': 'x'}], 'isolated': True},
+     'the job: only aware jobs can run isolated, this one is generated'),
 ])
 def test_submit_refuses_bad_specs(m, bad, message):
     with refused(InvalidValue, message):
