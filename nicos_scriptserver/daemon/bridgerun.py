@@ -76,6 +76,8 @@ class Bridge:
         self._send_lock = threading.Lock()
         self._pause: Optional[Tuple] = None   # the flag of a wanted pause
         self._busy_at_start: Set[str] = set()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.ours, selectors.EVENT_READ)
         self.run = BlackBoxRun(request.text, cwd=os.getcwd(), env=child_env(),
                                on_output=self._output,
                                launcher=['-m', CHILD_MODULE,
@@ -125,10 +127,9 @@ class Bridge:
         return self.run.ended()
 
     def _receive(self) -> Optional[bytes]:
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.ours, selectors.EVENT_READ)
-            if not selector.select(POLL):
-                return None
+        """What the child sent next; None after `POLL` without any."""
+        if not self._selector.select(POLL):
+            return None
         try:
             return self.ours.recv(65536)
         except OSError:
@@ -172,6 +173,7 @@ class Bridge:
             session.log.info('stopping %s, which the job left moving', name)
             with contextlib.suppress(Exception):
                 session.devices[name].stop()
+        self._selector.close()
         self.ours.close()
         if self._theirs is not None:
             self._theirs.close()

@@ -13,7 +13,13 @@ daemon adapter (`nicos_scriptserver.daemon.bridgerun`) drives bridged
 - `bridgechild`: the child: the script's instrument globals, over the bridge
 """
 
-from nicos_scriptserver.runner.blackbox import (BlackBoxRun,
-                                                PauseNotSupported, RunResult)
-
 __all__ = ['BlackBoxRun', 'PauseNotSupported', 'RunResult']
+
+
+def __getattr__(name: str):
+    # Imported when first used: a bridged job's child starts as a module
+    # of this package and must not pay for the runner's imports.
+    if name in __all__:
+        from nicos_scriptserver.runner import blackbox
+        return getattr(blackbox, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
