@@ -116,10 +116,11 @@ class BridgeCalls:
                               'black-box job cannot pause or report progress')
         if name in STANDARD_COMMANDS:
             return getattr(standard, name)
-        if isinstance(name, str) and name in self.catalog_commands():
-            function = session.namespace.get(name)
-            if callable(function):
-                return function
+        catalog = find_command_catalog()
+        function = catalog.command(name) \
+            if catalog and isinstance(name, str) else None
+        if function is not None:
+            return function
         raise RefusedCall(f'{name!r} is not a command a job may call')
 
     def _method(self, device: Device, name: Any,

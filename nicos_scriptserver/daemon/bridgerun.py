@@ -42,6 +42,10 @@ CHILD_MODULE = 'nicos_scriptserver.runner.bridgechild'
 #: s between looks whether the child ended while it sends nothing (its
 #: end closes the channel; this only covers a descendant keeping it open).
 POLL = 0.25
+#: s a reply or push may wait for a child that does not read them; then
+#: the daemon hangs up (neither the script thread nor a client's pause
+#: request may hang on a child).
+SEND_TIMEOUT = 10.0
 # The loop the script thread runs: as "<script>", so that NICOS's stop
 # requests take effect between two calls too.
 SERVE_LOOP = compile('bridge.start()\n'
@@ -68,6 +72,7 @@ class Bridge:
         self.controller = controller
         self.job_id = request.job_id
         self.ours, theirs = socket.socketpair()
+        self.ours.settimeout(SEND_TIMEOUT)
         self._theirs: Optional[socket.socket] = theirs
         self.calls = BridgeCalls(isolated, self._pause_point)
         self.reader = FrameReader()
@@ -182,8 +187,12 @@ class Bridge:
 
     def _send(self, message: Dict[str, Any]) -> None:
         frame = encode(message)
-        with self._send_lock, contextlib.suppress(OSError):
-            self.ours.sendall(frame)
+        with self._send_lock:
+            try:
+                self.ours.sendall(frame)
+            except OSError:   # gone, or not reading: the stream is broken
+                with contextlib.suppress(OSError):
+                    self.ours.shutdown(socket.SHUT_RDWR)
 
     def abort(self) -> None:
         """Kill the child's process tree (from any thread)."""

@@ -9,7 +9,7 @@ import threading
 import traceback
 import types
 from pathlib import Path
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from nicos import session
 from nicos.commands import usercommandWrapper
@@ -75,6 +75,9 @@ class CommandCatalog(Device):
     def doInit(self, mode):
         self._catalog = Catalog(self.folders)
         self._exported: Dict[str, Set[str]] = {}
+        # What was exported under each name: the session's namespace is
+        # writable by any aware job, this is not.
+        self._functions: Dict[str, Callable] = {}
         self._pending = self._catalog.scan()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -214,13 +217,19 @@ class CommandCatalog(Device):
                 estimate = getattr(module, ESTIMATE_PREFIX + entry['name'], None)
                 if session.mode == SIMULATION and callable(estimate):
                     function = timed_by_estimate(function, estimate)
-                session.export(entry['name'], usercommandWrapper(function))
+                self._functions[entry['name']] = usercommandWrapper(function)
+                session.export(entry['name'], self._functions[entry['name']])
                 names.add(entry['name'])
         self._exported[path] = names
 
     def _unexport(self, path: str) -> None:
         for name in self._exported.pop(path, ()):
+            self._functions.pop(name, None)
             session.unexport(name, warn=False)
+
+    def command(self, name: str) -> Optional[Callable]:
+        """The function of the loaded command *name*, if there is one."""
+        return self._functions.get(name)
 
 
 def timed_by_estimate(function, estimate):

@@ -287,3 +287,21 @@ def test_isolated_jobs_share_nothing_and_copies_stay_isolated(client):
                                   'isolated': True})
     client.call('ss_clear')
     client.call('ss_release')
+
+
+def test_a_command_replaced_in_the_daemons_namespace_is_not_what_runs(client):
+    # An aware job may leave anything in the session's namespace; a later
+    # black-box job calling set_ei must get the catalog's set_ei.
+    # (NICOS refuses `set_ei = eval` in a script; not this.)
+    planted, = client.call('ss_submit', {'source': (
+        'from nicos import session\n'
+        'dict.__setitem__(session.namespace, "set_ei", eval)\n')})
+    assert wait_finished(client, planted['id'])['state'] == 'done'
+    job = submit(client, '''
+        try:
+            print('result', set_ei('__import__("os").getpid()'))
+        except Exception as err:
+            print('refused', type(err).__name__)
+    ''')
+    assert wait_finished(client, job['id'])['state'] == 'done'
+    assert output(client, job['id']).startswith('refused TypeError')
