@@ -100,7 +100,10 @@ class Channel:
         self._next_id += 1
         request['id'] = self._next_id
         request['line'] = self._script_line()
-        self.sock.sendall(encode(request))
+        try:
+            self.sock.sendall(encode(request))
+        except OSError as err:   # the daemon hung up
+            raise BridgeClosed(f'the daemon closed the bridge ({err})') from None
         while True:
             reply = self.receive()
             if self._dispatch(reply):
