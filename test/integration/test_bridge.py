@@ -305,3 +305,18 @@ def test_a_command_replaced_in_the_daemons_namespace_is_not_what_runs(client):
     ''')
     assert wait_finished(client, job['id'])['state'] == 'done'
     assert output(client, job['id']).startswith('refused TypeError')
+
+
+def test_aborting_a_paused_isolated_job_ends_its_process(client):
+    job, = client.call('ss_submit', {'source': ISOLATED_LOOP.replace(
+        'move_sample(0, 0)', 'import os\nprint("pid", os.getpid(), flush=True)'),
+        'isolated': True})
+    _, event = client.wait_for(lambda n, d: n == 'ss_output'
+                               and d['id'] == job['id'] and 'pid' in d['text'])
+    pid = int(event['text'].split()[1])
+    client.call('ss_pause')
+    client.wait_for(job_event(job['id'], 'paused'))
+    client.call('ss_abort')
+    assert wait_finished(client, job['id'], timeout=20)['state'] == 'aborted'
+    wait_until(lambda: gone(pid), timeout=10)
+    client.call('ss_release')
