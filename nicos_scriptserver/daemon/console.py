@@ -129,16 +129,18 @@ def _script_path(filename: str) -> str:
 
 
 @usercommand
-@helparglist('filename, [name], [blackbox=False]')
+@helparglist('filename, [name], [blackbox=False], [isolated=None]')
 @parallel_safe
-def SubmitScript(filename, name=None, blackbox=False):
+def SubmitScript(filename, name=None, blackbox=False, isolated=None):
     """Queues a script file as one job; returns the job's id.
 
     A relative *filename* is looked up in the experiment's script
     directory. The job is named after the file unless *name* is given.
     With ``blackbox=True`` the script runs in its own process as one
-    abortable job (no pauses, no progress), e.g. for scripts that do not
-    use NICOS commands.
+    abortable job (no pauses, no progress), calling the instrument's
+    commands and devices through the server. With ``isolated=True`` an
+    ordinary script runs that way too, and may still pause and report
+    progress (the default is the server's setting).
     """
     path = _script_path(str(filename))
     try:
@@ -146,8 +148,11 @@ def SubmitScript(filename, name=None, blackbox=False):
             source = fp.read()
     except OSError as err:
         raise NicosError(f'cannot read script {path}: {err.strerror}') from None
-    return _submit({'kind': 'blackbox' if blackbox else 'aware',
-                    'name': name or os.path.basename(path), 'source': source})
+    spec = {'kind': 'blackbox' if blackbox else 'aware',
+            'name': name or os.path.basename(path), 'source': source}
+    if isolated is not None:
+        spec['isolated'] = bool(isolated)
+    return _submit(spec)
 
 
 @usercommand

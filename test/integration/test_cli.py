@@ -65,9 +65,10 @@ def test_submit_a_file_and_see_it_in_queue_and_status(server, client,
     script = tmp_path / 'scan.py'
     script.write_text('pause_point()\n')
     out = ok(cli(server, 'submit', str(script), '--name', 'my scan',
-                 '--position', 'top'))
+                 '--position', 'top', '--isolated'))
     assert out.startswith('queued job ')
     new = int(out.split()[2])
+    assert client.call('ss_job', new)['isolated'] is True
     assert waiting(client) == [(new, 'queued'), (first, 'queued')]
     assert client.call('ss_job', new)['source'] == 'pause_point()\n'
 

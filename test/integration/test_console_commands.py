@@ -56,6 +56,11 @@ def test_submit_list_and_rearrange_from_the_console(server, client, tmp_path):
     console(client, f"SubmitScript({str(script)!r}, blackbox=True)")
     (call, kind_a, name_a, _), (scan, kind_b, _, _), (box, kind_c, name_c, _) = \
         waiting(client)
+    console(client, f"SubmitScript({str(script)!r}, isolated=True)")
+    isolated = waiting(client)[-1][0]
+    assert client.call('ss_job', isolated)['isolated'] is True
+    assert client.call('ss_job', scan)['isolated'] is False
+    console(client, f'RemoveJob({isolated})')
     assert (kind_a, name_a, kind_b, kind_c, name_c) == \
         ('generated', 'set_ei', 'aware', 'blackbox', 'scan.py')
     assert client.call('ss_job', call)['calls'] == [

@@ -100,6 +100,9 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
     submit.add_argument('--name', help='job name (default: the file name)')
     submit.add_argument('--blackbox', action='store_true',
                         help='run the script as an opaque black-box job')
+    submit.add_argument('--isolated', action='store_true',
+                        help='run the script in its own process (it may '
+                             'still pause and report progress)')
     submit.add_argument('--position', metavar='INDEX|top|bottom',
                         help='where to queue it (default: at the end)')
     move = with_id('move', 'move a waiting job')

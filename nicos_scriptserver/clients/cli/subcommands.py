@@ -52,8 +52,9 @@ def submitted_text(jobs: list) -> str:
 def submit(conn: Connection, args: argparse.Namespace, show: Show) -> None:
     """Queue a script file, or one generated job from a command call."""
     if args.call:
-        if args.blackbox:
-            raise UsageError('--blackbox is for script files, not --call')
+        if args.blackbox or args.isolated:
+            raise UsageError('--blackbox and --isolated are for script '
+                             'files, not --call')
         values = call_args(args.items)
         # Named after the call, so that the queue listing says what it does.
         name = '{}({})'.format(args.call, ', '.join(
@@ -72,6 +73,8 @@ def submit(conn: Connection, args: argparse.Namespace, show: Show) -> None:
                              f'{getattr(err, "strerror", None) or err}') from None
         spec = {'kind': 'blackbox' if args.blackbox else 'aware',
                 'name': path.name, 'source': source}
+        if args.isolated:
+            spec['isolated'] = True
     if args.name:
         spec['name'] = args.name
     where = None if args.position is None else position(
