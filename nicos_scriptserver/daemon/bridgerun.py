@@ -47,10 +47,12 @@ POLL = 0.25
 #: request may hang on a child).
 SEND_TIMEOUT = 10.0
 # The loop the script thread runs: as "<script>", so that NICOS's stop
-# requests take effect between two calls too.
+# requests take effect between two calls too (each turn of a loop is a
+# line event). One line per loop: NICOS tells every client when the line
+# changes, which a two-line loop would do at every call.
 SERVE_LOOP = compile('bridge.start()\n'
-                     'while bridge.serve():\n    pass\n'
-                     'while not bridge.ended():\n    pass\n',
+                     'while bridge.serve(): pass\n'
+                     'while not bridge.ended(): pass\n',
                      '<script>', 'exec')
 
 
