@@ -119,9 +119,10 @@ class Bridge:
             except WireError as err:
                 # Out of step for good: tell the child, hang up.
                 self._send({'id': None, 'error': describe(err)})
-                session.log.warning('black-box job %s sent a bad frame: %s',
-                                    self.job_id, err)
-                self.ours.shutdown(socket.SHUT_RDWR)
+                session.log.warning('job %s sent a bad frame over the '
+                                    'bridge: %s', self.job_id, err)
+                with contextlib.suppress(OSError):
+                    self.ours.shutdown(socket.SHUT_RDWR)
                 return False
         self._answer(self.inbox.popleft())
         return True
@@ -144,12 +145,14 @@ class Bridge:
 
     def _answer(self, request: Dict[str, Any]) -> None:
         call_id = request.get('id')
+        if not isinstance(call_id, int):   # echoed: nothing larger
+            call_id = None
         if isinstance(request.get('line'), int):
             self.line = request['line']
         try:
             reply = {'id': call_id, 'result': self.calls.run(request)}
         except RefusedCall as err:
-            session.log.warning('black-box job %s: refused: %s',
+            session.log.warning('job %s: refused over the bridge: %s',
                                 self.job_id, err)
             reply = {'id': call_id, 'error': describe(err)}
         except Exception as err:
@@ -168,6 +171,8 @@ class Bridge:
             self.controller.set_break(flag)
             session.breakpoint(BREAK_AFTER_STEP)
             self.end_pause()
+            # Moves made by hand while paused are not the job's to stop.
+            self._busy_at_start |= _moving()
 
     def finish(self, aborted: bool) -> None:
         """End the child (at once if *aborted*), wait for it, stop what the
