@@ -147,8 +147,12 @@ class Bridge:
         call_id = request.get('id')
         if not isinstance(call_id, int):   # echoed: nothing larger
             call_id = None
-        if isinstance(request.get('line'), int):
-            self.line = request['line']
+        line = request.get('line')
+        if isinstance(line, int) and line != self.line:
+            self.line = line
+            # What stock clients highlight: the child's line, as NICOS's
+            # own status event gives an aware job's.
+            self.controller.eventfunc('status', (self.controller.status, line))
         try:
             reply = {'id': call_id, 'result': self.calls.run(request)}
         except RefusedCall as err:

@@ -320,3 +320,15 @@ def test_aborting_a_paused_isolated_job_ends_its_process(client):
     assert wait_finished(client, job['id'], timeout=20)['state'] == 'aborted'
     wait_until(lambda: gone(pid), timeout=10)
     client.call('ss_release')
+
+
+def test_stock_clients_see_the_line_of_the_call_in_flight(client):
+    job = submit(client, '''
+        x = 1
+        sample_x.read(0)
+        sleep(0.3)
+    ''')
+    assert wait_finished(client, job['id'])['state'] == 'done'
+    lines = [data[1] for name, data in client.events
+             if name == 'status' and data[0] >= 0]
+    assert 4 in lines   # NICOS's sleep, where the job spent its time
