@@ -4,8 +4,8 @@ The model does what NICOS's daemon does to ``getstatus`` and
 ``getmessages`` and sends the events NICOS sends for it; everything goes
 through pickle and `plainpickle`, as over the daemon link. The property:
 whatever the events, wherever the seed falls among them (its reply
-overtaking events, or events overtaking it), the mirror ends up with what
-a fresh ``getstatus`` says, and a second seed confirms it.
+overtaking events, or events overtaking it), the mirror serves nothing
+until two seeds agree, and then what a fresh ``getstatus`` says.
 """
 
 import pickle
@@ -195,7 +195,13 @@ def test_any_events_around_a_seed_end_as_a_fresh_getstatus(steps_, data):
     mirror = seeded(daemon, mark_at, reply_at, received)
     assert mirror.status() is None   # one seed: not confirmed yet
     status, messages = daemon.snapshots[-1]
-    assert mirror.seed_status(mirror.mark(), status)
+    # A reply that overtook events which are then applied again can leave
+    # the first seed wrong in a way no event shows (a request re-queued
+    # after a skip lands at its old place): the second seed then disagrees,
+    # the mirror still answers nothing, and a third seed confirms.
+    if not mirror.seed_status(mirror.mark(), status):
+        assert mirror.differences and mirror.status() is None
+        assert mirror.seed_status(mirror.mark(), status)
     assert mirror.status() == status
     for count in (1, 10, 1000):
         assert mirror.messages(count) == messages[-count:]
