@@ -240,3 +240,47 @@ def test_straight_to_the_daemon_with_a_password(server, client, tmp_path):
     wrong = run(['--daemon', address, '--user', 'user', 'status'],
                 env={'NICOS_SCRIPTSERVER_PASSWORD': 'wrong'})
     assert wrong.returncode == 4 and 'login at the daemon' in wrong.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(server, client):
+    # `nicos-scriptserver queue | head -1`: the reader has gone before the
+    # table is written, as a pager or head does once it has enough.
+    instance = server.instance
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'nicos_scriptserver.clients.cli', '--proxy',
+         f'{instance.host}:{instance.proxy_port}', '--pv-port',
+         str(instance.pv_port), 'queue'],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert stderr == ''
+
+
+def test_no_password_and_no_terminal_is_one_line_not_a_traceback(server):
+    address = f'{server.instance.host}:{server.instance.daemon_port}'
+    # A new session has no controlling terminal: as from cron or a pipe.
+    result = subprocess.run(
+        [sys.executable, '-m', 'nicos_scriptserver.clients.cli', '--daemon',
+         address, '--user', 'user', 'status'],
+        env={k: v for k, v in os.environ.items()
+             if not k.startswith('NICOS_SCRIPTSERVER_')},
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        start_new_session=True)
+    assert result.returncode == 2
+    assert result.stderr == (
+        'nicos-scriptserver: password for user: not given and no terminal to '
+        'ask on; give it with $NICOS_SCRIPTSERVER_PASSWORD\n')
+
+
+def test_edit_of_the_current_job_is_refused_before_the_editor_opens(
+        server, client, tmp_path):
+    job_id = start_long_job(client)
+    opened = tmp_path / 'opened'
+    editor = tmp_path / 'editor.sh'
+    editor.write_text(f'#!/bin/sh\ntouch {opened}\n')
+    editor.chmod(0o755)
+    result = cli(server, 'edit', str(job_id), env={'EDITOR': str(editor)})
+    assert result.returncode == 1
+    assert 'the current job cannot be edited' in result.stderr
+    assert not opened.exists()

@@ -18,9 +18,10 @@ from typing import Any, Callable, Dict
 
 from nicos_scriptserver.clients.cli import views
 from nicos_scriptserver.clients.cli.connection import Connection
-from nicos_scriptserver.clients.cli.errors import UsageError
+from nicos_scriptserver.clients.cli.errors import RequestRefused, UsageError
 from nicos_scriptserver.clients.cli.formatting import estimate_text
 from nicos_scriptserver.clients.cli.values import call_args, position
+from nicos_scriptserver.queue.lifecycle import not_waiting_reason
 
 Show = Callable[[Any, str], None]
 Handler = Callable[[Connection, argparse.Namespace, Show], None]
@@ -120,6 +121,10 @@ def run_editor(source: str, suffix: str = '.py') -> str:
 def edit(conn: Connection, args: argparse.Namespace, show: Show) -> None:
     """Edit a waiting job's script in $EDITOR."""
     job = conn.call('ss_job', args.id)
+    # Refused now rather than after the user's editing, which would be lost.
+    refusal = not_waiting_reason(job, 'edit')
+    if refusal is not None:
+        raise RequestRefused(f'ss_edit: {refusal}')
     new = run_editor(job['source'])
     if new == job['source']:
         show(job, f'job {args.id} unchanged')
