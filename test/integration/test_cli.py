@@ -284,3 +284,27 @@ def test_edit_of_the_current_job_is_refused_before_the_editor_opens(
     assert result.returncode == 1
     assert 'the current job cannot be edited' in result.stderr
     assert not opened.exists()
+
+
+def test_requeue_duplicate_show_and_clear(server, client):
+    failed = submit(client, 'broken', 'x = 1\ny = x / 0\n')
+    wait_until(lambda: client.call('ss_job', failed)['held'])
+    shown = ok(cli(server, 'show', str(failed)))
+    assert 'held back: dry run:' in shown and 'ZeroDivisionError' in shown
+    client.call('ss_confirm', failed)
+    wait_until(lambda: client.call('ss_job', failed)['state'] == 'failed')
+    shown = ok(cli(server, 'show', str(failed)))
+    assert 'error:' in shown and 'line 2: ZeroDivisionError' in shown
+    assert 'took:' in shown and shown.rstrip().endswith('y = x / 0')
+
+    client.call('ss_hold')
+    out = ok(cli(server, 'requeue', str(failed)))
+    again = int(out.split()[-1])
+    assert out == f're-queued job {failed} as job {again}\n'
+    assert client.call('ss_job', again)['requeued_from'] == failed
+    out = ok(cli(server, 'duplicate', str(again)))
+    copy = int(out.split()[-1])
+    assert [i for i, _ in waiting(client)] == [again, copy]
+    assert ok(cli(server, 'clear')) == \
+        f'removed 2 waiting jobs: {again}, {copy}\n'
+    assert waiting(client) == []

@@ -3,7 +3,7 @@
 import time
 
 from nicos_scriptserver.clients.cli.views import catalog_text, history_table, \
-    hold_text, param_text, queue_table, status_text, watch_frame
+    hold_text, job_text, param_text, queue_table, status_text, watch_frame
 
 NOW = time.mktime((2024, 5, 6, 12, 0, 0, 0, 0, -1))
 COLUMNS = ['id', 'kind', 'name', 'owner', 'state', 'batch_id', 'batch_index',
@@ -79,17 +79,60 @@ def test_an_empty_queue_says_so():
         'the queue is empty'
 
 
-def test_history_shows_outcome_and_the_line_that_failed():
+def test_history_shows_outcome_how_long_it_took_and_the_failing_line():
     jobs = [{'id': 3, 'name': 'bad.py', 'owner': 'user', 'state': 'failed',
+             'started_at': NOW - 725, 'paused_total': 120.0,
              'finished_at': NOW, 'error': {'type': 'ZeroDivisionError',
                                            'message': 'division by zero\nmore',
                                            'line': 2}},
             {'id': 2, 'name': 'ok.py', 'owner': 'user', 'state': 'done',
+             'started_at': NOW - 45, 'finished_at': NOW, 'error': None},
+            {'id': 1, 'name': 'never.py', 'owner': 'user', 'state': 'aborted',
              'finished_at': NOW, 'error': None}]
     lines = history_table(jobs, NOW).splitlines()
-    assert lines[2].endswith('failed   12:00:00  line 2: ZeroDivisionError: '
-                             'division by zero')
-    assert lines[3].split() == ['2', 'ok.py', 'user', 'done', '12:00:00', '-']
+    assert lines[0].split()[5] == 'took'
+    assert lines[2].endswith('failed   12:00:00  12m05s (paused 2m)  '
+                             'line 2: ZeroDivisionError: division by zero')
+    assert lines[3].split() == ['2', 'ok.py', 'user', 'done', '12:00:00',
+                                '45s', '-']
+    assert lines[4].split()[5] == '-'
+
+
+def field(text, key):
+    """The value of a ``key: value`` line of *text*."""
+    line, = [line for line in text.splitlines()
+             if line.startswith(key + ':')]
+    return line[len(key) + 1:].strip()
+
+
+def test_show_gives_one_job_with_hold_reason_report_and_error():
+    job = {'id': 5, 'name': 'hot', 'kind': 'aware', 'owner': 'user',
+           'changed_by': 'user', 'state': 'queued', 'held': True,
+           'hold_reason': 'dry run: T_sample: 500 K is above 300 K (line 1)',
+           'queued_at': NOW, 'started_at': None, 'finished_at': None,
+           'error': None, 'source': 'set_temperature(500)\n',
+           'estimate': {'state': 'failed', 'seconds': None, 'sources': {},
+                        'devices': {'T_sample': {'min': '295', 'max': '500',
+                                                 'last': '500'}},
+                        'problems': [{'kind': 'limit', 'line': 1,
+                                      'message': '500 K is above 300 K'}]}}
+    out = job_text(job, NOW)
+    assert field(out, 'state') == 'held back'
+    assert field(out, 'held back') == \
+        'dry run: T_sample: 500 K is above 300 K (line 1)'
+    assert '  failed, estimate -' in out
+    assert '  moves T_sample over 295..500, ends at 500' in out
+    assert '  limit: line 1: 500 K is above 300 K' in out
+    assert out.endswith('script:\nset_temperature(500)')
+
+    failed = dict(job, state='failed', held=False, started_at=NOW - 3,
+                  finished_at=NOW, error={'type': 'ValueError', 'message': 'x',
+                                          'line': 1, 'traceback': 'Tb\n'})
+    out = job_text(failed, NOW)
+    assert 'held back' not in out
+    assert field(out, 'took') == '3s'
+    assert field(out, 'error') == 'line 1: ValueError: x'
+    assert 'traceback:\nTb\nscript:' in out
 
 
 def test_history_says_who_else_last_changed_a_job():

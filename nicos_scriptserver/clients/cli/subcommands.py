@@ -141,6 +141,33 @@ def action(command: str, done: str) -> Handler:
     return handler
 
 
+def requeue(conn: Connection, args: argparse.Namespace, show: Show) -> None:
+    """Queue an aborted, failed or interrupted job again as a new job."""
+    where = None if args.position is None else position(
+        args.position, ('top', 'bottom'))
+    job = conn.call('ss_requeue', args.id, None, where)
+    show(job, f're-queued job {args.id} as job {job["id"]}')
+
+
+def duplicate(conn: Connection, args: argparse.Namespace, show: Show) -> None:
+    """Queue one copy of a job right after it."""
+    job = conn.call('ss_duplicate', args.id)
+    show(job, f'duplicated job {args.id} as job {job["id"]}')
+
+
+def clear(conn: Connection, args: argparse.Namespace, show: Show) -> None:
+    """Remove every waiting job."""
+    ids = conn.call('ss_clear')
+    show(ids, f'removed {len(ids)} waiting job{"" if len(ids) == 1 else "s"}'
+              + (f': {", ".join(map(str, ids))}' if ids else ''))
+
+
+def show_job(conn: Connection, args: argparse.Namespace, show: Show) -> None:
+    """One job in full: hold reason, times, error and dry-run report."""
+    job = conn.call('ss_job', args.id)
+    show(job, views.job_text(job, time.time()))
+
+
 def history(conn: Connection, args: argparse.Namespace, show: Show) -> None:
     """Finished jobs with their outcome and error, last finished first."""
     jobs = conn.call('ss_history', args.limit)
@@ -181,6 +208,10 @@ HANDLERS: Dict[str, Handler] = {
     'unskip': simple('ss_unskip', 'job {id} will run again'),
     'repeat': repeat,
     'remove': simple('ss_remove', 'removed job {id}'),
+    'clear': clear,
+    'duplicate': duplicate,
+    'requeue': requeue,
+    'show': show_job,
     'confirm': simple('ss_confirm', 'job {id} is no longer held back: it runs '
                                     'in its turn'),
     'edit': edit,

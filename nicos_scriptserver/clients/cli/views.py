@@ -116,14 +116,78 @@ def owner_text(job: Dict[str, Any]) -> str:
     return job['owner']
 
 
+def took_text(job: Dict[str, Any]) -> str:
+    """How long a finished job took from start to end, and how much of
+    that it was paused: ``12m05s (paused 2m00s)``; NONE if it never ran."""
+    started, finished = job.get('started_at'), job.get('finished_at')
+    if started is None or finished is None:
+        return NONE
+    took = duration(max(0.0, finished - started))
+    paused = job.get('paused_total') or 0.0
+    return f'{took} (paused {duration(paused)})' if paused >= 1 else took
+
+
 def history_table(jobs: List[Dict[str, Any]], now: float) -> str:
     """The `history` subcommand: finished jobs, last finished first."""
     if not jobs:
         return 'no finished jobs'
     rows = [[job['id'], job['name'], owner_text(job), job['state'],
-             clock(job.get('finished_at'), now), error_text(job.get('error'))]
+             clock(job.get('finished_at'), now), took_text(job),
+             error_text(job.get('error'))]
             for job in jobs]
-    return table(['id', 'name', 'owner', 'outcome', 'finished', 'error'], rows)
+    return table(['id', 'name', 'owner', 'outcome', 'finished', 'took',
+                  'error'], rows)
+
+
+def report_lines(report: Optional[Dict[str, Any]]) -> List[str]:
+    """A dry-run report (see docs/ESTIMATES.md) as indented lines."""
+    if not report:
+        return ['  none']
+    out = [f'  {report.get("state") or NONE}, estimate '
+           f'{duration(report.get("seconds"))}']
+    sources = report.get('sources') or {}
+    if sources:
+        out.append('  from ' + ', '.join(f'{source} {duration(seconds)}'
+                                         for source, seconds in
+                                         sources.items()))
+    for name, moves in (report.get('devices') or {}).items():
+        out.append(f'  moves {name} over {moves.get("min")}..'
+                   f'{moves.get("max")}, ends at {moves.get("last")}')
+    for problem in report.get('problems') or []:
+        line = problem.get('line')
+        where = f'line {line}: ' if line is not None else ''
+        out.append(f'  {problem.get("kind")}: {where}'
+                   f'{first_line(problem.get("message"))}')
+    return out
+
+
+def job_text(job: Dict[str, Any], now: float) -> str:
+    """The `show` subcommand: one job with its hold reason, times, error
+    and dry-run report, then its script."""
+    pairs = [
+        ('job', f'{job["id"]} {job.get("name") or ""}'.rstrip()),
+        ('kind', job['kind']),
+        ('owner', owner_text(job)),
+        ('state', describe(job)),
+    ]
+    if job.get('held'):
+        pairs.append(('held back', job.get('hold_reason') or 'yes'))
+    if job.get('requeued_from') is not None:
+        pairs.append(('re-queued from', f'job {job["requeued_from"]}'))
+    pairs += [
+        ('queued', clock(job.get('queued_at'), now)),
+        ('started', clock(job.get('started_at'), now)),
+        ('finished', clock(job.get('finished_at'), now)),
+        ('took', took_text(job)),
+        ('progress', percent(job.get('progress'))),
+        ('error', error_text(job.get('error'))),
+    ]
+    out = [key_values(pairs), 'dry run:', *report_lines(job.get('estimate'))]
+    traceback = (job.get('error') or {}).get('traceback')
+    if traceback:
+        out += ['traceback:', traceback.rstrip('\n')]
+    out += ['script:', job.get('source', '').rstrip('\n')]
+    return '\n'.join(out)
 
 
 def limits_text(param: Dict[str, Any]) -> str:
