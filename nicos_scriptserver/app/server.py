@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from nicos_scriptserver.app.attention import HELD, Attention, attention
 from nicos_scriptserver.app.dryruns import DryRuns
 from nicos_scriptserver.app.ports import Ports
+from nicos_scriptserver.app.progress import ProgressStack
 from nicos_scriptserver.app.spec import (parse_edits, parse_job_id,
                                          parse_spec, parse_specs)
 from nicos_scriptserver.catalog import describe_calls
@@ -43,6 +44,9 @@ class ScriptServer:
         self._ports = ports
         self._control = ports.control
         self._dry_runs = dry_runs
+        # The progress scopes of the job whose id they are filed under.
+        self._progress: Tuple[Optional[int], ProgressStack] = (
+            None, ProgressStack())
 
     # -- what clients see ---------------------------------------------------
 
@@ -273,9 +277,42 @@ class ScriptServer:
                          'them.', by.name)
 
     def report_progress(self, fraction: float, message: str) -> None:
-        """How far the running job is (from its script), and a note."""
-        if self.queue.current() is not None:
-            self.queue.report_progress(fraction, message)
+        """The running job's script, or the command it is in, is
+        *fraction* done (see `ProgressStack`), with a note."""
+        stack = self._progress_stack()
+        if stack is not None:
+            self.queue.report_progress(*stack.progress(fraction, message))
+
+    def report_step(self, number: int, total: int, message: str) -> None:
+        """Step *number* of *total* of the running job's script, or of the
+        command it is in, begins."""
+        stack = self._progress_stack()
+        if stack is not None:
+            self.queue.report_progress(*stack.step(number, total, message))
+
+    def enter_command(self) -> None:
+        """The running job calls an instrument command: its progress
+        reports nest in the job's current step."""
+        stack = self._progress_stack()
+        if stack is not None:
+            stack.enter()
+
+    def leave_command(self) -> None:
+        """The instrument command the job called has returned."""
+        stack = self._progress_stack()
+        report = None if stack is None else stack.leave()
+        if report is not None:
+            self.queue.report_progress(*report)
+
+    def _progress_stack(self) -> Optional[ProgressStack]:
+        """The current job's progress scopes (new for each job); None
+        when no job runs."""
+        job = self.queue.current()
+        if job is None:
+            return None
+        if self._progress[0] != job.id:
+            self._progress = (job.id, ProgressStack())
+        return self._progress[1]
 
     def _catalog(self) -> Optional[CommandLookup]:
         return self._ports.commands.lookup()
