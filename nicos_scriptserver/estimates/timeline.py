@@ -90,3 +90,14 @@ def timeline(current: Optional[Job], waiting: Iterable[Job], now: float,
     result['queue_end'] = clock
     result['complete'] = complete
     return result
+
+
+def moves_with_clock(result: Dict[str, Any]) -> bool:
+    """Whether the times of a `timeline` *result* move on with the clock
+    alone: while the current job is paused (its remaining time stands
+    still) or has overrun its estimate (it is expected to end now), every
+    later time is now plus a constant, so a client shown them once must
+    be sent them again."""
+    current = result.get('current')
+    return current is not None and (current['state'] == 'paused' or
+                                    current['remaining'] == 0.0)
