@@ -17,7 +17,10 @@ While a job is paused its remaining time stands still, so its expected
 end (and every later start) moves on with the clock. Skipped and held-back
 jobs will not run and get no times; neither does anything while the queue
 is held. A job without an estimate gets a start but no end, and the jobs
-after it get no times at all (``complete`` is then false).
+after it get no times at all (``complete`` is then false, and
+``unknown_from`` is that job's id, so clients can say which job it is).
+With nothing to run (no current job, no waiting job that may run) the
+queue has no end: ``queue_end`` is None and ``complete`` true.
 """
 
 from __future__ import annotations
@@ -69,26 +72,33 @@ def timeline(current: Optional[Job], waiting: Iterable[Job], now: float,
              queue_held: bool = False) -> Dict[str, Any]:
     """Predicted times of the current job and every waiting job."""
     result: Dict[str, Any] = {'now': now, 'held': queue_held,
-                              'current': None, 'jobs': [], 'queue_end': None}
+                              'current': None, 'jobs': [], 'queue_end': None,
+                              'unknown_from': None}
     clock: Optional[float] = now
+    anything = current is not None
     if current is not None:
         result['current'] = current_times(current, now)
         clock = result['current']['expected_end']
+        if clock is None:
+            result['unknown_from'] = current.id
     if queue_held:
         clock = None
     complete = clock is not None
     for job in waiting:
         runs = job.runnable
+        anything = anything or runs
         start = clock if runs else None
         seconds = job_seconds(job)
         end = None if start is None or seconds is None else start + seconds
         result['jobs'].append({'id': job.id, 'estimate': seconds,
                                'expected_start': start, 'expected_end': end})
         if runs:
+            if start is not None and end is None:
+                result['unknown_from'] = job.id
             clock = end
             complete = complete and end is not None
-    result['queue_end'] = clock
-    result['complete'] = complete
+    result['queue_end'] = clock if anything else None
+    result['complete'] = complete or not anything
     return result
 
 

@@ -308,3 +308,20 @@ def test_requeue_duplicate_show_and_clear(server, client):
     assert ok(cli(server, 'clear')) == \
         f'removed 2 waiting jobs: {again}, {copy}\n'
     assert waiting(client) == []
+
+
+def test_confirm_says_whether_the_job_was_held_back(server, client):
+    client.call('ss_hold')
+    plain = submit(client, 'plain')
+    assert ok(cli(server, 'confirm', str(plain))) == \
+        f'job {plain} was not held back: it runs in its turn anyway\n'
+    broken = submit(client, 'broken', '1/0\n')
+    wait_until(lambda: client.call('ss_job', broken)['held'])
+    status = ok(cli(server, 'status'))
+    assert ['waiting:', '2', '(1', 'to', 'run,', '1', 'held', 'back)'] in [
+        line.split() for line in status.splitlines()]
+    assert ok(cli(server, 'confirm', str(broken))).startswith(
+        f'job {broken} is no longer held back')
+    client.call('ss_clear')
+    assert ['queue', 'ends:', 'nothing', 'to', 'run'] in [
+        line.split() for line in ok(cli(server, 'status')).splitlines()]

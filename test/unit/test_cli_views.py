@@ -40,8 +40,32 @@ def test_status_shows_the_current_job_and_when_the_queue_ends():
     assert 'elapsed:      2m05s' in out
     assert 'expected end: 12:05:00' in out
     assert 'queue held:   no' in out
-    assert 'waiting:      2 (1 to run)' in out
+    assert 'waiting:      2 (1 to run, 1 skipped)' in out
     assert 'queue ends:   12:06:30' in out
+
+
+def test_held_back_jobs_are_not_counted_as_to_run():
+    queue = dict(QUEUE, waiting=[row(8, 'a.py', held=True), row(10, 'c.py'),
+                                 row(9, 'b.py', 'skipped')])
+    assert field(status_text(queue, TIMELINE, NOW), 'waiting') == \
+        '3 (1 to run, 1 held back, 1 skipped)'
+
+
+def test_an_unknown_end_names_the_job_without_estimate():
+    timeline = dict(TIMELINE, complete=False, queue_end=None, unknown_from=8)
+    assert field(status_text(QUEUE, timeline, NOW), 'queue ends') == \
+        'unknown: job 8 (a.py) has no estimate'
+    timeline = dict(timeline, unknown_from=7)
+    assert field(status_text(QUEUE, timeline, NOW), 'queue ends') == \
+        'unknown: job 7 (scan.py) has no estimate'
+
+
+def test_an_empty_queue_has_no_end():
+    queue = dict(QUEUE, current=None, waiting=[])
+    timeline = dict(TIMELINE, current=None, jobs=[], queue_end=None,
+                    complete=True, unknown_from=None)
+    assert field(status_text(queue, timeline, NOW), 'queue ends') == \
+        'nothing to run'
 
 
 def test_status_of_an_idle_held_queue_says_why_no_end_is_known():

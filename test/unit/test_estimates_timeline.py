@@ -77,6 +77,21 @@ def test_unknown_estimate_leaves_later_jobs_unknown():
                                  'expected_start': NOW + 10, 'expected_end': None}
     assert result['jobs'][2]['expected_start'] is None
     assert result['queue_end'] is None and not result['complete']
+    assert result['unknown_from'] == 3
+
+
+def test_a_current_job_without_estimate_or_progress_is_named():
+    result = timeline(running(None, 20), [job(2, 10)], NOW)
+    assert result['unknown_from'] == 1 and not result['complete']
+    assert timeline(running(60, 20), [job(2, 10)], NOW)['unknown_from'] is None
+
+
+def test_nothing_to_run_has_no_end():
+    for waiting in ([], [job(2, 10, JobState.SKIPPED)],
+                    [job(3, 10, held=True, hold_reason='dry run: limit')]):
+        result = timeline(None, waiting, NOW)
+        assert result['queue_end'] is None and result['complete']
+        assert result['unknown_from'] is None
 
 
 def test_held_queue_predicts_nothing():

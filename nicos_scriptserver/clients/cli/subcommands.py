@@ -168,6 +168,16 @@ def show_job(conn: Connection, args: argparse.Namespace, show: Show) -> None:
     show(job, views.job_text(job, time.time()))
 
 
+def confirm(conn: Connection, args: argparse.Namespace, show: Show) -> None:
+    """Let a job held back by its dry run run in its turn."""
+    # Looked at first, to say whether the confirmation changed anything.
+    held = conn.call('ss_job', args.id)['held']
+    reply = conn.call('ss_confirm', args.id)
+    show(reply, f'job {args.id} is no longer held back: it runs in its turn'
+                if held else
+                f'job {args.id} was not held back: it runs in its turn anyway')
+
+
 def history(conn: Connection, args: argparse.Namespace, show: Show) -> None:
     """Finished jobs with their outcome and error, last finished first."""
     jobs = conn.call('ss_history', args.limit)
@@ -212,8 +222,7 @@ HANDLERS: Dict[str, Handler] = {
     'duplicate': duplicate,
     'requeue': requeue,
     'show': show_job,
-    'confirm': simple('ss_confirm', 'job {id} is no longer held back: it runs '
-                                    'in its turn'),
+    'confirm': confirm,
     'edit': edit,
     'pause': action('ss_pause', 'the current job pauses at its next pause '
                                 'point'),

@@ -40,13 +40,51 @@ def hold_text(queue: Dict[str, Any]) -> str:
     return text
 
 
-def queue_end_text(timeline: Dict[str, Any], now: float) -> str:
+def job_label(queue: Dict[str, Any], job_id: int) -> str:
+    """``job 5 (T scan)``: the id and, if the job is in *queue*, its name."""
+    jobs = waiting_jobs(queue) + [queue.get('current') or {}]
+    name = next((job.get('name') for job in jobs if job.get('id') == job_id),
+                None)
+    return f'job {job_id} ({name})' if name else f'job {job_id}'
+
+
+def queue_end_text(queue: Dict[str, Any], timeline: Dict[str, Any],
+                   now: float) -> str:
     """When the queue should be empty, or why that is not known."""
+    if not queue.get('current') and not any(
+            runs_in_turn(job) for job in waiting_jobs(queue)):
+        return 'nothing to run'
     if timeline.get('held'):
         return 'not while the queue is held'
-    if timeline.get('queue_end') is None or not timeline.get('complete', True):
-        return 'unknown (a job has no estimate)'
+    if not timeline.get('complete', True) or timeline.get('queue_end') is None:
+        unknown = timeline.get('unknown_from')
+        if unknown is None:
+            return 'unknown (a job has no estimate)'
+        return f'unknown: {job_label(queue, unknown)} has no estimate'
     return clock(timeline['queue_end'], now)
+
+
+def runs_in_turn(job: Dict[str, Any]) -> bool:
+    """Whether a waiting job (a row of `waiting_jobs`) will run in its
+    turn: queued, and not held back."""
+    return JobState(job['state']) is JobState.QUEUED and not job.get('held')
+
+
+def waiting_text(queue: Dict[str, Any]) -> str:
+    """``6 (4 to run, 1 held back, 1 skipped)``: how many jobs wait, and
+    how many of them will run in their turn."""
+    jobs = waiting_jobs(queue)
+    if not jobs:
+        return '0'
+    runnable = sum(map(runs_in_turn, jobs))
+    skipped = sum(JobState(job['state']) is JobState.SKIPPED for job in jobs)
+    held = len(jobs) - runnable - skipped
+    parts = [f'{runnable} to run']
+    if held:
+        parts.append(f'{held} held back')
+    if skipped:
+        parts.append(f'{skipped} skipped')
+    return f'{len(jobs)} ({", ".join(parts)})'
 
 
 def current_pairs(job: Optional[Dict[str, Any]],
@@ -69,13 +107,11 @@ def current_pairs(job: Optional[Dict[str, Any]],
 def status_text(queue: Dict[str, Any], timeline: Dict[str, Any],
                 now: float) -> str:
     """The `status` subcommand: current job, then the queue's state."""
-    runnable = [job for job in waiting_jobs(queue)
-                if JobState(job['state']) is JobState.QUEUED]
     return key_values(
         current_pairs(queue.get('current'), timeline.get('current'), now) + [
             ('queue held', hold_text(queue)),
-            ('waiting', f'{len(queue["waiting"])} ({len(runnable)} to run)'),
-            ('queue ends', queue_end_text(timeline, now)),
+            ('waiting', waiting_text(queue)),
+            ('queue ends', queue_end_text(queue, timeline, now)),
         ])
 
 
@@ -258,5 +294,5 @@ def watch_frame(queue: Dict[str, Any], timeline: Dict[str, Any],
     else:
         lines = ['no job running']
     lines.append(f'waiting {len(queue["waiting"])}, held {hold_text(queue)}, '
-                 f'queue ends {queue_end_text(timeline, now)}')
+                 f'queue ends {queue_end_text(queue, timeline, now)}')
     return '\n'.join(lines)
