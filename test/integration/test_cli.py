@@ -302,6 +302,9 @@ def test_requeue_duplicate_show_and_clear(server, client):
     again = int(out.split()[-1])
     assert out == f're-queued job {failed} as job {again}\n'
     assert client.call('ss_job', again)['requeued_from'] == failed
+    # Dry-run again like a new submission, so held back again.
+    wait_until(lambda: client.call('ss_job', again)['held'])
+    assert client.call('ss_job', again)['hold_reason'].startswith('dry run:')
     out = ok(cli(server, 'duplicate', str(again)))
     copy = int(out.split()[-1])
     assert [i for i, _ in waiting(client)] == [again, copy]

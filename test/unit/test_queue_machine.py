@@ -473,6 +473,17 @@ def test_requeue_makes_a_new_job(m, outcome):
     assert m.get(1) == before and order(m) == [2, 3]
 
 
+def test_a_requeued_job_is_dry_run_again(m):
+    # Its dry run failed, it was confirmed anyway and failed: re-queued it
+    # is held back again if its new dry run fails, as a new job would be.
+    add(m)
+    m.set_estimate(1, {'state': 'failed', 'seconds': None})
+    run(m, 1)
+    m.finish('failed', 30.0, error={'type': 'E', 'message': 'm'})
+    new = m.requeue(1, 40.0).result
+    assert new.estimate is None and not new.held
+
+
 def test_requeue_with_edits_position_and_owner(m):
     add(m, 2)
     run(m, 1)
