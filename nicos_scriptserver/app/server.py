@@ -28,10 +28,11 @@ from nicos_scriptserver.catalog.validate import CommandLookup
 from nicos_scriptserver.estimates import (blackbox_report, not_possible,
                                           timeline)
 from nicos_scriptserver.queue import (Caller, InvalidTransition, Job, JobKind,
-                                      JobQueue, JobState, UnknownAccount,
-                                      runs_as)
+                                      JobNotFound, JobQueue, JobState,
+                                      UnknownAccount, runs_as)
 from nicos_scriptserver.queue.lifecycle import advance
 from nicos_scriptserver.queue.model import SAFETY
+from nicos_scriptserver.queue.naming import job_name
 
 
 class ScriptServer:
@@ -113,8 +114,8 @@ class ScriptServer:
         """Change a waiting job's name, script or calls, as *by* (its
         owner or an admin); the job then runs as *by*."""
         job_id = parse_job_id(job_id)
-        return self.queue.edit(job_id, by=by, **parse_edits(
-            changes, self._catalog(), f'job {job_id}'))
+        edits = parse_edits(changes, self._catalog(), f'job {job_id}')
+        return self.queue.edit(job_id, by=by, **self._named(job_id, edits))
 
     def requeue(self, job_id: Any, changes: Any, position: Any,
                 by: Caller) -> Job:
@@ -124,7 +125,23 @@ class ScriptServer:
         edits = parse_edits(changes or {}, self._catalog(),
                             f're-queued job {job_id}', 'when re-queuing')
         return self.queue.requeue(job_id, position=position, owner=by.name,
-                                  **edits)
+                                  **self._named(job_id, edits))
+
+    def _named(self, job_id: int, edits: Dict[str, Any]) -> Dict[str, Any]:
+        """*edits* of job *job_id*, with a name made from the content when
+        the job is to have none, or is named after content that changes
+        (see `queue.naming`)."""
+        try:
+            job = self.queue.get(job_id)
+        except JobNotFound:
+            return edits   # the edit itself says so
+        old = job_name(job.source, job.calls)
+        new = job_name(edits.get('source', job.source),
+                       edits.get('calls', job.calls))
+        name = edits.get('name', job.name)
+        if new != name and (not name or ('name' not in edits and name == old)):
+            return dict(edits, name=new)
+        return edits
 
     def move(self, job_id: Any, to: Any) -> None:
         """Move a waiting job to an index or 'up'/'down'/'top'/'bottom'."""

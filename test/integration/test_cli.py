@@ -328,3 +328,15 @@ def test_confirm_says_whether_the_job_was_held_back(server, client):
     client.call('ss_clear')
     assert ['queue', 'ends:', 'nothing', 'to', 'run'] in [
         line.split() for line in ok(cli(server, 'status')).splitlines()]
+
+
+def test_jobs_without_a_name_are_named_after_what_they_run(server, client):
+    client.call('ss_hold')
+    client.call('ss_submit', [
+        {'kind': 'generated', 'calls': [
+            {'command': 'set_temperature', 'args': {'kelvin': 10}},
+            {'command': 'measure', 'args': {'frames': 100}}]},
+        {'source': '# warm up\n\nset_temperature(20)\nmeasure(frames=5)\n'}])
+    rows = ok(cli(server, 'queue')).splitlines()[2:]
+    assert 'set_temperature(kelvin=10) (+1)' in rows[0]
+    assert 'set_temperature(20)' in rows[1]
