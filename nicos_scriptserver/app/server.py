@@ -27,6 +27,8 @@ from nicos_scriptserver.catalog import describe_calls
 from nicos_scriptserver.catalog.validate import CommandLookup
 from nicos_scriptserver.estimates import (blackbox_report, not_possible,
                                           timeline)
+from nicos_scriptserver.estimates.timeline import (paused_for,
+                                                   progress_by_time)
 from nicos_scriptserver.queue import (Caller, InvalidTransition, Job, JobKind,
                                       JobNotFound, JobQueue, JobState,
                                       UnknownAccount, runs_as)
@@ -59,12 +61,18 @@ class ScriptServer:
         """A job for clients; a running job's line is read live.
 
         The script thread tracks the line; storing every line change on
-        the job would slow down every executed line of a script. A
+        the job would slow down every executed line of a script. The
+        current job also gets how long it has been paused (`paused_for`)
+        and its `progress_by_time` (black-box jobs), as of now. A
         generated job also gets its calls as readable lines, with units.
         """
         data = job.to_dict()
         if job.state is JobState.RUNNING:
             data['current_line'] = self._control.line()
+        if job.state.current:
+            now = self._ports.clock()
+            data['paused_for'] = paused_for(job, now)
+            data['progress_by_time'] = progress_by_time(job, now)
         if job.calls:
             data['call_lines'] = describe_calls(job.calls,
                                                 self._catalog())

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, Optional
 
-from nicos_scriptserver.queue.model import Job
+from nicos_scriptserver.queue.model import Job, JobKind
 
 
 def job_seconds(job: Job) -> Optional[float]:
@@ -53,8 +53,26 @@ def remaining_seconds(job: Job, now: float) -> Optional[float]:
     return (1.0 - fraction) * by_estimate + fraction * by_rate
 
 
+def paused_for(job: Job, now: float) -> Optional[float]:
+    """How long *job* has been paused, in seconds; None if it is not."""
+    if job.paused_since is None:
+        return None
+    return max(0.0, now - job.paused_since)
+
+
+def progress_by_time(job: Job, now: float) -> Optional[float]:
+    """How far a black-box *job* is by the clock: its running time over
+    its estimate, 0..1 (it cannot report progress itself). None for other
+    kinds, which report their own, and without an estimate."""
+    seconds = job_seconds(job)
+    if job.kind is not JobKind.BLACKBOX or not seconds or seconds <= 0:
+        return None
+    return min(job.active_time(now) / seconds, 1.0)
+
+
 def current_times(job: Job, now: float) -> Dict[str, Any]:
-    """Elapsed (pauses included), active and remaining time of *job*."""
+    """Elapsed (pauses included), active and remaining time of *job*, how
+    long it has been paused (`paused_for`) and its `progress_by_time`."""
     remaining = remaining_seconds(job, now)
     return {
         'id': job.id,
@@ -65,6 +83,8 @@ def current_times(job: Job, now: float) -> Dict[str, Any]:
         'progress': job.progress,
         'remaining': remaining,
         'expected_end': None if remaining is None else now + remaining,
+        'paused_for': paused_for(job, now),
+        'progress_by_time': progress_by_time(job, now),
     }
 
 

@@ -340,3 +340,29 @@ def test_jobs_without_a_name_are_named_after_what_they_run(server, client):
     rows = ok(cli(server, 'queue')).splitlines()[2:]
     assert 'set_temperature(kelvin=10) (+1)' in rows[0]
     assert 'set_temperature(20)' in rows[1]
+
+
+def test_status_shows_paused_for_and_a_black_box_jobs_progress_by_time(
+        server, client):
+    job_id = start_long_job(client)
+    client.call('ss_pause')
+    wait_until(lambda: client.call('ss_job', job_id)['state'] == 'paused')
+    wait_until(lambda: (client.queue()['current']['paused_for'] or 0) >= 1)
+    assert client.call('ss_timeline')['current']['paused_for'] >= 1
+    state = [line.split() for line in ok(cli(server, 'status')).splitlines()
+             if line.startswith('state:')][0]
+    assert state[:4] == ['state:', 'paused', 'for', state[3]]
+    assert state[3].endswith('s')
+    client.call('ss_abort')
+    wait_until(lambda: client.call('ss_job', job_id)['state'] == 'aborted')
+    client.call('ss_release')
+
+    box, = client.call('ss_submit', {
+        'kind': 'blackbox', 'name': 'box',
+        'source': '# estimate: 60 s\nimport time\ntime.sleep(60)\n'})
+    wait_until(lambda: client.call('ss_job', box['id'])['state'] == 'running')
+    wait_until(lambda: (client.queue()['current']['progress_by_time'] or 0)
+               > 0)
+    current = client.queue()['current']
+    assert current['paused_for'] is None and 0 < current['progress_by_time'] < 1
+    assert 'of its estimated time' in ok(cli(server, 'status'))

@@ -200,3 +200,29 @@ def test_watch_frame_has_a_progress_bar_and_the_expected_ends():
     assert lines[2] == 'T = 10 K'
     assert lines[3] == 'elapsed 2m05s, expected end 12:05:00'
     assert lines[4] == 'waiting 2, held no, queue ends 12:06:30'
+
+
+def test_status_says_how_long_the_job_is_paused_and_what_is_held_back():
+    paused = dict(CURRENT, state='paused', paused_for=125.0)
+    queue = dict(QUEUE, current=paused, waiting=[
+        row(8, 'a.py'), [9, 'aware', 'hot', 'user', 'queued', None, None,
+                         None, NOW, None, True, 'dry run: 500 K is above '
+                         '300 K (line 1)', None]])
+    out = status_text(queue, TIMELINE, NOW)
+    assert field(out, 'state') == 'paused for 2m05s'
+    assert field(out, 'job 9') == \
+        'held back because dry run: 500 K is above 300 K (line 1)'
+    table = queue_table(queue, TIMELINE, NOW).splitlines()
+    assert table[-1] == ('job 9 is held back because dry run: 500 K is above '
+                         '300 K (line 1); "confirm 9" runs it anyway')
+    assert 'paused for 2m05s' in watch_frame(queue, TIMELINE, NOW)
+
+
+def test_a_black_box_job_shows_progress_by_time():
+    box = dict(CURRENT, kind='blackbox', progress=None,
+               progress_by_time=0.42, paused_for=None)
+    queue = dict(QUEUE, current=box)
+    assert field(status_text(queue, TIMELINE, NOW), 'progress') == \
+        '42% of its estimated time'
+    assert '42% of its estimated time' in watch_frame(queue, TIMELINE, NOW)
+    assert field(status_text(QUEUE, TIMELINE, NOW), 'progress') == '25%'

@@ -87,6 +87,29 @@ def waiting_text(queue: Dict[str, Any]) -> str:
     return f'{len(jobs)} ({", ".join(parts)})'
 
 
+def state_text(job: Dict[str, Any]) -> str:
+    """The current job's stage, with how long it has been paused."""
+    paused = job.get('paused_for')
+    if paused is None:
+        return describe(job)
+    return f'{describe(job)} for {duration(paused)}'
+
+
+def progress_text(job: Dict[str, Any]) -> str:
+    """The progress the job reports or, for a black-box job, the share of
+    its estimate that has passed."""
+    by_time = job.get('progress_by_time')
+    if job.get('progress') is None and by_time is not None:
+        return f'{percent(by_time)} of its estimated time'
+    return percent(job.get('progress'))
+
+
+def held_back_text(job: Dict[str, Any]) -> str:
+    """``held back because dry run: ...`` for a held-back waiting job."""
+    reason = job.get('hold_reason')
+    return f'held back because {reason}' if reason else 'held back'
+
+
 def current_pairs(job: Optional[Dict[str, Any]],
                   times: Optional[Dict[str, Any]], now: float) -> list:
     """The current job as (key, value) pairs."""
@@ -95,8 +118,8 @@ def current_pairs(job: Optional[Dict[str, Any]],
     times = times or {}
     return [
         ('job', f'{job["id"]} {job.get("name") or ""}'.rstrip()),
-        ('state', describe(job)),
-        ('progress', percent(job.get('progress'))),
+        ('state', state_text(job)),
+        ('progress', progress_text(job)),
         ('message', job.get('progress_message')),
         ('line', job.get('current_line')),
         ('elapsed', duration(times.get('elapsed'))),
@@ -107,10 +130,14 @@ def current_pairs(job: Optional[Dict[str, Any]],
 def status_text(queue: Dict[str, Any], timeline: Dict[str, Any],
                 now: float) -> str:
     """The `status` subcommand: current job, then the queue's state."""
+    held_back = [(f'job {job["id"]}', held_back_text(job))
+                 for job in waiting_jobs(queue)
+                 if JobState(job['state']) is JobState.QUEUED and job['held']]
     return key_values(
         current_pairs(queue.get('current'), timeline.get('current'), now) + [
             ('queue held', hold_text(queue)),
             ('waiting', waiting_text(queue)),
+            *held_back,
             ('queue ends', queue_end_text(queue, timeline, now)),
         ])
 
@@ -123,14 +150,17 @@ def queue_table(queue: Dict[str, Any], timeline: Dict[str, Any],
         return 'the queue is empty'
     starts = {entry['id']: entry.get('expected_start')
               for entry in timeline.get('jobs', [])}
-    rows = []
+    rows, notes = [], []
     for index, job in enumerate(jobs):
         state = job['state'] + (' (held back)' if job.get('held') else '')
         rows.append([index, job['id'], job['kind'], job['name'], job['owner'],
                      state, estimate_text(job.get('estimate')),
                      clock(starts.get(job['id']), now)])
-    return table(['pos', 'id', 'kind', 'name', 'owner', 'state', 'estimate',
-                  'expected start'], rows)
+        if job.get('held'):
+            notes.append(f'job {job["id"]} is {held_back_text(job)}; '
+                         f'"confirm {job["id"]}" runs it anyway')
+    return '\n'.join([table(['pos', 'id', 'kind', 'name', 'owner', 'state',
+                             'estimate', 'expected start'], rows), *notes])
 
 
 def error_text(error: Optional[Dict[str, Any]]) -> str:
@@ -285,8 +315,13 @@ def watch_frame(queue: Dict[str, Any], timeline: Dict[str, Any],
     job = queue.get('current')
     times = timeline.get('current') or {}
     if job:
-        head = f'job {job["id"]} {job.get("name") or ""}  [{describe(job)}]'
-        lines = [head, progress_bar(job.get('progress'))]
+        head = f'job {job["id"]} {job.get("name") or ""}  [{state_text(job)}]'
+        by_time = job.get('progress_by_time')
+        if job.get('progress') is None and by_time is not None:
+            bar = progress_bar(by_time) + ' of its estimated time'
+        else:
+            bar = progress_bar(job.get('progress'))
+        lines = [head, bar]
         if job.get('progress_message'):
             lines.append(job['progress_message'])
         lines.append(f'elapsed {duration(times.get("elapsed"))}, expected end '
