@@ -88,9 +88,9 @@ def test_job_from_dict_ignores_fields_of_newer_servers(m):
 
 
 def test_job_dict_is_a_new_dict_each_time(m):
-    job = m.submit(spec(), 'alice', 5.0).result[0]
+    job = m.submit(spec(name='mine'), 'alice', 5.0).result[0]
     job.to_dict()['name'] = 'changed'
-    assert job.to_dict()['name'] == ''
+    assert job.to_dict()['name'] == 'mine'
 
 
 def test_elapsed_and_active_time_exclude_pauses(m):
