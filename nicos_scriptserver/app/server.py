@@ -323,11 +323,14 @@ class ScriptServer:
             stack.enter()
 
     def leave_command(self) -> None:
-        """The instrument command the job called has returned."""
+        """The instrument command the job called has returned (or raised:
+        this runs while its exception, an abort say, passes, and must not
+        replace it)."""
         stack = self._progress_stack()
         report = None if stack is None else stack.leave()
         if report is not None:
-            self.queue.report_progress(*report)
+            with contextlib.suppress(InvalidTransition):  # no longer running
+                self.queue.report_progress(*report)
 
     def _progress_stack(self) -> Optional[ProgressStack]:
         """The current job's progress scopes (new for each job); None

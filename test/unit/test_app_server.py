@@ -241,3 +241,13 @@ def test_a_requeued_unnamed_job_gets_a_name(app):
     started(app)
     app.queue.finish('failed')
     assert app.requeue(job.id, None, None, ALICE).name == '1/0'
+
+
+def test_a_command_left_after_its_job_stopped_running_raises_nothing(app):
+    submit(app)
+    started(app)
+    app.enter_command()
+    app.report_progress(0.5, 'half')
+    app.paused(3)  # as if the job had been stopped meanwhile
+    app.leave_command()
+    assert app.queue.current().progress == 0.5
