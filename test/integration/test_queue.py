@@ -73,6 +73,20 @@ def test_a_commands_progress_counts_within_the_jobs_step(client):
     assert fractions == sorted(fractions)
 
 
+def test_a_scan_reports_its_points_with_the_measurements_within(client):
+    # scan_temperature calls measure() of its own file: a scope too.
+    job, = client.call('ss_submit', {'kind': 'generated', 'calls': [
+        {'command': 'scan_temperature',
+         'args': {'start': 295, 'stop': 296, 'step': 1, 'frames': 400}}]})
+    wait_finished(client, job['id'])
+    messages = [data['progress_message'] for name, data in client.events
+                if name == 'ss_job' and data['id'] == job['id']
+                and data['state'] == 'running' and data['progress_message']]
+    assert messages[0] == 'point 1 of 2'
+    assert any(m.startswith('point 1 of 2 · block 1 of ') for m in messages)
+    assert any(m.startswith('point 2 of 2 · block ') for m in messages)
+
+
 def test_pause_keeps_manual_moves_and_resume_continues(client):
     job, = client.call('ss_submit', {'source': 'move_sample(0, 0)\n'
                                      + LOOP.format(n=200, dt=0.02)
