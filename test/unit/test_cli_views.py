@@ -216,6 +216,8 @@ def test_status_says_how_long_the_job_is_paused_and_what_is_held_back():
     assert table[-1] == ('job 9 is held back because dry run: 500 K is above '
                          '300 K (line 1); "confirm 9" runs it anyway')
     assert 'paused for 2m05s' in watch_frame(queue, TIMELINE, NOW)
+    shown = dict(paused, kind='aware', owner='user', source='x = 1\n')
+    assert field(job_text(shown, NOW), 'state') == 'paused for 2m05s'
 
 
 def test_a_black_box_job_shows_progress_by_time():

@@ -234,7 +234,7 @@ def job_text(job: Dict[str, Any], now: float) -> str:
         ('job', f'{job["id"]} {job.get("name") or ""}'.rstrip()),
         ('kind', job['kind']),
         ('owner', owner_text(job)),
-        ('state', describe(job)),
+        ('state', state_text(job)),
     ]
     if job.get('held'):
         pairs.append(('held back', job.get('hold_reason') or 'yes'))
@@ -245,7 +245,7 @@ def job_text(job: Dict[str, Any], now: float) -> str:
         ('started', clock(job.get('started_at'), now)),
         ('finished', clock(job.get('finished_at'), now)),
         ('took', took_text(job)),
-        ('progress', percent(job.get('progress'))),
+        ('progress', progress_text(job)),
         ('error', error_text(job.get('error'))),
     ]
     out = [key_values(pairs), 'dry run:', *report_lines(job.get('estimate'))]
