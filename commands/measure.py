@@ -6,6 +6,7 @@ from nicos import session
 from nicos.commands.measure import count
 from nicos.core import UsageError
 
+from nicos_scriptserver.daemon import jobapi
 from nicos_scriptserver.daemon.jobapi import pause_point, progress
 from scriptserver_commands.sample import set_temperature
 
@@ -51,7 +52,8 @@ def scan_temperature(start: float, stop: float, step: float, frames: int):
 
     At each temperature the sample is brought to temperature and then
     counted for the given number of frames. The job may pause between
-    temperatures.
+    temperatures, and reports each point as a step, within which the
+    measurement's own progress counts.
 
     Args:
         start [K] (1.5..350): first temperature.
@@ -64,8 +66,9 @@ def scan_temperature(start: float, stop: float, step: float, frames: int):
     direction = 1 if stop >= start else -1
     npoints = int(abs(stop - start) / step + 1e-9) + 1
     for i in range(npoints):
+        # Through the module: this command's parameter is called step.
+        jobapi.step(i + 1, npoints, f'point {i + 1} of {npoints}')
         set_temperature(start + direction * i * step)
         measure(frames=frames)
-        progress((i + 1) / npoints, f'point {i + 1} of {npoints}')
         if i + 1 < npoints:
             pause_point()

@@ -20,17 +20,21 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from nicos_scriptserver.app.attention import HELD, Attention, attention
 from nicos_scriptserver.app.dryruns import DryRuns
 from nicos_scriptserver.app.ports import Ports
+from nicos_scriptserver.app.progress import ProgressStack
 from nicos_scriptserver.app.spec import (parse_edits, parse_job_id,
                                          parse_spec, parse_specs)
 from nicos_scriptserver.catalog import describe_calls
 from nicos_scriptserver.catalog.validate import CommandLookup
 from nicos_scriptserver.estimates import (blackbox_report, not_possible,
                                           timeline)
+from nicos_scriptserver.estimates.timeline import (paused_for,
+                                                   progress_by_time)
 from nicos_scriptserver.queue import (Caller, InvalidTransition, Job, JobKind,
-                                      JobQueue, JobState, UnknownAccount,
-                                      runs_as)
+                                      JobNotFound, JobQueue, JobState,
+                                      UnknownAccount, runs_as)
 from nicos_scriptserver.queue.lifecycle import advance
 from nicos_scriptserver.queue.model import SAFETY
+from nicos_scriptserver.queue.naming import job_name
 
 
 class ScriptServer:
@@ -45,6 +49,9 @@ class ScriptServer:
         self._ports = ports
         self._control = ports.control
         self._dry_runs = dry_runs
+        # The progress scopes of the job whose id they are filed under.
+        self._progress: Tuple[Optional[int], ProgressStack] = (
+            None, ProgressStack())
 
     # -- what clients see ---------------------------------------------------
 
@@ -56,12 +63,18 @@ class ScriptServer:
         """A job for clients; a running job's line is read live.
 
         The script thread tracks the line; storing every line change on
-        the job would slow down every executed line of a script. A
+        the job would slow down every executed line of a script. The
+        current job also gets how long it has been paused (`paused_for`)
+        and its `progress_by_time` (black-box jobs), as of now. A
         generated job also gets its calls as readable lines, with units.
         """
         data = job.to_dict()
         if job.state is JobState.RUNNING:
             data['current_line'] = self._control.line()
+        if job.state.current:
+            now = self._ports.clock()
+            data['paused_for'] = paused_for(job, now)
+            data['progress_by_time'] = progress_by_time(job, now)
         if job.calls:
             data['call_lines'] = describe_calls(job.calls,
                                                 self._catalog())
@@ -112,8 +125,8 @@ class ScriptServer:
         """Change a waiting job's name, script or calls, as *by* (its
         owner or an admin); the job then runs as *by*."""
         job_id = parse_job_id(job_id)
-        return self.queue.edit(job_id, by=by, **parse_edits(
-            changes, self._catalog(), f'job {job_id}'))
+        edits = parse_edits(changes, self._catalog(), f'job {job_id}')
+        return self.queue.edit(job_id, by=by, **self._named(job_id, edits))
 
     def requeue(self, job_id: Any, changes: Any, position: Any,
                 by: Caller) -> Job:
@@ -123,7 +136,23 @@ class ScriptServer:
         edits = parse_edits(changes or {}, self._catalog(),
                             f're-queued job {job_id}', 'when re-queuing')
         return self.queue.requeue(job_id, position=position, owner=by.name,
-                                  **edits)
+                                  **self._named(job_id, edits))
+
+    def _named(self, job_id: int, edits: Dict[str, Any]) -> Dict[str, Any]:
+        """*edits* of job *job_id*, with a name made from the content when
+        the job is to have none, or is named after content that changes
+        (see `queue.naming`)."""
+        try:
+            job = self.queue.get(job_id)
+        except JobNotFound:
+            return edits   # the edit itself says so
+        old = job_name(job.source, job.calls)
+        new = job_name(edits.get('source', job.source),
+                       edits.get('calls', job.calls))
+        name = edits.get('name', job.name)
+        if new != name and (not name or ('name' not in edits and name == old)):
+            return dict(edits, name=new)
+        return edits
 
     def move(self, job_id: Any, to: Any) -> None:
         """Move a waiting job to an index or 'up'/'down'/'top'/'bottom'."""
@@ -276,9 +305,45 @@ class ScriptServer:
                          'them.', by.name)
 
     def report_progress(self, fraction: float, message: str) -> None:
-        """How far the running job is (from its script), and a note."""
-        if self.queue.current() is not None:
-            self.queue.report_progress(fraction, message)
+        """The running job's script, or the command it is in, is
+        *fraction* done (see `ProgressStack`), with a note."""
+        stack = self._progress_stack()
+        if stack is not None:
+            self.queue.report_progress(*stack.progress(fraction, message))
+
+    def report_step(self, number: int, total: int, message: str) -> None:
+        """Step *number* of *total* of the running job's script, or of the
+        command it is in, begins."""
+        stack = self._progress_stack()
+        if stack is not None:
+            self.queue.report_progress(*stack.step(number, total, message))
+
+    def enter_command(self) -> None:
+        """The running job calls an instrument command: its progress
+        reports nest in the job's current step."""
+        stack = self._progress_stack()
+        if stack is not None:
+            stack.enter()
+
+    def leave_command(self) -> None:
+        """The instrument command the job called has returned (or raised:
+        this runs while its exception, an abort say, passes, and must not
+        replace it)."""
+        stack = self._progress_stack()
+        report = None if stack is None else stack.leave()
+        if report is not None:
+            with contextlib.suppress(InvalidTransition):  # no longer running
+                self.queue.report_progress(*report)
+
+    def _progress_stack(self) -> Optional[ProgressStack]:
+        """The current job's progress scopes (new for each job); None
+        when no job runs."""
+        job = self.queue.current()
+        if job is None:
+            return None
+        if self._progress[0] != job.id:
+            self._progress = (job.id, ProgressStack())
+        return self._progress[1]
 
     def _catalog(self) -> Optional[CommandLookup]:
         return self._ports.commands.lookup()

@@ -20,6 +20,7 @@ from nicos_scriptserver.catalog import (ScriptSyntaxError, check_syntax,
                                         render_script, validate_calls)
 from nicos_scriptserver.catalog.validate import CommandLookup
 from nicos_scriptserver.queue import InvalidValue, JobKind, JobSpec
+from nicos_scriptserver.queue.naming import job_name
 from nicos_scriptserver.queue.validate import normalized, text
 
 #: Fields a job spec may have.
@@ -83,7 +84,8 @@ def parse_spec(data: Any, catalog: Optional[CommandLookup] = None,
                            f'calls, this one is {kind.value}')
     else:
         source = _source(data.get('source'), label)
-    return JobSpec(kind=kind, name=name,
+    # Unnamed, a job is named after what it runs, for every client.
+    return JobSpec(kind=kind, name=name or job_name(source, calls),
                    source=_compiling(source, _script_of(label)), calls=calls,
                    held=held, hold_reason=text(data.get('hold_reason', ''),
                                                'hold reason', label),

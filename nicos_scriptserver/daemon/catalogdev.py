@@ -17,6 +17,7 @@ from nicos.core import SIMULATION, Device, Param, floatrange, listof
 
 from nicos_scriptserver.catalog import Catalog, CatalogChanges
 from nicos_scriptserver.catalog.parse import ESTIMATE_PREFIX
+from nicos_scriptserver.daemon.jobapi import in_progress_scope
 
 # Command files are importable as modules of this package, so one command
 # file can use another's commands (``from scriptserver_commands.sample
@@ -215,8 +216,14 @@ class CommandCatalog(Device):
                 function = getattr(module, entry['name'])
                 function.is_usercommand = True
                 estimate = getattr(module, ESTIMATE_PREFIX + entry['name'], None)
-                if session.mode == SIMULATION and callable(estimate):
-                    function = timed_by_estimate(function, estimate)
+                if session.mode == SIMULATION:
+                    if callable(estimate):
+                        function = timed_by_estimate(function, estimate)
+                else:
+                    function = in_progress_scope(function)
+                    # Also for the other commands of its file, which call
+                    # it through the module (and files imported after it).
+                    setattr(module, entry['name'], function)
                 self._functions[entry['name']] = usercommandWrapper(function)
                 session.export(entry['name'], self._functions[entry['name']])
                 names.add(entry['name'])

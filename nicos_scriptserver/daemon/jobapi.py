@@ -1,8 +1,12 @@
 """NICOS user commands that instrument commands and job scripts call.
 
-`pause_point` marks where a job may pause; `progress` reports how far it
-got. Both are cheap no-ops in a dry run, so commands can call them freely.
+`pause_point` marks where a job may pause; `progress` and `step` report
+how far it got, nested by `in_progress_scope` around each instrument
+command call. All are cheap no-ops in a dry run, so commands can call
+them freely.
 """
+
+import functools
 
 from nicos import session
 from nicos.core import SIMULATION, UsageError
@@ -38,9 +42,7 @@ def progress(fraction, message=''):
         raise UsageError(f'progress fraction must be a number, not {fraction!r}') from None
     if not 0.0 <= fraction <= 1.0:
         raise UsageError(f'progress fraction must be between 0 and 1, not {fraction}')
-    if session.mode == SIMULATION:
-        return
-    app = getattr(getattr(session, 'daemon_device', None), 'app', None)
+    app = _job_app()
     if app is not None:
         app.report_progress(fraction, str(message))
 
@@ -49,18 +51,47 @@ def progress(fraction, message=''):
 @helparglist('number, total, [message]')
 @parallel_safe
 def step(number, total, message=''):
-    """Report that step *number* of *total* is done, e.g. ``step(3, 10)``.
+    """Report that step *number* of *total* begins, e.g. ``step(3, 10)``.
 
-    Shorthand for ``progress(number / total, "step 3 of 10")`` for jobs made
-    of numbered steps, such as those from a script generator.
+    The job is then (number - 1) / total done, and the message (default
+    "step 3 of 10") says what it does. Progress that the commands called
+    in this step report counts within it: ``step(2, 5)`` and then a
+    measure() at block 10 of 20 is 30%, "step 2 of 5 · block 10 of 20".
     """
     try:
         number, total = int(number), int(total)
     except (TypeError, ValueError):
         raise UsageError('step needs whole numbers: step(number, total)') from None
-    if total < 1 or not 0 <= number <= total:
-        raise UsageError(f'step {number} of {total} is not possible')
-    progress(number / total, message or f'step {number} of {total}')
+    if total < 1 or not 1 <= number <= total:
+        raise UsageError(f'step {number} of {total} is not possible: steps '
+                         f'are numbered from 1 to the total')
+    app = _job_app()
+    if app is not None:
+        app.report_step(number, total, str(message))
+
+
+def in_progress_scope(function):
+    """*function*, an instrument command, with the progress it reports
+    nested in the running job's current step (see `step`)."""
+    @functools.wraps(function)
+    def scoped(*args, **kwargs):
+        app = _job_app()
+        if app is None:
+            return function(*args, **kwargs)
+        app.enter_command()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            app.leave_command()
+    return scoped
+
+
+def _job_app():
+    """The script server's application, where a job runs for real (None
+    in a dry run, or without the daemon device)."""
+    if session.mode == SIMULATION:
+        return None
+    return getattr(getattr(session, 'daemon_device', None), 'app', None)
 
 
 def _command_catalog():

@@ -198,18 +198,25 @@ def require_waiting(view: QueueView, job_id: Any, operation: str) -> Job:
     job = view.find(job_id)
     if job is None:
         raise JobNotFound(f'no job {job_id} in the queue')
-    if not job.state.waiting:
-        raise _not_waiting(job, operation)
+    reason = not_waiting_reason(job, operation)
+    if reason is not None:
+        raise NotEditable(reason)
     return job
 
 
-def _not_waiting(job: Job, operation: str) -> NotEditable:
+def not_waiting_reason(job: Union[Job, Mapping[str, Any]],
+                       operation: str) -> Optional[str]:
+    """Why *operation*, allowed only on waiting jobs, is refused on *job*
+    (or its dict); None while it waits. Clients ask before work a refusal
+    would waste (the CLI before opening an editor)."""
+    state, _ = stage(job)
+    if state.waiting:
+        return None
+    job_id = job.id if isinstance(job, Job) else job['id']
     done, advice = _WAITING_ONLY[operation]
-    if job.state.current:
-        return NotEditable(f'job {job.id} is {job.state.value}: the current '
-                           f'job cannot be {done}; {advice}')
-    advice = ('; re-queue it to run it again' if job.state in REQUEUEABLE
-              else '')
-    return NotEditable(f'job {job.id} is {job.state.value}: finished jobs '
-                       f'cannot be {done}, they stay in the history as they '
-                       f'ran{advice}')
+    if state.current:
+        return (f'job {job_id} is {state.value}: the current job cannot be '
+                f'{done}; {advice}')
+    advice = '; re-queue it to run it again' if state in REQUEUEABLE else ''
+    return (f'job {job_id} is {state.value}: finished jobs cannot be {done}, '
+            f'they stay in the history as they ran{advice}')

@@ -244,7 +244,10 @@ def requeue(view: QueueView, job_id: int, now: float,
     The new job runs from the beginning and points back at the old one
     (``requeued_from``), which stays in the history unchanged. *name*,
     *source* and *calls* change it as an edit does; the new job is
-    *owner*'s (see `_copy_rights`). Result: the new job.
+    *owner*'s (see `_copy_rights`). It has no estimate: it is dry-run
+    again like a new submission (the instrument, the command files and
+    the account it runs as may have changed since, and a failed dry run
+    must hold it back again). Result: the new job.
     """
     job = _any_job(view, job_id)
     if job.state not in REQUEUEABLE:
@@ -256,8 +259,7 @@ def requeue(view: QueueView, job_id: int, now: float,
     fresh = Job(id=view.next_id, kind=job.kind, name=job.name,
                 source=job.source, calls=job.calls, **rights,
                 state=JobState.QUEUED, created=job.created, queued_at=now,
-                requeued_from=job_id, estimate=job.estimate,
-                isolated=job.isolated)
+                requeued_from=job_id, isolated=job.isolated)
     if (name, source, calls) != (None, None, None):
         fresh = _edited(fresh, f're-queued job {job_id}', name, source, calls)
     return _insert(view, [fresh], at, result=fresh)

@@ -142,8 +142,8 @@ def test_pause_resume_watch_and_abort_the_current_job(server, client):
     job_id = start_long_job(client)
     ok(cli(server, 'pause'))
     wait_until(lambda: client.call('ss_job', job_id)['state'] == 'paused')
-    assert ['state:', 'paused'] in [line.split() for line in
-                                    ok(cli(server, 'status')).splitlines()]
+    assert ['state:', 'paused', 'for'] in [
+        line.split()[:3] for line in ok(cli(server, 'status')).splitlines()]
 
     ok(cli(server, 'resume'))
     wait_until(lambda: client.call('ss_job', job_id)['state'] == 'running')
@@ -241,3 +241,129 @@ def test_straight_to_the_daemon_with_a_password(server, client, tmp_path):
     wrong = run(['--daemon', address, '--user', 'user', 'status'],
                 env={'NICOS_SCRIPTSERVER_PASSWORD': 'wrong'})
     assert wrong.returncode == 4 and 'login at the daemon' in wrong.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(server, client):
+    # `nicos-scriptserver queue | head -1`: the reader has gone before the
+    # table is written, as a pager or head does once it has enough.
+    instance = server.instance
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'nicos_scriptserver.clients.cli', '--proxy',
+         f'{instance.host}:{instance.proxy_port}', '--pv-port',
+         str(instance.pv_port), 'queue'],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert stderr == ''
+
+
+def test_no_password_and_no_terminal_is_one_line_not_a_traceback(server):
+    address = f'{server.instance.host}:{server.instance.daemon_port}'
+    # A new session has no controlling terminal: as from cron or a pipe.
+    result = subprocess.run(
+        [sys.executable, '-m', 'nicos_scriptserver.clients.cli', '--daemon',
+         address, '--user', 'user', 'status'],
+        env={k: v for k, v in os.environ.items()
+             if not k.startswith('NICOS_SCRIPTSERVER_')},
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        start_new_session=True)
+    assert result.returncode == 2
+    assert result.stderr == (
+        'nicos-scriptserver: password for user: not given and no terminal to '
+        'ask on; give it with $NICOS_SCRIPTSERVER_PASSWORD\n')
+
+
+def test_edit_of_the_current_job_is_refused_before_the_editor_opens(
+        server, client, tmp_path):
+    job_id = start_long_job(client)
+    opened = tmp_path / 'opened'
+    editor = tmp_path / 'editor.sh'
+    editor.write_text(f'#!/bin/sh\ntouch {opened}\n')
+    editor.chmod(0o755)
+    result = cli(server, 'edit', str(job_id), env={'EDITOR': str(editor)})
+    assert result.returncode == 1
+    assert 'the current job cannot be edited' in result.stderr
+    assert not opened.exists()
+
+
+def test_requeue_duplicate_show_and_clear(server, client):
+    failed = submit(client, 'broken', 'x = 1\ny = x / 0\n')
+    wait_until(lambda: client.call('ss_job', failed)['held'])
+    shown = ok(cli(server, 'show', str(failed)))
+    assert 'held back: dry run:' in shown and 'ZeroDivisionError' in shown
+    client.call('ss_confirm', failed)
+    wait_until(lambda: client.call('ss_job', failed)['state'] == 'failed')
+    shown = ok(cli(server, 'show', str(failed)))
+    assert 'error:' in shown and 'line 2: ZeroDivisionError' in shown
+    assert 'took:' in shown and shown.rstrip().endswith('y = x / 0')
+
+    client.call('ss_hold')
+    out = ok(cli(server, 'requeue', str(failed)))
+    again = int(out.split()[-1])
+    assert out == f're-queued job {failed} as job {again}\n'
+    assert client.call('ss_job', again)['requeued_from'] == failed
+    # Dry-run again like a new submission, so held back again.
+    wait_until(lambda: client.call('ss_job', again)['held'])
+    assert client.call('ss_job', again)['hold_reason'].startswith('dry run:')
+    out = ok(cli(server, 'duplicate', str(again)))
+    copy = int(out.split()[-1])
+    assert [i for i, _ in waiting(client)] == [again, copy]
+    assert ok(cli(server, 'clear')) == \
+        f'removed 2 waiting jobs: {again}, {copy}\n'
+    assert waiting(client) == []
+
+
+def test_confirm_says_whether_the_job_was_held_back(server, client):
+    client.call('ss_hold')
+    plain = submit(client, 'plain')
+    assert ok(cli(server, 'confirm', str(plain))) == \
+        f'job {plain} was not held back: it runs in its turn anyway\n'
+    broken = submit(client, 'broken', '1/0\n')
+    wait_until(lambda: client.call('ss_job', broken)['held'])
+    status = ok(cli(server, 'status'))
+    assert ['waiting:', '2', '(1', 'to', 'run,', '1', 'held', 'back)'] in [
+        line.split() for line in status.splitlines()]
+    assert ok(cli(server, 'confirm', str(broken))).startswith(
+        f'job {broken} is no longer held back')
+    client.call('ss_clear')
+    assert ['queue', 'ends:', 'nothing', 'to', 'run'] in [
+        line.split() for line in ok(cli(server, 'status')).splitlines()]
+
+
+def test_jobs_without_a_name_are_named_after_what_they_run(server, client):
+    client.call('ss_hold')
+    client.call('ss_submit', [
+        {'kind': 'generated', 'calls': [
+            {'command': 'set_temperature', 'args': {'kelvin': 10}},
+            {'command': 'measure', 'args': {'frames': 100}}]},
+        {'source': '# warm up\n\nset_temperature(20)\nmeasure(frames=5)\n'}])
+    rows = ok(cli(server, 'queue')).splitlines()[2:]
+    assert 'set_temperature(kelvin=10) (+1)' in rows[0]
+    assert 'set_temperature(20)' in rows[1]
+
+
+def test_status_shows_paused_for_and_a_black_box_jobs_progress_by_time(
+        server, client):
+    job_id = start_long_job(client)
+    client.call('ss_pause')
+    wait_until(lambda: client.call('ss_job', job_id)['state'] == 'paused')
+    wait_until(lambda: (client.queue()['current']['paused_for'] or 0) >= 1)
+    assert client.call('ss_timeline')['current']['paused_for'] >= 1
+    state = [line.split() for line in ok(cli(server, 'status')).splitlines()
+             if line.startswith('state:')][0]
+    assert state[:4] == ['state:', 'paused', 'for', state[3]]
+    assert state[3].endswith('s')
+    client.call('ss_abort')
+    wait_until(lambda: client.call('ss_job', job_id)['state'] == 'aborted')
+    client.call('ss_release')
+
+    box, = client.call('ss_submit', {
+        'kind': 'blackbox', 'name': 'box',
+        'source': '# estimate: 60 s\nimport time\ntime.sleep(60)\n'})
+    wait_until(lambda: client.call('ss_job', box['id'])['state'] == 'running')
+    wait_until(lambda: (client.queue()['current']['progress_by_time'] or 0)
+               > 0)
+    current = client.queue()['current']
+    assert current['paused_for'] is None and 0 < current['progress_by_time'] < 1
+    assert 'of its estimated time' in ok(cli(server, 'status'))

@@ -136,6 +136,31 @@ def test_elapsed_counts_pauses_and_expected_end_moves_while_paused(client):
     assert took >= 0.95 * 5.0 + done['paused_total']
 
 
+def test_the_timeline_is_sent_again_while_a_job_is_paused(client):
+    job = submit(client, 'for i in range(400):\n    pause_point()\n'
+                         '    sleep(0.05)\n')
+    later = submit(client, 'pass\n')
+    estimated(client, later['id'])
+    client.wait_for(job_changed(job['id'], lambda d: d['state'] == 'running'))
+    client.call('ss_pause')
+    client.wait_for(job_changed(job['id'], lambda d: d['state'] == 'paused'))
+    mark = len(client.events)
+
+    def later_start(data):
+        return {j['id']: j['expected_start'] for j in data['jobs']}.get(
+            later['id'])
+
+    # Nothing changes in the queue, yet clients are told the new times.
+    _, first = client.wait_for(lambda n, d: n == 'ss_timeline' and
+                               later_start(d) is not None, 5, mark)
+    _, second = client.wait_for(
+        lambda n, d: n == 'ss_timeline' and later_start(d) is not None and
+        d['now'] > first['now'], 5, mark)
+    assert later_start(second) - later_start(first) == \
+        pytest.approx(second['now'] - first['now'], abs=0.05)
+    client.call('ss_abort')
+
+
 def test_explicit_dry_run_reports_without_queueing(client, server):
     report = client.call('ss_dryrun', {'source': 'set_ei(20)\nmeasure(seconds=3)'})
     assert report['state'] == 'ok' and report['seconds'] > 3

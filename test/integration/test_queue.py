@@ -54,6 +54,39 @@ def test_batch_of_generated_jobs_runs_in_order_with_progress(client):
     assert client.eval_value('sample_x.read(0)') == 3.0
 
 
+def test_a_commands_progress_counts_within_the_jobs_step(client):
+    # measure() reports its blocks; inside step 2 of 5 they are 20..40%.
+    job, = client.call('ss_submit', {'source': 'step(2, 5, "point 2 of 5")\n'
+                                               'measure(seconds=40)\n'
+                                               'step(3, 5, "point 3 of 5")\n'})
+    wait_finished(client, job['id'])
+    reports = [(data['progress'], data['progress_message'])
+               for name, data in client.events
+               if name == 'ss_job' and data['id'] == job['id']
+               and data['state'] == 'running' and data['progress_message']]
+    assert reports[0] == (0.2, 'point 2 of 5')
+    assert reports[-1] == (pytest.approx(0.4), 'point 3 of 5')
+    blocks = reports[1:-1]
+    assert blocks[0] == (pytest.approx(0.21), 'point 2 of 5 · block 1 of 20')
+    assert blocks[-1][1] == 'point 2 of 5'  # measure() returned
+    fractions = [fraction for fraction, _ in reports]
+    assert fractions == sorted(fractions)
+
+
+def test_a_scan_reports_its_points_with_the_measurements_within(client):
+    # scan_temperature calls measure() of its own file: a scope too.
+    job, = client.call('ss_submit', {'kind': 'generated', 'calls': [
+        {'command': 'scan_temperature',
+         'args': {'start': 295, 'stop': 296, 'step': 1, 'frames': 400}}]})
+    wait_finished(client, job['id'])
+    messages = [data['progress_message'] for name, data in client.events
+                if name == 'ss_job' and data['id'] == job['id']
+                and data['state'] == 'running' and data['progress_message']]
+    assert messages[0] == 'point 1 of 2'
+    assert any(m.startswith('point 1 of 2 · block 1 of ') for m in messages)
+    assert any(m.startswith('point 2 of 2 · block ') for m in messages)
+
+
 def test_pause_keeps_manual_moves_and_resume_continues(client):
     job, = client.call('ss_submit', {'source': 'move_sample(0, 0)\n'
                                      + LOOP.format(n=200, dt=0.02)

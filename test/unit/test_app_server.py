@@ -10,8 +10,8 @@ from nicos_scriptserver.app.dryruns import DryRuns, DryRunSettings
 from nicos_scriptserver.app.ports import Ports
 from nicos_scriptserver.app.server import ScriptServer
 from nicos_scriptserver.estimates import DryRunFacts
-from nicos_scriptserver.queue import (Caller, InvalidTransition, JobQueue,
-                                      JobState, Request)
+from nicos_scriptserver.queue import (Caller, InvalidTransition, JobKind,
+                                      JobQueue, JobSpec, JobState, Request)
 
 ALICE = Caller('alice', 10)
 LEVELS = {'alice': 10, 'bob': 10}
@@ -220,3 +220,34 @@ def test_jobs_wait_for_their_dry_run_unless_started_now(tmp_path, thread):
         app.close()
         queue.close()
 
+
+
+def test_unnamed_jobs_are_named_after_what_they_run(app):
+    job_id, = submit(app)
+    assert app.get(job_id).name == 'x = 0'
+    named, = submit(app, name='mine')
+    # An edit of the content renames a job named after its content ...
+    assert app.edit(job_id, {'source': 'y = 1\n'}, ALICE).name == 'y = 1'
+    # ... but never a name someone gave it; an emptied name is made anew.
+    assert app.edit(named, {'source': 'z = 2\n'}, ALICE).name == 'mine'
+    assert app.edit(named, {'name': ''}, ALICE).name == 'z = 2'
+
+
+def test_a_requeued_unnamed_job_gets_a_name(app):
+    # Jobs queued before names were made have none.
+    job, = app.queue.submit([JobSpec(kind=JobKind.AWARE, source='1/0\n')],
+                            owner='alice')
+    assert job.name == ''
+    started(app)
+    app.queue.finish('failed')
+    assert app.requeue(job.id, None, None, ALICE).name == '1/0'
+
+
+def test_a_command_left_after_its_job_stopped_running_raises_nothing(app):
+    submit(app)
+    started(app)
+    app.enter_command()
+    app.report_progress(0.5, 'half')
+    app.paused(3)  # as if the job had been stopped meanwhile
+    app.leave_command()
+    assert app.queue.current().progress == 0.5

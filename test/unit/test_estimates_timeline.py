@@ -1,5 +1,7 @@
 """Expected times of the current and waiting jobs."""
 
+import dataclasses
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -77,6 +79,21 @@ def test_unknown_estimate_leaves_later_jobs_unknown():
                                  'expected_start': NOW + 10, 'expected_end': None}
     assert result['jobs'][2]['expected_start'] is None
     assert result['queue_end'] is None and not result['complete']
+    assert result['unknown_from'] == 3
+
+
+def test_a_current_job_without_estimate_or_progress_is_named():
+    result = timeline(running(None, 20), [job(2, 10)], NOW)
+    assert result['unknown_from'] == 1 and not result['complete']
+    assert timeline(running(60, 20), [job(2, 10)], NOW)['unknown_from'] is None
+
+
+def test_nothing_to_run_has_no_end():
+    for waiting in ([], [job(2, 10, JobState.SKIPPED)],
+                    [job(3, 10, held=True, hold_reason='dry run: limit')]):
+        result = timeline(None, waiting, NOW)
+        assert result['queue_end'] is None and result['complete']
+        assert result['unknown_from'] is None
 
 
 def test_held_queue_predicts_nothing():
@@ -111,3 +128,32 @@ def test_pausing_never_brings_the_end_closer(estimate, ran, paused):
                      paused_since=NOW - paused)
     assert remaining_seconds(during, NOW) == pytest.approx(
         remaining_seconds(before, NOW), abs=1e-6)
+
+
+def test_a_paused_job_says_how_long_it_has_been_paused():
+    current = running(60, started_ago=50, state=JobState.PAUSED,
+                      paused_since=NOW - 30, paused_total=5.0)
+    assert timeline(current, [], NOW)['current']['paused_for'] == 30
+    assert timeline(current, [], NOW + 10)['current']['paused_for'] == 40
+    assert timeline(running(60, 20), [], NOW)['current']['paused_for'] is None
+
+
+def test_a_black_box_job_has_progress_by_the_clock():
+    def box(seconds, started_ago):
+        return dataclasses.replace(running(seconds, started_ago),
+                                   kind=JobKind.BLACKBOX)
+
+    assert timeline(box(80, 20), [], NOW)['current']['progress_by_time'] == \
+        0.25
+    assert timeline(box(10, 20), [], NOW)['current']['progress_by_time'] == 1
+    assert timeline(box(None, 20), [], NOW)['current'][
+        'progress_by_time'] is None
+    # Other jobs report their own progress.
+    assert timeline(running(80, 20), [], NOW)['current'][
+        'progress_by_time'] is None
+
+
+@given(st.floats(0.001, 1e5), st.floats(0, 1e6))
+def test_progress_by_time_is_a_fraction(estimate, ran):
+    job = dataclasses.replace(running(estimate, ran), kind=JobKind.BLACKBOX)
+    assert 0.0 <= timeline(job, [], NOW)['current']['progress_by_time'] <= 1.0

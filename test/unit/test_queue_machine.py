@@ -88,9 +88,9 @@ def test_job_from_dict_ignores_fields_of_newer_servers(m):
 
 
 def test_job_dict_is_a_new_dict_each_time(m):
-    job = m.submit(spec(), 'alice', 5.0).result[0]
+    job = m.submit(spec(name='mine'), 'alice', 5.0).result[0]
     job.to_dict()['name'] = 'changed'
-    assert job.to_dict()['name'] == ''
+    assert job.to_dict()['name'] == 'mine'
 
 
 def test_elapsed_and_active_time_exclude_pauses(m):
@@ -475,6 +475,17 @@ def test_requeue_makes_a_new_job(m, outcome):
     assert (new.source, new.created, new.queued_at) == (before.source, 5.0, 40.0)
     assert (new.started_at, new.error, new.progress) == (None, None, None)
     assert m.get(1) == before and order(m) == [2, 3]
+
+
+def test_a_requeued_job_is_dry_run_again(m):
+    # Its dry run failed, it was confirmed anyway and failed: re-queued it
+    # is held back again if its new dry run fails, as a new job would be.
+    add(m)
+    m.set_estimate(1, {'state': 'failed', 'seconds': None})
+    run(m, 1)
+    m.finish('failed', 30.0, error={'type': 'E', 'message': 'm'})
+    new = m.requeue(1, 40.0).result
+    assert new.estimate is None and not new.held
 
 
 def test_requeue_with_edits_position_and_owner(m):

@@ -12,6 +12,7 @@ import getpass
 import io
 import os
 import sys
+import warnings
 from typing import Iterator, Optional, Tuple
 
 from nicos_scriptserver.clients.cli.errors import LoginFailed, UsageError
@@ -92,7 +93,7 @@ def proxy_credentials(prefix: str, user: Optional[str], prompt: bool,
     if token_file is not None:
         token = read_secret_file(token_file)
     elif prompt:
-        token = getpass.getpass('token: ')
+        token = ask_secret('token', '--token-file or $' + TOKEN_ENV)
     else:
         token = os.environ.get(TOKEN_ENV) or read_pv(prefix + 'TOKEN')
     return user or read_pv(prefix + 'USER'), token
@@ -100,5 +101,21 @@ def proxy_credentials(prefix: str, user: Optional[str], prompt: bool,
 
 def daemon_password(user: str) -> str:
     """The password of *user* from $NICOS_SCRIPTSERVER_PASSWORD or a prompt."""
-    return os.environ.get(PASSWORD_ENV) or getpass.getpass(
-        f'password for {user}: ')
+    return os.environ.get(PASSWORD_ENV) or ask_secret(
+        f'password for {user}', '$' + PASSWORD_ENV)
+
+
+def ask_secret(what: str, instead: str) -> str:
+    """Ask for *what* at the terminal; `UsageError` naming *instead*
+    (where else it may come from) if there is no terminal to ask at.
+
+    Without a terminal getpass would read standard input with echo on
+    (and a warning), or fail with EOFError when there is none.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', getpass.GetPassWarning)
+        try:
+            return getpass.getpass(f'{what}: ')
+        except (getpass.GetPassWarning, EOFError):
+            raise UsageError(f'{what}: not given and no terminal to ask on; '
+                             f'give it with {instead}') from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, List, Optional
 
@@ -20,6 +21,9 @@ from nicos_scriptserver.clients.cli.parser import build_parser
 
 # Exit status after Ctrl-C, as shells report a SIGINT.
 INTERRUPTED = 130
+# Exit status when the reader of our output went away (``| head``), as
+# shells report a process killed by SIGPIPE.
+BROKEN_PIPE = 141
 
 
 def connect(parser: argparse.ArgumentParser,
@@ -68,4 +72,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return err.code
     except KeyboardInterrupt:
         return INTERRUPTED
+    except BrokenPipeError:
+        # Python flushes stdout once more at exit, which would fail again
+        # and print a warning; what is left unwritten nobody reads.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
     return OK

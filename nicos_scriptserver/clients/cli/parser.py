@@ -115,6 +115,14 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
     repeat.add_argument('--times', type=positive, default=1,
                         help='number of copies (default 1)')
     with_id('remove', 'remove a waiting job')
+    command('clear', 'remove every waiting job')
+    with_id('duplicate', 'queue one copy of a job right after it')
+    requeue = with_id('requeue', 'queue an aborted, failed or interrupted job '
+                                 'again, as a new job')
+    requeue.add_argument('--position', metavar='INDEX|top|bottom',
+                         help='where to queue it (default: at the end)')
+    with_id('show', 'one job in full: hold reason, times, error, dry run, '
+                    'script')
     with_id('confirm', 'let a job held back by its dry run run in its turn')
     with_id('edit', 'edit a waiting job\'s script in $EDITOR')
     command('pause', 'pause the current job at its next pause point')
@@ -122,7 +130,8 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
     command('abort', 'abort the current job (the jobs waiting then are held)')
     command('hold', 'let the current job finish, then start nothing')
     command('release', 'let waiting jobs run again')
-    history = command('history', 'finished jobs with outcome and error')
+    history = command('history', 'finished jobs with outcome, how long '
+                                 'they took and error')
     history.add_argument('--limit', type=positive, default=20,
                          help='at most this many (default 20)')
     command('commands', 'the instrument commands: parameters and summary')

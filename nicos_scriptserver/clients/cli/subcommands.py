@@ -18,9 +18,10 @@ from typing import Any, Callable, Dict
 
 from nicos_scriptserver.clients.cli import views
 from nicos_scriptserver.clients.cli.connection import Connection
-from nicos_scriptserver.clients.cli.errors import UsageError
+from nicos_scriptserver.clients.cli.errors import RequestRefused, UsageError
 from nicos_scriptserver.clients.cli.formatting import estimate_text
 from nicos_scriptserver.clients.cli.values import call_args, position
+from nicos_scriptserver.queue.lifecycle import not_waiting_reason
 
 Show = Callable[[Any, str], None]
 Handler = Callable[[Connection, argparse.Namespace, Show], None]
@@ -123,6 +124,10 @@ def run_editor(source: str, suffix: str = '.py') -> str:
 def edit(conn: Connection, args: argparse.Namespace, show: Show) -> None:
     """Edit a waiting job's script in $EDITOR."""
     job = conn.call('ss_job', args.id)
+    # Refused now rather than after the user's editing, which would be lost.
+    refusal = not_waiting_reason(job, 'edit')
+    if refusal is not None:
+        raise RequestRefused(f'ss_edit: {refusal}')
     new = run_editor(job['source'])
     if new == job['source']:
         show(job, f'job {args.id} unchanged')
@@ -137,6 +142,43 @@ def action(command: str, done: str) -> Handler:
     def handler(conn: Connection, args: argparse.Namespace, show: Show) -> None:
         show(conn.call(command), done)
     return handler
+
+
+def requeue(conn: Connection, args: argparse.Namespace, show: Show) -> None:
+    """Queue an aborted, failed or interrupted job again as a new job."""
+    where = None if args.position is None else position(
+        args.position, ('top', 'bottom'))
+    job = conn.call('ss_requeue', args.id, None, where)
+    show(job, f're-queued job {args.id} as job {job["id"]}')
+
+
+def duplicate(conn: Connection, args: argparse.Namespace, show: Show) -> None:
+    """Queue one copy of a job right after it."""
+    job = conn.call('ss_duplicate', args.id)
+    show(job, f'duplicated job {args.id} as job {job["id"]}')
+
+
+def clear(conn: Connection, args: argparse.Namespace, show: Show) -> None:
+    """Remove every waiting job."""
+    ids = conn.call('ss_clear')
+    show(ids, f'removed {len(ids)} waiting job{"" if len(ids) == 1 else "s"}'
+              + (f': {", ".join(map(str, ids))}' if ids else ''))
+
+
+def show_job(conn: Connection, args: argparse.Namespace, show: Show) -> None:
+    """One job in full: hold reason, times, error and dry-run report."""
+    job = conn.call('ss_job', args.id)
+    show(job, views.job_text(job, time.time()))
+
+
+def confirm(conn: Connection, args: argparse.Namespace, show: Show) -> None:
+    """Let a job held back by its dry run run in its turn."""
+    # Looked at first, to say whether the confirmation changed anything.
+    held = conn.call('ss_job', args.id)['held']
+    reply = conn.call('ss_confirm', args.id)
+    show(reply, f'job {args.id} is no longer held back: it runs in its turn'
+                if held else
+                f'job {args.id} was not held back: it runs in its turn anyway')
 
 
 def history(conn: Connection, args: argparse.Namespace, show: Show) -> None:
@@ -179,8 +221,11 @@ HANDLERS: Dict[str, Handler] = {
     'unskip': simple('ss_unskip', 'job {id} will run again'),
     'repeat': repeat,
     'remove': simple('ss_remove', 'removed job {id}'),
-    'confirm': simple('ss_confirm', 'job {id} is no longer held back: it runs '
-                                    'in its turn'),
+    'clear': clear,
+    'duplicate': duplicate,
+    'requeue': requeue,
+    'show': show_job,
+    'confirm': confirm,
     'edit': edit,
     'pause': action('ss_pause', 'the current job pauses at its next pause '
                                 'point'),

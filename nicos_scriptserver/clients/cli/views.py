@@ -40,13 +40,74 @@ def hold_text(queue: Dict[str, Any]) -> str:
     return text
 
 
-def queue_end_text(timeline: Dict[str, Any], now: float) -> str:
+def job_label(queue: Dict[str, Any], job_id: int) -> str:
+    """``job 5 (T scan)``: the id and, if the job is in *queue*, its name."""
+    jobs = waiting_jobs(queue) + [queue.get('current') or {}]
+    name = next((job.get('name') for job in jobs if job.get('id') == job_id),
+                None)
+    return f'job {job_id} ({name})' if name else f'job {job_id}'
+
+
+def queue_end_text(queue: Dict[str, Any], timeline: Dict[str, Any],
+                   now: float) -> str:
     """When the queue should be empty, or why that is not known."""
+    if not queue.get('current') and not any(
+            runs_in_turn(job) for job in waiting_jobs(queue)):
+        return 'nothing to run'
     if timeline.get('held'):
         return 'not while the queue is held'
-    if timeline.get('queue_end') is None or not timeline.get('complete', True):
-        return 'unknown (a job has no estimate)'
+    if not timeline.get('complete', True) or timeline.get('queue_end') is None:
+        unknown = timeline.get('unknown_from')
+        if unknown is None:
+            return 'unknown (a job has no estimate)'
+        return f'unknown: {job_label(queue, unknown)} has no estimate'
     return clock(timeline['queue_end'], now)
+
+
+def runs_in_turn(job: Dict[str, Any]) -> bool:
+    """Whether a waiting job (a row of `waiting_jobs`) will run in its
+    turn: queued, and not held back."""
+    return JobState(job['state']) is JobState.QUEUED and not job.get('held')
+
+
+def waiting_text(queue: Dict[str, Any]) -> str:
+    """``6 (4 to run, 1 held back, 1 skipped)``: how many jobs wait, and
+    how many of them will run in their turn."""
+    jobs = waiting_jobs(queue)
+    if not jobs:
+        return '0'
+    runnable = sum(map(runs_in_turn, jobs))
+    skipped = sum(JobState(job['state']) is JobState.SKIPPED for job in jobs)
+    held = len(jobs) - runnable - skipped
+    parts = [f'{runnable} to run']
+    if held:
+        parts.append(f'{held} held back')
+    if skipped:
+        parts.append(f'{skipped} skipped')
+    return f'{len(jobs)} ({", ".join(parts)})'
+
+
+def state_text(job: Dict[str, Any]) -> str:
+    """The current job's stage, with how long it has been paused."""
+    paused = job.get('paused_for')
+    if paused is None:
+        return describe(job)
+    return f'{describe(job)} for {duration(paused)}'
+
+
+def progress_text(job: Dict[str, Any]) -> str:
+    """The progress the job reports or, for a black-box job, the share of
+    its estimate that has passed."""
+    by_time = job.get('progress_by_time')
+    if job.get('progress') is None and by_time is not None:
+        return f'{percent(by_time)} of its estimated time'
+    return percent(job.get('progress'))
+
+
+def held_back_text(job: Dict[str, Any]) -> str:
+    """``held back because dry run: ...`` for a held-back waiting job."""
+    reason = job.get('hold_reason')
+    return f'held back because {reason}' if reason else 'held back'
 
 
 def current_pairs(job: Optional[Dict[str, Any]],
@@ -57,8 +118,8 @@ def current_pairs(job: Optional[Dict[str, Any]],
     times = times or {}
     return [
         ('job', f'{job["id"]} {job.get("name") or ""}'.rstrip()),
-        ('state', describe(job)),
-        ('progress', percent(job.get('progress'))),
+        ('state', state_text(job)),
+        ('progress', progress_text(job)),
         ('message', job.get('progress_message')),
         ('line', job.get('current_line')),
         ('elapsed', duration(times.get('elapsed'))),
@@ -69,13 +130,15 @@ def current_pairs(job: Optional[Dict[str, Any]],
 def status_text(queue: Dict[str, Any], timeline: Dict[str, Any],
                 now: float) -> str:
     """The `status` subcommand: current job, then the queue's state."""
-    runnable = [job for job in waiting_jobs(queue)
-                if JobState(job['state']) is JobState.QUEUED]
+    held_back = [(f'job {job["id"]}', held_back_text(job))
+                 for job in waiting_jobs(queue)
+                 if JobState(job['state']) is JobState.QUEUED and job['held']]
     return key_values(
         current_pairs(queue.get('current'), timeline.get('current'), now) + [
             ('queue held', hold_text(queue)),
-            ('waiting', f'{len(queue["waiting"])} ({len(runnable)} to run)'),
-            ('queue ends', queue_end_text(timeline, now)),
+            ('waiting', waiting_text(queue)),
+            *held_back,
+            ('queue ends', queue_end_text(queue, timeline, now)),
         ])
 
 
@@ -87,14 +150,17 @@ def queue_table(queue: Dict[str, Any], timeline: Dict[str, Any],
         return 'the queue is empty'
     starts = {entry['id']: entry.get('expected_start')
               for entry in timeline.get('jobs', [])}
-    rows = []
+    rows, notes = [], []
     for index, job in enumerate(jobs):
         state = job['state'] + (' (held back)' if job.get('held') else '')
         rows.append([index, job['id'], job['kind'], job['name'], job['owner'],
                      state, estimate_text(job.get('estimate')),
                      clock(starts.get(job['id']), now)])
-    return table(['pos', 'id', 'kind', 'name', 'owner', 'state', 'estimate',
-                  'expected start'], rows)
+        if job.get('held'):
+            notes.append(f'job {job["id"]} is {held_back_text(job)}; '
+                         f'"confirm {job["id"]}" runs it anyway')
+    return '\n'.join([table(['pos', 'id', 'kind', 'name', 'owner', 'state',
+                             'estimate', 'expected start'], rows), *notes])
 
 
 def error_text(error: Optional[Dict[str, Any]]) -> str:
@@ -116,14 +182,78 @@ def owner_text(job: Dict[str, Any]) -> str:
     return job['owner']
 
 
+def took_text(job: Dict[str, Any]) -> str:
+    """How long a finished job took from start to end, and how much of
+    that it was paused: ``12m05s (paused 2m00s)``; NONE if it never ran."""
+    started, finished = job.get('started_at'), job.get('finished_at')
+    if started is None or finished is None:
+        return NONE
+    took = duration(max(0.0, finished - started))
+    paused = job.get('paused_total') or 0.0
+    return f'{took} (paused {duration(paused)})' if paused >= 1 else took
+
+
 def history_table(jobs: List[Dict[str, Any]], now: float) -> str:
     """The `history` subcommand: finished jobs, last finished first."""
     if not jobs:
         return 'no finished jobs'
     rows = [[job['id'], job['name'], owner_text(job), job['state'],
-             clock(job.get('finished_at'), now), error_text(job.get('error'))]
+             clock(job.get('finished_at'), now), took_text(job),
+             error_text(job.get('error'))]
             for job in jobs]
-    return table(['id', 'name', 'owner', 'outcome', 'finished', 'error'], rows)
+    return table(['id', 'name', 'owner', 'outcome', 'finished', 'took',
+                  'error'], rows)
+
+
+def report_lines(report: Optional[Dict[str, Any]]) -> List[str]:
+    """A dry-run report (see docs/ESTIMATES.md) as indented lines."""
+    if not report:
+        return ['  none']
+    out = [f'  {report.get("state") or NONE}, estimate '
+           f'{duration(report.get("seconds"))}']
+    sources = report.get('sources') or {}
+    if sources:
+        out.append('  from ' + ', '.join(f'{source} {duration(seconds)}'
+                                         for source, seconds in
+                                         sources.items()))
+    for name, moves in (report.get('devices') or {}).items():
+        out.append(f'  moves {name} over {moves.get("min")}..'
+                   f'{moves.get("max")}, ends at {moves.get("last")}')
+    for problem in report.get('problems') or []:
+        line = problem.get('line')
+        where = f'line {line}: ' if line is not None else ''
+        out.append(f'  {problem.get("kind")}: {where}'
+                   f'{first_line(problem.get("message"))}')
+    return out
+
+
+def job_text(job: Dict[str, Any], now: float) -> str:
+    """The `show` subcommand: one job with its hold reason, times, error
+    and dry-run report, then its script."""
+    pairs = [
+        ('job', f'{job["id"]} {job.get("name") or ""}'.rstrip()),
+        ('kind', job['kind']),
+        ('owner', owner_text(job)),
+        ('state', state_text(job)),
+    ]
+    if job.get('held'):
+        pairs.append(('held back', job.get('hold_reason') or 'yes'))
+    if job.get('requeued_from') is not None:
+        pairs.append(('re-queued from', f'job {job["requeued_from"]}'))
+    pairs += [
+        ('queued', clock(job.get('queued_at'), now)),
+        ('started', clock(job.get('started_at'), now)),
+        ('finished', clock(job.get('finished_at'), now)),
+        ('took', took_text(job)),
+        ('progress', progress_text(job)),
+        ('error', error_text(job.get('error'))),
+    ]
+    out = [key_values(pairs), 'dry run:', *report_lines(job.get('estimate'))]
+    traceback = (job.get('error') or {}).get('traceback')
+    if traceback:
+        out += ['traceback:', traceback.rstrip('\n')]
+    out += ['script:', job.get('source', '').rstrip('\n')]
+    return '\n'.join(out)
 
 
 def limits_text(param: Dict[str, Any]) -> str:
@@ -185,8 +315,13 @@ def watch_frame(queue: Dict[str, Any], timeline: Dict[str, Any],
     job = queue.get('current')
     times = timeline.get('current') or {}
     if job:
-        head = f'job {job["id"]} {job.get("name") or ""}  [{describe(job)}]'
-        lines = [head, progress_bar(job.get('progress'))]
+        head = f'job {job["id"]} {job.get("name") or ""}  [{state_text(job)}]'
+        by_time = job.get('progress_by_time')
+        if job.get('progress') is None and by_time is not None:
+            bar = progress_bar(by_time) + ' of its estimated time'
+        else:
+            bar = progress_bar(job.get('progress'))
+        lines = [head, bar]
         if job.get('progress_message'):
             lines.append(job['progress_message'])
         lines.append(f'elapsed {duration(times.get("elapsed"))}, expected end '
@@ -194,5 +329,5 @@ def watch_frame(queue: Dict[str, Any], timeline: Dict[str, Any],
     else:
         lines = ['no job running']
     lines.append(f'waiting {len(queue["waiting"])}, held {hold_text(queue)}, '
-                 f'queue ends {queue_end_text(timeline, now)}')
+                 f'queue ends {queue_end_text(queue, timeline, now)}')
     return '\n'.join(lines)
