@@ -153,8 +153,11 @@ def finish(view: QueueView, outcome: str, now: float,
     label = f'job {job.id}'
     if result is not None:
         validate.text(result, 'result', label)
+    # A job that ran to its end is complete, whatever its last step said
+    # (step i of n means that step i began).
+    finished = {'progress': 1.0} if state is JobState.DONE else {}
     change = _end(view, job, ended, now, result=result,
-                  error=validate.error_report(error, label))
+                  error=validate.error_report(error, label), **finished)
     if state is JobState.FAILED and view.queue.on_failure == 'hold':
         reason = f'job {job.id} failed'
         if change.result.error:

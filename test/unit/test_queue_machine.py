@@ -768,6 +768,17 @@ def test_finish_records_outcome(m):
     assert not m.queue.held
 
 
+def test_a_done_job_is_complete_and_a_failed_one_keeps_where_it_got(m):
+    first, second = add(m, 2)
+    run(m, first)
+    m.report_progress(0.995, 'step 200 of 200')
+    assert m.finish('done', 30.0).result.progress == 1.0
+    run(m, second)
+    m.report_progress(0.4, 'step 3 of 5')
+    failed = m.finish('failed', 40.0).result
+    assert (failed.progress, failed.progress_message) == (0.4, 'step 3 of 5')
+
+
 def test_finish_refuses_unknown_outcome(m):
     run(m, add(m)[0])
     with refused(InvalidValue, "unknown outcome 'ok'; give one of done, "
