@@ -194,8 +194,12 @@ class QueuePanel(Panel):
         finished = JobState(job['state']).finished
         if finished:
             self.historyTimer.start()
-        if not self.model.update_job(job) and not finished:
-            # a job started or appeared: its row comes from a new listing
+        if self.model.update_job(job):
+            return
+        # A job started, appeared or finished: its row comes from a new
+        # listing. A finished job's row goes at once: the next ss_queue
+        # event may come much later (none while nothing waits).
+        if not finished or self.model.row_of(job['id']) is not None:
             self.refresh()
 
     def on_client_ss_timeline(self, timeline: dict) -> None:

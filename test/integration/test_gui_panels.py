@@ -396,3 +396,25 @@ def test_black_box_jobs_cannot_be_paused(window):
     assert not current.pauseButton.isEnabled()
     assert current.abortButton.isEnabled()
     current._show_job(saved)
+
+
+def empty_queue(client):
+    """No waiting job and no hold: the next job submitted starts."""
+    client.call('ss_clear')
+    if client.queue()['held']:
+        client.call('ss_release')
+
+
+def test_queue_panel_drops_an_aborted_job_at_once(window, client, qtbot):
+    queue = panel(window, 'Script-server queue')
+    empty_queue(client)
+    job, = submit(client, LOOP.format(n=300, dt=0.1))
+    qtbot.waitUntil(lambda: queue.model.current is not None
+                    and queue.model.current['id'] == job['id']
+                    and bool(queue.model.current.get('progress')), timeout=20000)
+    start = len(client.events)
+    client.call('ss_abort')
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and d['state'] == 'aborted', 30, start)
+    # no "running 10 %" row for a job the current-job panel calls aborted
+    qtbot.waitUntil(lambda: queue.model.current is None, timeout=1500)
