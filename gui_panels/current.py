@@ -179,7 +179,7 @@ class CurrentJobPanel(Panel):
             return
         if len(message) > 5 and str(message[5]) == str(self.job['id']) \
                 and message[2] not in (ACTION, INPUT):
-            self._append(message[3])
+            self._append(fmt.log_line(message))
 
     def on_client_status(self, status) -> None:
         # NICOS's (status, line) of the running script: the job's line as

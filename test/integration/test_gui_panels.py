@@ -418,3 +418,17 @@ def test_queue_panel_drops_an_aborted_job_at_once(window, client, qtbot):
                     and d['state'] == 'aborted', 30, start)
     # no "running 10 %" row for a job the current-job panel calls aborted
     qtbot.waitUntil(lambda: queue.model.current is None, timeout=1500)
+
+
+def test_current_job_output_names_the_device_like_the_log(
+        window, client, qtbot):
+    current = panel(window, 'Script-server current job')
+    empty_queue(client)
+    job, = submit(client, 'maw(T_sample, 10)\nprint("settled")\n')
+    qtbot.waitUntil(lambda: current.job is not None
+                    and current.job['id'] == job['id']
+                    and 'settled' in current.output.toPlainText(),
+                    timeout=20000)
+    lines = current.output.toPlainText().splitlines()
+    assert any(line.startswith('T_sample') and ': moving to 10' in line
+               for line in lines), lines
