@@ -4,10 +4,10 @@ import json
 from typing import Dict, List, Optional
 
 from nicos.clients.gui.panels import Panel
-from nicos.guisupport.qt import QAbstractItemView, QFont, QFormLayout, \
-    QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, \
-    QPlainTextEdit, QPushButton, QScrollArea, QSplitter, Qt, QVBoxLayout, \
-    QWidget
+from nicos.guisupport.qt import QAbstractItemView, QComboBox, QFont, \
+    QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, \
+    QListWidgetItem, QPlainTextEdit, QPushButton, QScrollArea, QSplitter, Qt, \
+    QVBoxLayout, QWidget
 
 from gui_panels import fmt
 from gui_panels.daemon import Refused, request, subscribe
@@ -18,6 +18,8 @@ from gui_panels.formcheck import EMPTY, FieldError
 # positional values, which only a script can give in order.
 FORMLESS_KINDS = ('var_positional', 'var_keyword', 'positional_only')
 CALL_ROLE = Qt.UserRole
+# Where Submit puts the job (ss_submit's position).
+POSITIONS = (('Queue last', None), ('Queue next', 'top'))
 
 
 def matches(entry: dict, text: str) -> bool:
@@ -45,7 +47,9 @@ class CommandsPanel(Panel):
     before anything is sent. "Add to job" appends the call to the job on
     the right, where calls can be reordered (drag or the arrows) and
     removed; "Dry run" asks the server how long the job would take and
-    what would go wrong, "Submit" queues it.
+    what would go wrong, "Submit" queues it last or next. The calls of a
+    waiting generated job can be loaded here (its edit dialog's "Edit
+    calls…") and saved back to it.
     """
 
     panelName = 'Script-server commands'
@@ -57,6 +61,8 @@ class CommandsPanel(Panel):
         self.entry: Optional[dict] = None
         self.fields: Dict[str, Field] = {}
         self.viewonly = False
+        # the waiting job whose calls are being edited, or None
+        self.editing: Optional[dict] = None
         self._build()
         client.connected.connect(self.on_client_connected)
         client.disconnected.connect(self.on_client_disconnected)
@@ -158,12 +164,23 @@ class CommandsPanel(Panel):
         self.dryRunButton.setToolTip('Check the job on the server and '
                                      'estimate its duration; nothing is queued')
         self.dryRunButton.clicked.connect(self.dry_run)
+        self.position = QComboBox(box)
+        for text, position in POSITIONS:
+            self.position.addItem(text, position)
+        self.position.setToolTip('Where Submit puts the job: after the '
+                                 'waiting jobs, or before them')
         self.submitButton = QPushButton('Submit', box)
         self.submitButton.setToolTip('Queue the job')
         self.submitButton.clicked.connect(self.submit)
+        self.newJobButton = QPushButton('New job', box)
+        self.newJobButton.setToolTip('Stop editing the queued job; its '
+                                     'calls stay as they are in the queue')
+        self.newJobButton.clicked.connect(lambda: self.load_job(None))
         send = QHBoxLayout()
         send.addStretch()
+        send.addWidget(self.newJobButton)
         send.addWidget(self.dryRunButton)
+        send.addWidget(self.position)
         send.addWidget(self.submitButton)
         self.report = QPlainTextEdit(box)
         self.report.setReadOnly(True)
@@ -176,7 +193,8 @@ class CommandsPanel(Panel):
         layout.addLayout(edit)
         layout.addLayout(send)
         layout.addWidget(self.report)
-        self._job_changed()
+        self.jobBox = box
+        self.load_job(None)
         return box
 
     # the catalog
@@ -337,6 +355,28 @@ class CommandsPanel(Panel):
             call = item.data(CALL_ROLE)
             item.setText(call_line(self.entries.get(call['command']), call))
 
+    def load_job(self, job: Optional[dict], edit: bool = False) -> None:
+        """Put *job*'s name and calls in the job list (None: empty it); with
+        *edit*, Save changes that waiting job instead of queueing a new
+        one."""
+        self.editing = job if edit else None
+        self.callList.clear()
+        self.jobName.setText((job or {}).get('name') or '')
+        for call in (job or {}).get('calls') or []:
+            item = QListWidgetItem(call_line(self.entries.get(call['command']),
+                                             call), self.callList)
+            item.setData(CALL_ROLE, call)
+        editing = self.editing is not None
+        self.jobBox.setTitle(f"Job {job['id']}, waiting: its calls" if editing
+                             else 'Job')
+        self.submitButton.setText(f"Save to job {job['id']}" if editing
+                                  else 'Submit')
+        self.submitButton.setToolTip('Change the waiting job to these calls'
+                                     if editing else 'Queue the job')
+        self.position.setVisible(not editing)
+        self.newJobButton.setVisible(editing)
+        self._job_changed()
+
     def setViewOnly(self, viewonly: bool) -> None:
         self.viewonly = viewonly
         self._job_changed()
@@ -395,18 +435,25 @@ class CommandsPanel(Panel):
                 self._mark_call(problem['line'] - 1, problem['message'])
 
     def submit(self) -> None:
-        """Queue the job; on success the job list is emptied."""
+        """Queue the job where the position box says (or save the calls
+        to the job being edited); on success the job list is emptied."""
+        spec = self.job_spec()
         try:
-            jobs = request(self.client, 'ss_submit', self.job_spec())
+            if self.editing:
+                changes = {'calls': spec['calls']}
+                if spec.get('name', '') != (self.editing.get('name') or ''):
+                    changes['name'] = spec.get('name', '')
+                job = request(self.client, 'ss_edit', self.editing['id'], changes)
+            else:
+                job, = request(self.client, 'ss_submit', spec,
+                               self.position.currentData())
         except Refused as err:
             self._show_refusal(err)
             return
-        self._report(f"Submitted as job {jobs[0]['id']}"
-                     + (f" ({jobs[0]['name']})" if jobs[0].get('name') else '')
-                     + '.')
-        self.callList.clear()
-        self.jobName.clear()
-        self._job_changed()
+        self._report(f"{'Saved to' if self.editing else 'Submitted as'} job "
+                     f"{job['id']}"
+                     + (f" ({job['name']})" if job.get('name') else '') + '.')
+        self.load_job(None)
 
     def _show_refusal(self, err: Refused) -> None:
         """Show a server refusal, and mark the calls it names."""

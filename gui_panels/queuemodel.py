@@ -162,7 +162,11 @@ class QueueModel(QAbstractTableModel):
         if column == 3:
             return job.get('owner', '')
         if column == 4:
-            return describe(job)
+            # why a job is held back matters to whoever decides on it: in
+            # the row, not only in a tooltip
+            reason = job.get('hold_reason') if job.get('held') else None
+            return describe(job) + (f": {reason.splitlines()[0]}" if reason
+                                    else '')
         if column == 5:
             return fmt.estimate(job.get('estimate'))
         if column == START_COLUMN:

@@ -21,7 +21,7 @@ from gui_panels.commands import CALL_ROLE  # noqa: E402
 from nicos.clients.base import ConnectionData  # noqa: E402
 from nicos.clients.gui.config import processGuiConfig  # noqa: E402
 from nicos.clients.gui.panels.utils import showPanel  # noqa: E402
-from nicos.guisupport.qt import QApplication, QInputDialog, Qt  # noqa: E402
+from nicos.guisupport.qt import QApplication, QInputDialog, QMenu, Qt  # noqa: E402
 from nicos.utils.loggers import NicosLogger, initLoggers  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -245,6 +245,7 @@ def test_queue_panel_shows_jobs_of_other_clients_and_reorders_them(
     assert len(waiting_ids(client)) == 7
 
     queue.select_job(ids[0])
+    monkeypatch.setattr(queue, 'askQuestion', lambda *args, **kwds: True)
     queue.actRemove.trigger()
     qtbot.waitUntil(lambda: ids[0] not in table_ids(queue), timeout=5000)
     assert ids[0] not in waiting_ids(client)
@@ -262,7 +263,7 @@ def test_queue_panel_confirms_a_held_back_job(window, client, qtbot):
     job, = submit(client, 'set_temperature(1000)\n')
     qtbot.waitUntil(lambda: table_ids(queue) == [fine['id'], job['id']]
                     and queue.model.job_at(1).get('held'), timeout=30000)
-    assert queue.model.data(queue.model.index(1, 4)) == 'held back'
+    assert queue.model.data(queue.model.index(1, 4)).startswith('held back: ')
     queue.select_job(fine['id'])
     assert not queue.actConfirm.isEnabled()
     queue.select_job(job['id'])
@@ -432,3 +433,176 @@ def test_current_job_output_names_the_device_like_the_log(
     lines = current.output.toPlainText().splitlines()
     assert any(line.startswith('T_sample') and ': moving to 10' in line
                for line in lines), lines
+
+
+def test_queue_panel_acts_on_several_jobs_and_asks_before_removing(
+        window, client, qtbot, monkeypatch):
+    queue = panel(window, 'Script-server queue')
+    empty_queue(client)
+    client.call('ss_hold')
+    ids = [job['id'] for job in submit(client, 'print(1)', 'print(2)',
+                                       'print(3)', 'print(4)')]
+    qtbot.waitUntil(lambda: table_ids(queue) == ids, timeout=5000)
+    queue.select_jobs([ids[1], ids[3]])
+    queue.actTop.trigger()
+    assert waiting_ids(client) == [ids[1], ids[3], ids[0], ids[2]]
+    assert [job['id'] for job in queue.selected_jobs()] == [ids[1], ids[3]]
+    queue.actSkip.trigger()
+    assert {client.call('ss_job', i)['state'] for i in ids[1::2]} == {'skipped'}
+    qtbot.waitUntil(lambda: queue.actSkip.text() == 'Unskip', timeout=5000)
+
+    # the right-click menu offers the row's actions
+    queue._context_menu(queue.table.visualRect(queue.model.index(0, 0)).center())
+    menu = queue.table.findChild(QMenu)
+    assert {'Edit…', 'Confirm', 'Unskip', 'Top', 'Remove…'} <= {
+        action.text() for action in menu.actions()}
+    menu.close()
+    menu.deleteLater()
+
+    questions = []
+    monkeypatch.setattr(queue, 'askQuestion',
+                        lambda text, **kwds: questions.append(text) or False)
+    queue.actRemove.trigger()
+    assert questions == [f'Remove 2 jobs ({ids[1]}, {ids[3]}) from the queue?']
+    assert len(waiting_ids(client)) == 4
+    monkeypatch.setattr(queue, 'askQuestion', lambda *args, **kwds: True)
+    queue.actRemove.trigger()
+    assert waiting_ids(client) == [ids[0], ids[2]]
+    qtbot.waitUntil(lambda: queue.actClear.isEnabled(), timeout=5000)
+    queue.actClear.trigger()
+    assert waiting_ids(client) == []
+
+    # a hold is ended with a button that says so
+    qtbot.waitUntil(lambda: queue.holdBanner.isVisible(), timeout=5000)
+    assert not queue.actHold.isEnabled()
+    queue.releaseButton.click()
+    assert not client.queue()['held']
+    qtbot.waitUntil(lambda: not queue.holdBanner.isVisible(), timeout=5000)
+    assert queue.actHold.isEnabled()
+
+
+def test_held_back_jobs_say_why_in_the_row_and_the_edit_dialog(
+        window, client, qtbot):
+    from gui_panels.jobdialog import JobEditDialog  # pylint: disable=import-outside-toplevel
+    queue = panel(window, 'Script-server queue')
+    empty_queue(client)
+    client.call('ss_hold')
+    job, = submit(client, 'set_temperature(400)\n')
+    qtbot.waitUntil(lambda: table_ids(queue) == [job['id']]
+                    and queue.model.job_at(0).get('held'), timeout=30000)
+    reason = client.call('ss_job', job['id'])['hold_reason']
+    state = queue.model.data(queue.model.index(0, 4))
+    assert state.startswith('held back: ') and reason.splitlines()[0] in state
+    queue.select_job(job['id'])
+    queue.actEdit.trigger()
+    dialog = queue.findChild(JobEditDialog)
+    qtbot.waitUntil(dialog.isVisible, timeout=5000)
+    assert reason.splitlines()[0] in dialog.heldLabel.text()
+    dialog.confirmButton.click()
+    assert not dialog.isVisible()
+    assert not client.call('ss_job', job['id'])['held']
+    dialog.deleteLater()
+    client.call('ss_clear')
+
+
+def test_generated_jobs_go_next_and_their_calls_are_edited_in_the_form(
+        window, client, qtbot):
+    from gui_panels.jobdialog import JobEditDialog  # pylint: disable=import-outside-toplevel
+    queue = panel(window, 'Script-server queue')
+    commands = panel(window, 'Script-server commands')
+    empty_queue(client)
+    client.call('ss_hold')
+    first, = submit(client, 'print(1)')
+    commands.load_job(None)
+    commands.show_command(commands.entries['set_ei'])
+    commands.fields['energy'].editor.setText('25')
+    commands.add_call()
+    commands.position.setCurrentIndex(commands.position.findText('Queue next'))
+    commands.submitButton.click()
+    qtbot.waitUntil(lambda: len(table_ids(queue)) == 2, timeout=5000)
+    generated = table_ids(queue)[0]
+    assert table_ids(queue) == [generated, first['id']]
+
+    queue.select_job(generated)
+    queue.actEdit.trigger()
+    dialog = queue.findChild(JobEditDialog)
+    qtbot.waitUntil(dialog.isVisible, timeout=5000)
+    dialog.callsButton.click()
+    assert commands.isVisible()
+    assert commands.submitButton.text() == f'Save to job {generated}'
+    assert [c['command'] for c in commands.calls()] == ['set_ei']
+    commands.fields['energy'].editor.setText('30')
+    commands.add_call()
+    commands.submitButton.click()
+    calls = client.call('ss_job', generated)['calls']
+    assert [c['args']['energy'] for c in calls] == [25.0, 30.0]
+    assert commands.submitButton.text() == 'Submit'
+    dialog.deleteLater()
+    client.call('ss_clear')
+    queue.tabs.setCurrentWidget(queue)
+
+
+def test_history_entries_go_back_to_the_queue_edited_or_as_they_were(
+        window, client, qtbot):
+    from gui_panels.jobdialog import JobEditDialog  # pylint: disable=import-outside-toplevel
+    queue = panel(window, 'Script-server queue')
+    history = queue.history
+    empty_queue(client)
+    done, = submit(client, 'print("done")')
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == done['id']
+                    and d['state'] == 'done')
+    failed, = client.call('ss_submit', {'name': 'fails', 'source':
+                                        'raise RuntimeError("no")\n'})
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == failed['id']
+                    and d['held'])
+    client.call('ss_confirm', failed['id'])
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == failed['id']
+                    and d['state'] == 'failed')
+    empty_queue(client)
+    client.call('ss_hold')
+    queue.tabs.setCurrentWidget(history)
+    qtbot.waitUntil(lambda: [job['id'] for job in history.jobs[:2]]
+                    == [failed['id'], done['id']], timeout=5000)
+
+    history.tree.setCurrentItem(history.tree.topLevelItem(1))
+    assert not history.requeueButton.isEnabled()
+    history.copyButton.click()
+    copy = client.queue()['waiting'][-1]
+    assert (copy['name'], client.call('ss_job', copy['id'])['source']) == \
+        ('job 1', 'print("done")')
+
+    history.tree.setCurrentItem(history.tree.topLevelItem(0))
+    history.editButton.click()
+    dialog = history.findChild(JobEditDialog)
+    qtbot.waitUntil(dialog.isVisible, timeout=5000)
+    dialog.name.setText('fails, fixed')
+    dialog.source.setPlainText('print("fixed")\n')
+    dialog.save()
+    assert not dialog.isVisible()
+    again = client.queue()['waiting'][-1]
+    assert again['requeued_from'] == failed['id']
+    assert again['name'] == 'fails, fixed'
+    dialog.deleteLater()
+    client.call('ss_clear')
+    queue.tabs.setCurrentIndex(0)
+
+
+def test_guests_see_no_action_that_changes_the_queue(window, client, qtbot):
+    queue = panel(window, 'Script-server queue')
+    empty_queue(client)
+    client.call('ss_hold')
+    job, = submit(client, 'print(1)')
+    qtbot.waitUntil(lambda: table_ids(queue) == [job['id']], timeout=5000)
+    queue.select_job(job['id'])
+    history = queue.history
+    history.tree.setCurrentItem(history.tree.topLevelItem(0))
+    queue.setViewOnly(True)
+    try:
+        assert not any(action.isEnabled() for action in queue.table.actions())
+        assert not queue.actClear.isEnabled() and not queue.actHold.isEnabled()
+        assert not queue.releaseButton.isEnabled()
+        assert not history.copyButton.isEnabled()
+    finally:
+        queue.setViewOnly(False)
+    client.call('ss_clear')
+    client.call('ss_release')
