@@ -6,13 +6,14 @@ from typing import Dict, List, Optional
 from nicos.clients.gui.panels import Panel
 from nicos.guisupport.qt import QAbstractItemView, QComboBox, QFont, \
     QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, \
-    QListWidgetItem, QPlainTextEdit, QPushButton, QScrollArea, QSplitter, Qt, \
+    QListWidgetItem, QPlainTextEdit, QPushButton, QScrollArea, Qt, \
     QVBoxLayout, QWidget
 
 from gui_panels import fmt
 from gui_panels.daemon import Refused, request, subscribe
 from gui_panels.fields import Field
 from gui_panels.formcheck import EMPTY, FieldError
+from gui_panels.layout import splitter
 
 # Arguments a form cannot give: *args and positional-only ones need
 # positional values, which only a script can give in order.
@@ -73,17 +74,17 @@ class CommandsPanel(Panel):
     # layout
 
     def _build(self) -> None:
-        splitter = QSplitter(Qt.Horizontal, self)
-        splitter.addWidget(self._build_catalog())
-        splitter.addWidget(self._build_form())
-        splitter.addWidget(self._build_job())
-        splitter.setStretchFactor(0, 1)
-        splitter.setStretchFactor(1, 2)
-        splitter.setStretchFactor(2, 2)
-        splitter.setSizes([220, 420, 400])
+        split = splitter(Qt.Horizontal, self)
+        split.addWidget(self._build_catalog())
+        split.addWidget(self._build_form())
+        split.addWidget(self._build_job())
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 2)
+        split.setStretchFactor(2, 2)
+        split.setSizes([220, 420, 400])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(splitter)
+        layout.addWidget(split)
 
     def _build_catalog(self) -> QWidget:
         box = QGroupBox('Commands', self)

@@ -5,13 +5,14 @@ from typing import Optional
 
 from nicos.clients.gui.panels import Panel
 from nicos.guisupport.qt import QColor, QFont, QGridLayout, QHBoxLayout, \
-    QLabel, QPlainTextEdit, QProgressBar, QPushButton, QSize, QSplitter, \
+    QLabel, QPlainTextEdit, QProgressBar, QPushButton, QSize, \
     Qt, QTextCursor, QTextEdit, QTextFormat, QTimer, QVBoxLayout, QWidget
 from nicos.utils.loggers import ACTION, INPUT
 
 from gui_panels import fmt
 from gui_panels.daemon import Refused, request, subscribe
 from gui_panels.jobdialog import monospace
+from gui_panels.layout import keep_in_splitters, splitter
 from nicos_scriptserver.queue import JobState
 from nicos_scriptserver.queue.lifecycle import allows, describe
 
@@ -56,8 +57,12 @@ class CurrentJobPanel(Panel):
             self.on_client_connected()
 
     def sizeHint(self) -> QSize:
-        # script and output need room; NICOS splitters size from hints
-        return QSize(800, 460)
+        # less than the queue above it (NICOS's splitters share the window
+        # by the hints), enough for a few lines of script and output
+        return QSize(900, 240)
+
+    def postInit(self) -> None:
+        keep_in_splitters(self)
 
     # layout
 
@@ -112,10 +117,10 @@ class CurrentJobPanel(Panel):
         self.output.setFont(monospace())
         self.output.setMaximumBlockCount(MAX_OUTPUT_LINES)
         self.output.setPlaceholderText('Output of the current job')
-        splitter = QSplitter(Qt.Horizontal, self)
-        splitter.addWidget(_titled('Script', self.script))
-        splitter.addWidget(_titled('Output', self.output))
-        splitter.setSizes([500, 400])
+        split = splitter(Qt.Horizontal, self)
+        split.addWidget(_titled('Script', self.script))
+        split.addWidget(_titled('Output', self.output))
+        split.setSizes([500, 400])
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -123,7 +128,7 @@ class CurrentJobPanel(Panel):
         layout.addWidget(self.progress)
         layout.addLayout(row)
         layout.addWidget(self.status)
-        layout.addWidget(splitter, 1)
+        layout.addWidget(split, 1)
         self._show_job(None)
 
     # server state

@@ -7,11 +7,12 @@ from typing import Callable, List, Optional
 
 from nicos.guisupport.qt import QAbstractItemView, QBrush, QColor, \
     QHBoxLayout, QHeaderView, QLabel, QPlainTextEdit, QPushButton, \
-    QSplitter, Qt, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+    Qt, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from gui_panels import fmt
 from gui_panels.daemon import Refused, request
 from gui_panels.jobdialog import JobEditDialog, monospace
+from gui_panels.layout import splitter
 from nicos_scriptserver.queue import JobState
 from nicos_scriptserver.queue.model import REQUEUEABLE
 
@@ -82,18 +83,18 @@ class HistoryView(QWidget):
         self.copyButton.clicked.connect(self.copy_to_queue)
         self.status = QLabel(self)
         self.status.setWordWrap(True)
-        splitter = QSplitter(Qt.Vertical, self)
-        splitter.addWidget(self.tree)
-        splitter.addWidget(self.details)
-        splitter.setStretchFactor(0, 1)
-        splitter.setStretchFactor(1, 1)
+        split = splitter(Qt.Vertical, self)
+        split.addWidget(self.tree)
+        split.addWidget(self.details)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
         buttons = QHBoxLayout()
         buttons.addWidget(self.status, 1)
         for button in (self.requeueButton, self.editButton, self.copyButton):
             buttons.addWidget(button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(splitter)
+        layout.addWidget(split)
         layout.addLayout(buttons)
 
     def reload(self) -> None:

@@ -5,14 +5,15 @@ from typing import List, Optional
 from nicos.clients.gui.panels import Panel
 from nicos.guisupport.qt import QAbstractItemView, QAction, QHBoxLayout, \
     QHeaderView, QInputDialog, QItemSelection, QItemSelectionModel, \
-    QKeySequence, QLabel, QMenu, QPushButton, QTableView, QTabWidget, \
+    QKeySequence, QLabel, QMenu, QPushButton, QSize, QTableView, QTabWidget, \
     QTimer, QToolButton, Qt, QVBoxLayout, QWidget
 
 from gui_panels.daemon import Refused, request, subscribe
 from gui_panels.history import HistoryView
 from gui_panels.jobdialog import JobEditDialog
-from gui_panels.queuemodel import COLUMNS, PROGRESS_COLUMN, \
-    ProgressDelegate, QueueModel
+from gui_panels.layout import keep_in_splitters, lower_bottom_docks
+from gui_panels.queuemodel import COLUMNS, NAME_COLUMN, PROGRESS_COLUMN, \
+    STATE_COLUMN, ProgressDelegate, QueueModel
 from nicos_scriptserver.queue import JobState
 
 COMMANDS_PANEL = 'Script-server commands'
@@ -57,6 +58,18 @@ class QueuePanel(Panel):
         if client.isconnected:
             self.on_client_connected()
 
+    def sizeHint(self) -> QSize:
+        # NICOS's splitters share the window by the hints: in NICOS's
+        # default window (889 x 766, with the Log dock) this leaves room
+        # for about six rows, the current job panel for its script
+        return QSize(900, 360)
+
+    def postInit(self) -> None:
+        keep_in_splitters(self)
+        # the queue is what this window is for: a Log dock below it must
+        # not take a third of it
+        lower_bottom_docks(self.mainwindow)
+
     # layout
 
     def _build(self) -> None:
@@ -75,10 +88,19 @@ class QueuePanel(Panel):
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
         self.table.verticalHeader().hide()
+        # compact rows: more jobs in view
+        self.table.verticalHeader().setDefaultSectionSize(
+            self.table.fontMetrics().height() + 8)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        # names vary most; the progress bar takes what is left
-        header.setSectionResizeMode(PROGRESS_COLUMN, QHeaderView.Stretch)
+        # The name tells the jobs apart: it gets the spare width. State
+        # (with a hold-back reason) and progress (with its message) can be
+        # long; they are cut short, in full in the tooltip.
+        header.setSectionResizeMode(NAME_COLUMN, QHeaderView.Stretch)
+        for column, width in ((STATE_COLUMN, 150), (PROGRESS_COLUMN, 170)):
+            header.setSectionResizeMode(column, QHeaderView.Interactive)
+            header.resizeSection(column, width)
+        header.setStretchLastSection(False)
         header.setMinimumSectionSize(40)
         header.setHighlightSections(False)
         self.table.doubleClicked.connect(lambda _index: self.edit_job())

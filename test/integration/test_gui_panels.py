@@ -21,7 +21,8 @@ from gui_panels.commands import CALL_ROLE  # noqa: E402
 from nicos.clients.base import ConnectionData  # noqa: E402
 from nicos.clients.gui.config import processGuiConfig  # noqa: E402
 from nicos.clients.gui.panels.utils import showPanel  # noqa: E402
-from nicos.guisupport.qt import QApplication, QInputDialog, QMenu, Qt  # noqa: E402
+from nicos.guisupport.qt import QApplication, QDockWidget, QHeaderView, \
+    QInputDialog, QMenu, QSplitter, Qt  # noqa: E402
 from nicos.utils.loggers import NicosLogger, initLoggers  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -606,3 +607,39 @@ def test_guests_see_no_action_that_changes_the_queue(window, client, qtbot):
         queue.setViewOnly(False)
     client.call('ss_clear')
     client.call('ss_release')
+
+
+def test_history_shows_a_finished_job_while_it_is_open(window, client, qtbot):
+    queue = panel(window, 'Script-server queue')
+    empty_queue(client)
+    queue.tabs.setCurrentWidget(queue.history)
+    job, = submit(client, 'print("quick")')
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and d['state'] == 'done')
+    qtbot.waitUntil(lambda: bool(queue.history.jobs)
+                    and queue.history.jobs[0]['id'] == job['id'], timeout=2000)
+    assert queue.history.tree.topLevelItem(0).text(0) == str(job['id'])
+    queue.tabs.setCurrentIndex(0)
+
+
+def test_layout_gives_the_queue_room_and_keeps_every_part_visible(window):
+    from gui_panels.layout import BOTTOM_DOCK_HEIGHT  # pylint: disable=import-outside-toplevel
+    from gui_panels.queuemodel import NAME_COLUMN  # pylint: disable=import-outside-toplevel
+    queue = panel(window, 'Script-server queue')
+    showPanel(queue)
+    QApplication.processEvents()
+    log = window.findChild(QDockWidget, 'Log')
+    assert log.height() <= BOTTOM_DOCK_HEIGHT + 20
+    rows = queue.table.viewport().height() // \
+        queue.table.verticalHeader().defaultSectionSize()
+    assert rows >= 8
+    header = queue.table.horizontalHeader()
+    assert header.sectionResizeMode(NAME_COLUMN) == QHeaderView.Stretch
+    splitters = [w for w in window.findChildren(QSplitter) if w.isVisible()]
+    assert splitters and not any(s.childrenCollapsible() for s in splitters)
+
+    showPanel(panel(window, 'Console'))
+    QApplication.processEvents()
+    menus = [action.text() for action in window.menuBar().actions()]
+    assert menus.count('&Output') == 1, menus
+    showPanel(queue)

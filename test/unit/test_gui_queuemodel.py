@@ -109,3 +109,13 @@ def test_out_of_limit_numbers_are_kept_and_shown_in_red(qtbot):
     with pytest.raises(FieldError):
         field.value()
     assert '400' in field.editor.text()
+
+
+def test_skipped_and_held_back_rows_look_different(model):
+    model.update_job(job(3, 'skipped'))
+    model.update_job(job(4, held=True, hold_reason='dry run: too hot\nmore'))
+    looks = [(model.data(model.index(row, 2), Qt.ForegroundRole),
+              model.data(model.index(row, 2), Qt.BackgroundRole))
+             for row in (2, 3)]
+    assert looks[0] != looks[1]
+    assert model.data(model.index(3, 4)) == 'held back: dry run: too hot'
