@@ -11,8 +11,8 @@ from nicos.utils.loggers import ACTION, INPUT
 
 from gui_panels import fmt
 from gui_panels.daemon import Refused, request, subscribe
-from gui_panels.jobdialog import monospace
 from gui_panels.layout import keep_in_splitters, splitter
+from gui_panels.scriptview import ScriptView, monospace
 from nicos_scriptserver.queue import JobState
 from nicos_scriptserver.queue.lifecycle import allows, describe
 
@@ -38,6 +38,9 @@ class CurrentJobPanel(Panel):
         self.job: Optional[dict] = None
         self.viewonly = False
         self.timeline: dict = {}
+        # server time at which this panel saw the job pause: how long it
+        # has been paused while the server does not say (no paused_for)
+        self.paused_seen: Optional[float] = None
         # server clock minus ours, so that expected ends computed by the
         # server read right here
         self.clock_offset = 0.0
@@ -81,13 +84,16 @@ class CurrentJobPanel(Panel):
         grid = QGridLayout()
         for column, (key, label) in enumerate((
                 ('elapsed', 'Elapsed'), ('remaining', 'Remaining'),
-                ('end', 'Expected end'), ('estimate', 'Estimate'))):
+                ('end', 'Expected end'), ('estimate', 'Estimate'),
+                ('paused', 'Paused for'))):
             caption = QLabel(label, self)
             caption.setStyleSheet('color: #666;')
             value = QLabel('–', self)
             grid.addWidget(caption, 0, column)
             grid.addWidget(value, 1, column)
             self.times[key] = value
+        self.pausedCaption = caption
+        self.times['paused'].setStyleSheet('color: #b26a00; font-weight: bold;')
         grid.setHorizontalSpacing(24)
         self.pauseButton = QPushButton('Pause', self)
         self.pauseButton.clicked.connect(self.pause)
@@ -108,10 +114,8 @@ class CurrentJobPanel(Panel):
         self.status.setStyleSheet('color: #c62828;')
         self.status.hide()
 
-        self.script = QPlainTextEdit(self)
+        self.script = ScriptView(self)
         self.script.setReadOnly(True)
-        self.script.setFont(monospace())
-        self.script.setLineWrapMode(QPlainTextEdit.NoWrap)
         self.output = QPlainTextEdit(self)
         self.output.setReadOnly(True)
         self.output.setFont(monospace())
@@ -198,6 +202,10 @@ class CurrentJobPanel(Panel):
 
     def _show_job(self, job: Optional[dict]) -> None:
         new = job is None or self.job is None or job['id'] != self.job['id']
+        if job is None or not _paused(job):
+            self.paused_seen = None
+        elif not new and not _paused(self.job):
+            self.paused_seen = time.time() + self.clock_offset
         self.job = job
         if job is None:
             self.title.setText('No job is running.')
@@ -210,12 +218,7 @@ class CurrentJobPanel(Panel):
                                + (f' ({fmt.people(job)})' if job.get('owner') else ''))
             if new or self.script.toPlainText() != (job.get('source') or ''):
                 self.script.setPlainText(job.get('source') or '')
-            fraction = job.get('progress')
-            self.progress.setValue(int(round((fraction or 0) * 1000)))
-            message = job.get('progress_message') or ''
-            self.progress.setFormat(
-                (f'{fraction * 100:.0f} %' if fraction is not None else '')
-                + (f'  {message}' if message else ''))
+            self._show_progress()
         if new:
             self.output.clear()
             self._set_status('')
@@ -255,18 +258,62 @@ class CurrentJobPanel(Panel):
         self.abortButton.setEnabled(bool(job) and
                                     allows(job, 'request abort'))
 
+    def _show_progress(self) -> None:
+        """The job's progress, or for a black-box job, which cannot report
+        any, how much of its estimated time has passed."""
+        job = self.job
+        fraction, message = job.get('progress'), job.get('progress_message') or ''
+        if fraction is None and _current(job):
+            fraction = self._progress_by_time()
+            if fraction is not None:
+                message = 'of its estimated time'
+        self.progress.setValue(int(round((fraction or 0) * 1000)))
+        self.progress.setFormat(
+            (f'{fraction * 100:.0f} %' if fraction is not None else '')
+            + (f'  {message}' if message else ''))
+
+    def _timeline_current(self) -> dict:
+        """The timeline's data of the shown job, if it is the current one."""
+        current = self.timeline.get('current') or {}
+        return current if self.job and current.get('id') == self.job['id'] else {}
+
+    def _progress_by_time(self) -> Optional[float]:
+        # the server's fraction as of its last timeline, moved on with the
+        # clock while the job runs
+        fraction = self._timeline_current().get('progress_by_time')
+        seconds = (self.job.get('estimate') or {}).get('seconds')
+        if fraction is None or not seconds or _paused(self.job):
+            return fraction
+        since = time.time() + self.clock_offset - self.timeline.get('now', 0)
+        return min(1.0, fraction + max(since, 0) / seconds)
+
+    def _paused_for(self, now: float) -> Optional[float]:
+        """Seconds the shown job has been paused, None if unknown."""
+        paused_for = self._timeline_current().get('paused_for')
+        if paused_for is not None:
+            return paused_for + now - self.timeline.get('now', now)
+        return None if self.paused_seen is None else now - self.paused_seen
+
     def _show_times(self) -> None:
         job = self.job
-        current = self.timeline.get('current') or {}
+        current = self._timeline_current()
+        paused = job is not None and _paused(job)
+        for widget in (self.pausedCaption, self.times['paused']):
+            widget.setVisible(paused)
         if job is None or not _current(job):
             for key, label in self.times.items():
                 label.setText(fmt.estimate(job.get('estimate')) if job and
                               key == 'estimate' else '–')
             return
         now = time.time() + self.clock_offset
+        if paused:
+            self.times['paused'].setText(fmt.duration(self._paused_for(now),
+                                                      missing='–'))
+        if job.get('kind') == 'blackbox':
+            self._show_progress()
         if job.get('started_at'):
             self.times['elapsed'].setText(fmt.duration(now - job['started_at']))
-        if current.get('id') == job['id'] and current.get('expected_end'):
+        if current.get('expected_end'):
             end = current['expected_end']
             if _paused(job):
                 # paused time does not count: the end moves on with the clock

@@ -11,8 +11,9 @@ from nicos.guisupport.qt import QAbstractItemView, QBrush, QColor, \
 
 from gui_panels import fmt
 from gui_panels.daemon import Refused, request
-from gui_panels.jobdialog import JobEditDialog, monospace
+from gui_panels.jobdialog import JobEditDialog
 from gui_panels.layout import splitter
+from gui_panels.scriptview import monospace
 from nicos_scriptserver.queue import JobState
 from nicos_scriptserver.queue.model import REQUEUEABLE
 

@@ -4,16 +4,11 @@ finished one's before it is queued again (``ss_requeue``)."""
 from typing import Optional
 
 from nicos.clients.gui.panels.utils import showPanel
-from nicos.guisupport.qt import QDialog, QDialogButtonBox, QFont, \
-    QFontDatabase, QFormLayout, QLabel, QLineEdit, QPlainTextEdit, \
-    QVBoxLayout
+from nicos.guisupport.qt import QDialog, QDialogButtonBox, QFormLayout, \
+    QLabel, QLineEdit, QVBoxLayout
 
 from gui_panels.daemon import Refused, request
-
-
-def monospace() -> QFont:
-    """The system's fixed-width font, for scripts."""
-    return QFontDatabase.systemFont(QFontDatabase.FixedFont)
+from gui_panels.scriptview import ScriptView
 
 
 class JobEditDialog(QDialog):
@@ -39,9 +34,7 @@ class JobEditDialog(QDialog):
                             f"job {job['id']}")
         self.resize(640, 480)
         self.name = QLineEdit(job.get('name') or '', self)
-        self.source = QPlainTextEdit(self)
-        self.source.setFont(monospace())
-        self.source.setLineWrapMode(QPlainTextEdit.NoWrap)
+        self.source = ScriptView(self)
         self.source.setPlainText(job.get('source') or '')
         generated = job.get('kind') == 'generated'
         self.source.setReadOnly(generated)

@@ -6,6 +6,7 @@ panel is saved as a screenshot in test-artifacts/gui/.
 """
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -345,6 +346,7 @@ def test_current_job_panel_follows_and_controls_the_running_job(
     assert client.call('ss_job', long_job['id'])['state'] == 'paused'
     assert current.resumeButton.isEnabled() and not current.pauseButton.isEnabled()
     assert current.script.extraSelections()
+    assert current.times['paused'].text().endswith(' s')
     shot(current, 'current-job-paused')
     current.resumeButton.click()
     qtbot.waitUntil(lambda: current.job['state'] == 'running', timeout=10000)
@@ -643,3 +645,36 @@ def test_layout_gives_the_queue_room_and_keeps_every_part_visible(window):
     menus = [action.text() for action in window.menuBar().actions()]
     assert menus.count('&Output') == 1, menus
     showPanel(queue)
+
+
+def test_current_job_panel_shows_pause_time_time_progress_and_line_numbers(
+        window):
+    current = panel(window, 'Script-server current job')
+    saved, timeline = current.job, current.timeline
+    now = time.time() + current.clock_offset
+    try:
+        script = 'print(1)\n' * 12
+        running = {'id': -1, 'kind': 'aware', 'state': 'running',
+                   'source': script}
+        current._show_job(running)
+        assert current.script.viewportMargins().left() >= \
+            current.script.fontMetrics().horizontalAdvance('12')
+        assert current.pausedCaption.isHidden()
+        # without paused_for from the server: since the panel saw it pause
+        current._show_job(dict(running, state='paused'))
+        assert not current.pausedCaption.isHidden()
+        assert current.times['paused'].text() == '0 s'
+        current.on_client_ss_timeline({'now': now, 'current': {
+            'id': -1, 'paused_for': 125.0}})
+        assert current.times['paused'].text() == '2 min 05 s'
+
+        current._show_job({'id': -2, 'kind': 'blackbox', 'state': 'running',
+                           'source': 'print(1)\n', 'progress': None,
+                           'estimate': {'state': 'ok', 'seconds': 600}})
+        current.on_client_ss_timeline({'now': now, 'current': {
+            'id': -2, 'progress_by_time': 0.5}})
+        assert current.progress.format() == '50 %  of its estimated time'
+        assert current.progress.value() == 500
+    finally:
+        current.timeline = timeline
+        current._show_job(saved)
