@@ -19,6 +19,8 @@ from nicos_scriptserver.queue.lifecycle import allows, describe
 # Lines of output kept; older ones are dropped so that a chatty job
 # cannot make the GUI slow.
 MAX_OUTPUT_LINES = 5000
+# Recent NICOS messages asked for on connecting, as NICOS's console does.
+MESSAGES_KEPT = 10000
 
 
 class CurrentJobPanel(Panel):
@@ -146,6 +148,19 @@ class CurrentJobPanel(Panel):
             self._set_status(str(err))
             return
         self._show_job(current)
+        self._show_earlier_output()
+
+    def _show_earlier_output(self) -> None:
+        """What the current job printed before this GUI connected (NICOS
+        keeps the recent messages)."""
+        if self.job is None or self.job.get('kind') == 'blackbox':
+            return
+        try:
+            messages = request(self.client, 'getmessages', str(MESSAGES_KEPT))
+        except Refused:
+            return  # only the earlier output is missing
+        for message in messages:
+            self.on_client_message(message)
 
     def on_client_disconnected(self) -> None:
         self._show_job(None)

@@ -678,3 +678,21 @@ def test_current_job_panel_shows_pause_time_time_progress_and_line_numbers(
     finally:
         current.timeline = timeline
         current._show_job(saved)
+
+
+def test_current_job_output_printed_before_connecting_is_shown(
+        window, client, qtbot):
+    current = panel(window, 'Script-server current job')
+    empty_queue(client)
+    job, = submit(client, 'print("before you came")\n'
+                  + LOOP.format(n=300, dt=0.1))
+    qtbot.waitUntil(lambda: current.job is not None
+                    and current.job['id'] == job['id']
+                    and 'before you came' in current.output.toPlainText(),
+                    timeout=20000)
+    current.output.clear()
+    current.on_client_connected()   # as a GUI that connects now
+    assert 'before you came' in current.output.toPlainText()
+    client.call('ss_abort')
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and d['state'] == 'aborted')
