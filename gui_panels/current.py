@@ -203,7 +203,9 @@ class CurrentJobPanel(Panel):
             return
         if len(message) > 5 and str(message[5]) == str(self.job['id']) \
                 and message[2] not in (ACTION, INPUT):
-            self._append(fmt.log_line(message))
+            # one block per message: a trailing newline would leave an
+            # empty last line that scrolls the first one out of a low pane
+            self.output.appendPlainText(fmt.log_line(message).rstrip('\n'))
 
     def on_client_status(self, status) -> None:
         # NICOS's (status, line) of the running script: the job's line as
