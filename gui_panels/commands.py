@@ -120,6 +120,9 @@ class CommandsPanel(Panel):
         self.formHolder = QWidget()
         self.form = QFormLayout(self.formHolder)
         self.form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        # names above their fields: a long argument name would leave the
+        # fields (and the error messages under them) a sliver of the width
+        self.form.setRowWrapPolicy(QFormLayout.WrapAllRows)
         scroll = QScrollArea(box)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.NoFrame)
