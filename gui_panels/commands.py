@@ -10,7 +10,7 @@ from nicos.guisupport.qt import QAbstractItemView, QComboBox, QFont, \
     QVBoxLayout, QWidget
 
 from gui_panels import fmt
-from gui_panels.daemon import Refused, request, subscribe
+from gui_panels.daemon import Refused, request, subscribe, watching_only
 from gui_panels.fields import Field
 from gui_panels.formcheck import EMPTY, FieldError
 from gui_panels.layout import splitter
@@ -206,6 +206,7 @@ class CommandsPanel(Panel):
     def on_client_connected(self) -> None:
         subscribe(self.client)
         self.reload_catalog()
+        self._job_changed()   # a guest may not submit
 
     def on_client_disconnected(self) -> None:
         self.generation = None
@@ -386,7 +387,7 @@ class CommandsPanel(Panel):
         self._job_changed()
 
     def _job_changed(self, *_args) -> None:
-        has_calls = self.callList.count() > 0 and not self.viewonly
+        has_calls = self.callList.count() > 0 and not watching_only(self.client, self.viewonly)
         self.dryRunButton.setEnabled(has_calls)
         self.submitButton.setEnabled(has_calls)
         for row in range(self.callList.count()):

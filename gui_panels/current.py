@@ -10,7 +10,7 @@ from nicos.guisupport.qt import QColor, QFont, QGridLayout, QHBoxLayout, \
 from nicos.utils.loggers import ACTION, INPUT
 
 from gui_panels import fmt
-from gui_panels.daemon import Refused, request, subscribe
+from gui_panels.daemon import Refused, request, subscribe, watching_only
 from gui_panels.layout import keep_in_splitters, splitter
 from gui_panels.scriptview import ScriptView, monospace
 from nicos_scriptserver.queue import JobState
@@ -263,7 +263,7 @@ class CurrentJobPanel(Panel):
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        job = self.job if not self.viewonly else None
+        job = None if watching_only(self.client, self.viewonly) else self.job
         blackbox = bool(self.job) and self.job.get('kind') == 'blackbox'
         # What the server would allow, from the job's stage.
         self.pauseButton.setEnabled(bool(job) and not blackbox and

@@ -10,7 +10,7 @@ from nicos.guisupport.qt import QAbstractItemView, QBrush, QColor, \
     Qt, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from gui_panels import fmt
-from gui_panels.daemon import Refused, request
+from gui_panels.daemon import Refused, request, watching_only
 from gui_panels.jobdialog import JobEditDialog
 from gui_panels.layout import splitter
 from gui_panels.scriptview import monospace
@@ -126,6 +126,7 @@ class HistoryView(QWidget):
                 self.tree.setCurrentItem(item)
         for column in (0, 2, 3, 4, 5):
             self.tree.resizeColumnToContents(column)
+        self._update_buttons()
 
     def selected(self) -> Optional[dict]:
         """The selected finished job."""
@@ -142,7 +143,7 @@ class HistoryView(QWidget):
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        job = None if self.viewonly else self.selected()
+        job = None if watching_only(self.client, self.viewonly) else self.selected()
         requeueable = bool(job) and JobState(job['state']) in REQUEUEABLE
         self.requeueButton.setEnabled(requeueable)
         self.editButton.setEnabled(requeueable)

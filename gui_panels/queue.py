@@ -8,7 +8,7 @@ from nicos.guisupport.qt import QAbstractItemView, QAction, QHBoxLayout, \
     QKeySequence, QLabel, QMenu, QPushButton, QSize, QTableView, QTabWidget, \
     QTimer, QToolButton, Qt, QVBoxLayout, QWidget
 
-from gui_panels.daemon import Refused, request, subscribe
+from gui_panels.daemon import Refused, request, subscribe, watching_only
 from gui_panels.history import HistoryView
 from gui_panels.jobdialog import JobEditDialog
 from gui_panels.layout import keep_in_splitters, lower_bottom_docks
@@ -258,8 +258,9 @@ class QueuePanel(Panel):
     def _show_hold(self, queue: dict) -> None:
         """Whether the queue is held, by whom, why and what waits for it."""
         held, reason = bool(queue.get('held')), queue.get('hold_reason')
-        self.actHold.setEnabled(not held and not self.viewonly)
-        self.releaseButton.setEnabled(not self.viewonly)
+        watching = watching_only(self.client, self.viewonly)
+        self.actHold.setEnabled(not held and not watching)
+        self.releaseButton.setEnabled(not watching)
         text = 'Queue held' + (f': {reason}' if reason else '') + '. '
         protected = queue.get('protected') or []
         if queue.get('hold_kind') == 'safety' and protected:
@@ -320,7 +321,8 @@ class QueuePanel(Panel):
         self._update_actions()
 
     def _update_actions(self, *_args) -> None:
-        jobs = [] if self.viewonly else self.selected_jobs()
+        watching = watching_only(self.client, self.viewonly)
+        jobs = [] if watching else self.selected_jobs()
         waiting = [job for job in jobs if job is not self.model.current]
         for action in (self.actTop, self.actUp, self.actDown, self.actBottom,
                        self.actSkip, self.actRemove):
@@ -332,7 +334,7 @@ class QueuePanel(Panel):
         self.actDuplicate.setEnabled(bool(jobs))
         self.actSkip.setText('Unskip' if waiting and all(map(_skipped, waiting))
                              else 'Skip')
-        self.actClear.setEnabled(not self.viewonly and bool(self.model.waiting))
+        self.actClear.setEnabled(not watching and bool(self.model.waiting))
 
     def _do(self, command: str, *args) -> bool:
         try:

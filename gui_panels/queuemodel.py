@@ -145,8 +145,9 @@ class QueueModel(QAbstractTableModel):
             font.setBold(True)
             return font
         state = JobState(job['state'])
-        # skipped: greyed out, it will not run; held back: orange like the
-        # queue's hold, someone has to decide on it
+        # skipped: greyed out, it will not run; held back: orange text like
+        # the queue's hold, someone has to decide on it (an orange
+        # background is the paused current job's)
         if role == Qt.ForegroundRole and state is JobState.SKIPPED:
             return QBrush(QColor('#888888'))
         if role == Qt.FontRole and state is JobState.SKIPPED:
@@ -155,8 +156,6 @@ class QueueModel(QAbstractTableModel):
             return font
         if role == Qt.ForegroundRole and job.get('held'):
             return QBrush(QColor('#b26a00'))
-        if role == Qt.BackgroundRole and job.get('held'):
-            return QBrush(QColor('#fff3e0'))
         if role == Qt.BackgroundRole and job is self.current:
             return QBrush(QColor('#e3f2fd' if state is JobState.RUNNING
                                  else '#fff3e0'))

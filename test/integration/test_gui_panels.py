@@ -590,8 +590,12 @@ def test_history_entries_go_back_to_the_queue_edited_or_as_they_were(
     queue.tabs.setCurrentIndex(0)
 
 
-def test_guests_see_no_action_that_changes_the_queue(window, client, qtbot):
+@pytest.mark.parametrize('watcher', ['view-only', 'guest'])
+def test_guests_see_no_action_that_changes_the_queue(
+        window, client, qtbot, monkeypatch, watcher):
     queue = panel(window, 'Script-server queue')
+    current = panel(window, 'Script-server current job')
+    commands = panel(window, 'Script-server commands')
     empty_queue(client)
     client.call('ss_hold')
     job, = submit(client, 'print(1)')
@@ -599,14 +603,31 @@ def test_guests_see_no_action_that_changes_the_queue(window, client, qtbot):
     queue.select_job(job['id'])
     history = queue.history
     history.tree.setCurrentItem(history.tree.topLevelItem(0))
-    queue.setViewOnly(True)
+    commands.show_command(commands.entries['measure'])
+    commands.fields['seconds'].editor.setText('2')
+    commands.add_call()
+    if watcher == 'view-only':
+        for each in (queue, current, commands):
+            each.setViewOnly(True)
+    else:
+        # what NICOS's client knows after a guest logged in
+        monkeypatch.setattr(window.client, 'user_level', 0)
+        queue.refresh()
+        history.reload()
+        current.on_client_connected()
+        commands.on_client_connected()
     try:
         assert not any(action.isEnabled() for action in queue.table.actions())
         assert not queue.actClear.isEnabled() and not queue.actHold.isEnabled()
         assert not queue.releaseButton.isEnabled()
         assert not history.copyButton.isEnabled()
+        assert not current.abortButton.isEnabled()
+        assert not commands.submitButton.isEnabled()
     finally:
-        queue.setViewOnly(False)
+        monkeypatch.undo()
+        for each in (queue, current, commands):
+            each.setViewOnly(False)
+        commands.load_job(None)
     client.call('ss_clear')
     client.call('ss_release')
 
