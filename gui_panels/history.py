@@ -175,7 +175,8 @@ class HistoryView(QWidget):
         queues it again with the changes."""
         job = self.selected()
         if job:
-            JobEditDialog(self, self.client, job, self.commands(),
+            commands = self.commands() if self.commands else None
+            JobEditDialog(self, self.client, job, commands,
                           requeue=True).open()
 
 

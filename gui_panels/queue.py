@@ -47,7 +47,8 @@ class QueuePanel(Panel):
         self.model.moveRequested.connect(self.move_job)
         self._build()
         # Coalesce bursts of events (a batch of jobs finishing) into one
-        # history request.
+        # history request at most every 300 ms; restarting the timer on
+        # each event would put the reload off for as long as jobs finish.
         self.historyTimer = QTimer(self, singleShot=True, interval=300)
         self.historyTimer.timeout.connect(self.history.reload)
         client.connected.connect(self.on_client_connected)
@@ -242,7 +243,7 @@ class QueuePanel(Panel):
 
     def on_client_ss_job(self, job: dict) -> None:
         finished = JobState(job['state']).finished
-        if finished:
+        if finished and not self.historyTimer.isActive():
             self.historyTimer.start()
         if self.model.update_job(job):
             return

@@ -23,7 +23,7 @@ from nicos.clients.base import ConnectionData  # noqa: E402
 from nicos.clients.gui.config import processGuiConfig  # noqa: E402
 from nicos.clients.gui.panels.utils import showPanel  # noqa: E402
 from nicos.guisupport.qt import QApplication, QDockWidget, QHeaderView, \
-    QInputDialog, QMenu, QSplitter, Qt  # noqa: E402
+    QInputDialog, QMenu, QSplitter, Qt, QTimer  # noqa: E402
 from nicos.utils.loggers import NicosLogger, initLoggers  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -717,3 +717,24 @@ def test_current_job_output_printed_before_connecting_is_shown(
     client.call('ss_abort')
     client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
                     and d['state'] == 'aborted')
+
+
+def test_history_follows_while_jobs_keep_finishing(window, client, qtbot):
+    queue = panel(window, 'Script-server queue')
+    history = queue.history
+    empty_queue(client)
+    queue.tabs.setCurrentWidget(history)
+    job, = submit(client, 'print("one of many")')
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and d['state'] == 'done')
+    # other jobs finishing every 100 ms, as a batch of short ones does
+    stream = QTimer(interval=100)
+    stream.timeout.connect(lambda: queue.on_client_ss_job(
+        {'id': -99, 'state': 'done'}))
+    stream.start()
+    try:
+        qtbot.waitUntil(lambda: bool(history.jobs)
+                        and history.jobs[0]['id'] == job['id'], timeout=1500)
+    finally:
+        stream.stop()
+    queue.tabs.setCurrentIndex(0)
