@@ -48,9 +48,15 @@ class JobEditDialog(QDialog):
                                '\nSave a change whose dry run passes, or Confirm '
                                'to run it as it is.' if held else '')
         self.heldLabel.setVisible(bool(held))
-        hint = QLabel('Generated from command calls: Edit calls… opens them in '
-                      'the Commands panel.' if generated else
-                      'Saving starts a new dry run of the job.', self)
+        if not generated:
+            hint = 'Saving starts a new dry run of the job.'
+        elif commands is not None:
+            hint = ('Generated from command calls: Edit calls… opens them in '
+                    'the Commands panel.')
+        else:
+            hint = ('Generated from command calls: build a new job in the '
+                    'Commands panel to change them.')
+        hint = QLabel(hint, self)
         hint.setWordWrap(True)
         self.error = QLabel(self)
         self.error.setWordWrap(True)
