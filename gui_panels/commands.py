@@ -64,6 +64,8 @@ class CommandsPanel(Panel):
         self.viewonly = False
         # the waiting job whose calls are being edited, or None
         self.editing: Optional[dict] = None
+        # the job list's row whose call the form shows (double click), or None
+        self.loadedRow: Optional[int] = None
         self._build()
         client.connected.connect(self.on_client_connected)
         client.disconnected.connect(self.on_client_disconnected)
@@ -133,8 +135,13 @@ class CommandsPanel(Panel):
         self.addButton = QPushButton('Add to job', box)
         self.addButton.setEnabled(False)
         self.addButton.clicked.connect(self.add_call)
+        self.replaceButton = QPushButton(box)
+        self.replaceButton.setToolTip('Put the form\'s call in place of the '
+                                      'call loaded from the job')
+        self.replaceButton.clicked.connect(self.replace_call)
         buttons = QHBoxLayout()
         buttons.addStretch()
+        buttons.addWidget(self.replaceButton)
         buttons.addWidget(self.addButton)
         layout = QVBoxLayout(box)
         layout.addWidget(self.title)
@@ -268,6 +275,7 @@ class CommandsPanel(Panel):
     def show_command(self, entry: Optional[dict], args: Optional[dict] = None) -> None:
         """Show the form of *entry* (None: no command), filled with *args*."""
         self.entry = entry
+        self._set_loaded_row(None)
         while self.form.rowCount():
             self.form.removeRow(0)
         self.fields = {}
@@ -340,6 +348,22 @@ class CommandsPanel(Panel):
         self.callList.setCurrentItem(item)
         self._job_changed()
 
+    def replace_call(self) -> None:
+        """Put the form's call in place of the one it was loaded from."""
+        call = self.form_call()
+        if call is None or self.loadedRow is None:
+            return
+        item = self.callList.item(self.loadedRow)
+        item.setText(call_line(self.entry, call))
+        item.setData(CALL_ROLE, call)
+        self._job_changed()
+
+    def _set_loaded_row(self, row: Optional[int]) -> None:
+        self.loadedRow = row
+        self.replaceButton.setVisible(row is not None)
+        if row is not None:
+            self.replaceButton.setText(f'Replace call {row + 1}')
+
     # the job
 
     def calls(self) -> List[dict]:
@@ -372,7 +396,7 @@ class CommandsPanel(Panel):
                                              call), self.callList)
             item.setData(CALL_ROLE, call)
         editing = self.editing is not None
-        self.jobBox.setTitle(f"Job {job['id']}, waiting: its calls" if editing
+        self.jobBox.setTitle(f"Editing waiting job {job['id']}" if editing
                              else 'Job')
         self.submitButton.setText(f"Save to job {job['id']}" if editing
                                   else 'Submit')
@@ -387,6 +411,8 @@ class CommandsPanel(Panel):
         self._job_changed()
 
     def _job_changed(self, *_args) -> None:
+        # the loaded call may have moved or gone: add, do not replace
+        self._set_loaded_row(None)
         has_calls = self.callList.count() > 0 and not watching_only(self.client, self.viewonly)
         self.dryRunButton.setEnabled(has_calls)
         self.submitButton.setEnabled(has_calls)
@@ -418,13 +444,14 @@ class CommandsPanel(Panel):
         self._job_changed()
 
     def _edit_call(self, item: QListWidgetItem) -> None:
-        """Load a call back into the form (double click), to add it again
-        with other values."""
+        """Load a call back into the form (double click), to replace it or
+        to add it again with other values."""
         call = item.data(CALL_ROLE)
         entry = self.entries.get(call['command'])
         if entry:
             self.show_command(entry, call['args'])
             self._fill_list()
+            self._set_loaded_row(self.callList.row(item))
 
     def dry_run(self) -> None:
         """Ask the server to dry-run the job; show its report."""

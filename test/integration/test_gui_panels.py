@@ -534,11 +534,18 @@ def test_generated_jobs_go_next_and_their_calls_are_edited_in_the_form(
     assert commands.isVisible()
     assert commands.submitButton.text() == f'Save to job {generated}'
     assert [c['command'] for c in commands.calls()] == ['set_ei']
+    # a double-clicked call comes back into the form, to be replaced
+    commands._edit_call(commands.callList.item(0))
+    assert commands.fields['energy'].editor.text() == '25'
+    assert commands.replaceButton.text() == 'Replace call 1'
+    commands.fields['energy'].editor.setText('27')
+    commands.replaceButton.click()
+    assert commands.replaceButton.isHidden()
     commands.fields['energy'].editor.setText('30')
     commands.add_call()
     commands.submitButton.click()
     calls = client.call('ss_job', generated)['calls']
-    assert [c['args']['energy'] for c in calls] == [25.0, 30.0]
+    assert [c['args']['energy'] for c in calls] == [27.0, 30.0]
     assert commands.submitButton.text() == 'Submit'
     dialog.deleteLater()
     client.call('ss_clear')
