@@ -62,7 +62,7 @@ class QueuePanel(Panel):
     def sizeHint(self) -> QSize:
         # NICOS's splitters share the window by the hints: in NICOS's
         # default window (889 x 766, with the Log dock) this leaves room
-        # for about six rows, the current job panel for its script
+        # for about eight rows, and the current job panel for a few lines
         return QSize(900, 360)
 
     def postInit(self) -> None:
