@@ -256,7 +256,11 @@ class ProgressDelegate(QStyledItemDelegate):
         bar.progress = int(round(job['progress'] * 1000))
         message = job.get('progress_message')
         percent = f"{job['progress'] * 100:.0f} %"
-        bar.text = f'{percent}  {message}' if message else percent
+        # cut to the cell: a centred text wider than the bar loses its
+        # start, the percentage (the tooltip has the message in full)
+        bar.text = option.fontMetrics.elidedText(
+            f'{percent}  {message}' if message else percent, Qt.ElideRight,
+            bar.rect.width() - 8)
         bar.textVisible = True
         bar.textAlignment = Qt.AlignCenter
         bar.state = option.state | QStyle.State_Enabled
