@@ -413,7 +413,8 @@ class CommandsPanel(Panel):
     def _job_changed(self, *_args) -> None:
         # the loaded call may have moved or gone: add, do not replace
         self._set_loaded_row(None)
-        has_calls = self.callList.count() > 0 and not watching_only(self.client, self.viewonly)
+        has_calls = self.callList.count() > 0 and \
+            not watching_only(self.client, self.viewonly)
         self.dryRunButton.setEnabled(has_calls)
         self.submitButton.setEnabled(has_calls)
         for row in range(self.callList.count()):

@@ -143,7 +143,8 @@ class HistoryView(QWidget):
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        job = None if watching_only(self.client, self.viewonly) else self.selected()
+        watching = watching_only(self.client, self.viewonly)
+        job = None if watching else self.selected()
         requeueable = bool(job) and JobState(job['state']) in REQUEUEABLE
         self.requeueButton.setEnabled(requeueable)
         self.editButton.setEnabled(requeueable)

@@ -44,9 +44,10 @@ class JobEditDialog(QDialog):
         self.heldLabel.setWordWrap(True)
         self.heldLabel.setStyleSheet('color: #b26a00;')
         held = job.get('held') and not requeue
-        self.heldLabel.setText(f"Held back: {job.get('hold_reason') or 'by its dry run'}"
-                               '\nSave a change whose dry run passes, or Confirm '
-                               'to run it as it is.' if held else '')
+        reason = job.get('hold_reason') or 'by its dry run'
+        self.heldLabel.setText(f'Held back: {reason}\nSave a change whose dry '
+                               'run passes, or Confirm to run it as it is.'
+                               if held else '')
         self.heldLabel.setVisible(bool(held))
         if not generated:
             hint = 'Saving starts a new dry run of the job.'

@@ -19,6 +19,9 @@ ensure_gr()
 
 import gui_panels  # noqa: E402,F401  (registers the ss_* events first)
 from gui_panels.commands import CALL_ROLE  # noqa: E402
+from gui_panels.jobdialog import JobEditDialog  # noqa: E402
+from gui_panels.layout import BOTTOM_DOCK_HEIGHT  # noqa: E402
+from gui_panels.queuemodel import NAME_COLUMN  # noqa: E402
 from nicos.clients.base import ConnectionData  # noqa: E402
 from nicos.clients.gui.config import processGuiConfig  # noqa: E402
 from nicos.clients.gui.panels.utils import showPanel  # noqa: E402
@@ -279,7 +282,6 @@ def test_queue_panel_confirms_a_held_back_job(window, client, qtbot):
 
 
 def test_queue_panel_edits_a_job_in_its_dialog(window, client, qtbot):
-    from gui_panels.jobdialog import JobEditDialog  # pylint: disable=import-outside-toplevel
     queue = panel(window, 'Script-server queue')
     client.call('ss_hold')
     job, = submit(client, 'print("old")')
@@ -486,7 +488,6 @@ def test_queue_panel_acts_on_several_jobs_and_asks_before_removing(
 
 def test_held_back_jobs_say_why_in_the_row_and_the_edit_dialog(
         window, client, qtbot):
-    from gui_panels.jobdialog import JobEditDialog  # pylint: disable=import-outside-toplevel
     queue = panel(window, 'Script-server queue')
     empty_queue(client)
     client.call('ss_hold')
@@ -510,7 +511,6 @@ def test_held_back_jobs_say_why_in_the_row_and_the_edit_dialog(
 
 def test_generated_jobs_go_next_and_their_calls_are_edited_in_the_form(
         window, client, qtbot):
-    from gui_panels.jobdialog import JobEditDialog  # pylint: disable=import-outside-toplevel
     queue = panel(window, 'Script-server queue')
     commands = panel(window, 'Script-server commands')
     empty_queue(client)
@@ -554,7 +554,6 @@ def test_generated_jobs_go_next_and_their_calls_are_edited_in_the_form(
 
 def test_history_entries_go_back_to_the_queue_edited_or_as_they_were(
         window, client, qtbot):
-    from gui_panels.jobdialog import JobEditDialog  # pylint: disable=import-outside-toplevel
     queue = panel(window, 'Script-server queue')
     history = queue.history
     empty_queue(client)
@@ -653,8 +652,6 @@ def test_history_shows_a_finished_job_while_it_is_open(window, client, qtbot):
 
 
 def test_layout_gives_the_queue_room_and_keeps_every_part_visible(window):
-    from gui_panels.layout import BOTTOM_DOCK_HEIGHT  # pylint: disable=import-outside-toplevel
-    from gui_panels.queuemodel import NAME_COLUMN  # pylint: disable=import-outside-toplevel
     queue = panel(window, 'Script-server queue')
     showPanel(queue)
     QApplication.processEvents()
