@@ -245,7 +245,9 @@ class CurrentJobPanel(Panel):
 
     def _highlight_line(self) -> None:
         line = self.job.get('current_line') if self.job else None
-        if not line or not _current(self.job):
+        # a black-box job runs in a process of its own: no line is known
+        if not line or not _current(self.job) or \
+                self.job.get('kind') == 'blackbox':
             self.script.setExtraSelections([])
             return
         block = self.script.document().findBlockByLineNumber(line - 1)

@@ -398,8 +398,9 @@ def test_black_box_jobs_cannot_be_paused(window):
     current = panel(window, 'Script-server current job')
     saved = current.job
     current._show_job({'id': -1, 'kind': 'blackbox', 'state': 'running',
-                       'source': 'print(1)\n'})
+                       'source': 'print(1)\n', 'current_line': 1})
     assert not current.pauseButton.isEnabled()
+    assert not current.script.extraSelections()   # no line is known
     assert current.abortButton.isEnabled()
     current._show_job(saved)
 
