@@ -4,20 +4,23 @@ import json
 from typing import Dict, List, Optional
 
 from nicos.clients.gui.panels import Panel
-from nicos.guisupport.qt import QAbstractItemView, QFont, QFormLayout, \
-    QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, \
-    QPlainTextEdit, QPushButton, QScrollArea, QSplitter, Qt, QVBoxLayout, \
-    QWidget
+from nicos.guisupport.qt import QAbstractItemView, QComboBox, QFont, \
+    QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, \
+    QListWidgetItem, QPlainTextEdit, QPushButton, QScrollArea, Qt, \
+    QVBoxLayout, QWidget
 
 from gui_panels import fmt
-from gui_panels.daemon import Refused, request, subscribe
+from gui_panels.daemon import Refused, request, subscribe, watching_only
 from gui_panels.fields import Field
 from gui_panels.formcheck import EMPTY, FieldError
+from gui_panels.layout import splitter
 
 # Arguments a form cannot give: *args and positional-only ones need
 # positional values, which only a script can give in order.
 FORMLESS_KINDS = ('var_positional', 'var_keyword', 'positional_only')
 CALL_ROLE = Qt.UserRole
+# Where Submit puts the job (ss_submit's position).
+POSITIONS = (('Queue last', None), ('Queue next', 'top'))
 
 
 def matches(entry: dict, text: str) -> bool:
@@ -45,7 +48,9 @@ class CommandsPanel(Panel):
     before anything is sent. "Add to job" appends the call to the job on
     the right, where calls can be reordered (drag or the arrows) and
     removed; "Dry run" asks the server how long the job would take and
-    what would go wrong, "Submit" queues it.
+    what would go wrong, "Submit" queues it last or next. The calls of a
+    waiting generated job can be loaded here (its edit dialog's "Edit
+    calls…") and saved back to it.
     """
 
     panelName = 'Script-server commands'
@@ -57,6 +62,10 @@ class CommandsPanel(Panel):
         self.entry: Optional[dict] = None
         self.fields: Dict[str, Field] = {}
         self.viewonly = False
+        # the waiting job whose calls are being edited, or None
+        self.editing: Optional[dict] = None
+        # the job list's row whose call the form shows (double click), or None
+        self.loadedRow: Optional[int] = None
         self._build()
         client.connected.connect(self.on_client_connected)
         client.disconnected.connect(self.on_client_disconnected)
@@ -67,17 +76,17 @@ class CommandsPanel(Panel):
     # layout
 
     def _build(self) -> None:
-        splitter = QSplitter(Qt.Horizontal, self)
-        splitter.addWidget(self._build_catalog())
-        splitter.addWidget(self._build_form())
-        splitter.addWidget(self._build_job())
-        splitter.setStretchFactor(0, 1)
-        splitter.setStretchFactor(1, 2)
-        splitter.setStretchFactor(2, 2)
-        splitter.setSizes([220, 420, 400])
+        split = splitter(Qt.Horizontal, self)
+        split.addWidget(self._build_catalog())
+        split.addWidget(self._build_form())
+        split.addWidget(self._build_job())
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 2)
+        split.setStretchFactor(2, 2)
+        split.setSizes([220, 420, 400])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(splitter)
+        layout.addWidget(split)
 
     def _build_catalog(self) -> QWidget:
         box = QGroupBox('Commands', self)
@@ -113,6 +122,9 @@ class CommandsPanel(Panel):
         self.formHolder = QWidget()
         self.form = QFormLayout(self.formHolder)
         self.form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        # names above their fields: a long argument name would leave the
+        # fields (and the error messages under them) a sliver of the width
+        self.form.setRowWrapPolicy(QFormLayout.WrapAllRows)
         scroll = QScrollArea(box)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.NoFrame)
@@ -123,8 +135,13 @@ class CommandsPanel(Panel):
         self.addButton = QPushButton('Add to job', box)
         self.addButton.setEnabled(False)
         self.addButton.clicked.connect(self.add_call)
+        self.replaceButton = QPushButton(box)
+        self.replaceButton.setToolTip('Put the form\'s call in place of the '
+                                      'call loaded from the job')
+        self.replaceButton.clicked.connect(self.replace_call)
         buttons = QHBoxLayout()
         buttons.addStretch()
+        buttons.addWidget(self.replaceButton)
         buttons.addWidget(self.addButton)
         layout = QVBoxLayout(box)
         layout.addWidget(self.title)
@@ -158,12 +175,23 @@ class CommandsPanel(Panel):
         self.dryRunButton.setToolTip('Check the job on the server and '
                                      'estimate its duration; nothing is queued')
         self.dryRunButton.clicked.connect(self.dry_run)
+        self.position = QComboBox(box)
+        for text, position in POSITIONS:
+            self.position.addItem(text, position)
+        self.position.setToolTip('Where Submit puts the job: after the '
+                                 'waiting jobs, or before them')
         self.submitButton = QPushButton('Submit', box)
         self.submitButton.setToolTip('Queue the job')
         self.submitButton.clicked.connect(self.submit)
+        self.newJobButton = QPushButton('New job', box)
+        self.newJobButton.setToolTip('Stop editing the queued job; its '
+                                     'calls stay as they are in the queue')
+        self.newJobButton.clicked.connect(lambda: self.load_job(None))
         send = QHBoxLayout()
         send.addStretch()
+        send.addWidget(self.newJobButton)
         send.addWidget(self.dryRunButton)
+        send.addWidget(self.position)
         send.addWidget(self.submitButton)
         self.report = QPlainTextEdit(box)
         self.report.setReadOnly(True)
@@ -176,7 +204,8 @@ class CommandsPanel(Panel):
         layout.addLayout(edit)
         layout.addLayout(send)
         layout.addWidget(self.report)
-        self._job_changed()
+        self.jobBox = box
+        self.load_job(None)
         return box
 
     # the catalog
@@ -184,6 +213,7 @@ class CommandsPanel(Panel):
     def on_client_connected(self) -> None:
         subscribe(self.client)
         self.reload_catalog()
+        self._job_changed()   # a guest may not submit
 
     def on_client_disconnected(self) -> None:
         self.generation = None
@@ -245,6 +275,7 @@ class CommandsPanel(Panel):
     def show_command(self, entry: Optional[dict], args: Optional[dict] = None) -> None:
         """Show the form of *entry* (None: no command), filled with *args*."""
         self.entry = entry
+        self._set_loaded_row(None)
         while self.form.rowCount():
             self.form.removeRow(0)
         self.fields = {}
@@ -317,6 +348,22 @@ class CommandsPanel(Panel):
         self.callList.setCurrentItem(item)
         self._job_changed()
 
+    def replace_call(self) -> None:
+        """Put the form's call in place of the one it was loaded from."""
+        call = self.form_call()
+        if call is None or self.loadedRow is None:
+            return
+        item = self.callList.item(self.loadedRow)
+        item.setText(call_line(self.entry, call))
+        item.setData(CALL_ROLE, call)
+        self._job_changed()
+
+    def _set_loaded_row(self, row: Optional[int]) -> None:
+        self.loadedRow = row
+        self.replaceButton.setVisible(row is not None)
+        if row is not None:
+            self.replaceButton.setText(f'Replace call {row + 1}')
+
     # the job
 
     def calls(self) -> List[dict]:
@@ -337,12 +384,37 @@ class CommandsPanel(Panel):
             call = item.data(CALL_ROLE)
             item.setText(call_line(self.entries.get(call['command']), call))
 
+    def load_job(self, job: Optional[dict], edit: bool = False) -> None:
+        """Put *job*'s name and calls in the job list (None: empty it); with
+        *edit*, Save changes that waiting job instead of queueing a new
+        one."""
+        self.editing = job if edit else None
+        self.callList.clear()
+        self.jobName.setText((job or {}).get('name') or '')
+        for call in (job or {}).get('calls') or []:
+            item = QListWidgetItem(call_line(self.entries.get(call['command']),
+                                             call), self.callList)
+            item.setData(CALL_ROLE, call)
+        editing = self.editing is not None
+        self.jobBox.setTitle(f"Editing waiting job {job['id']}" if editing
+                             else 'Job')
+        self.submitButton.setText(f"Save to job {job['id']}" if editing
+                                  else 'Submit')
+        self.submitButton.setToolTip('Change the waiting job to these calls'
+                                     if editing else 'Queue the job')
+        self.position.setVisible(not editing)
+        self.newJobButton.setVisible(editing)
+        self._job_changed()
+
     def setViewOnly(self, viewonly: bool) -> None:
         self.viewonly = viewonly
         self._job_changed()
 
     def _job_changed(self, *_args) -> None:
-        has_calls = self.callList.count() > 0 and not self.viewonly
+        # the loaded call may have moved or gone: add, do not replace
+        self._set_loaded_row(None)
+        has_calls = self.callList.count() > 0 and \
+            not watching_only(self.client, self.viewonly)
         self.dryRunButton.setEnabled(has_calls)
         self.submitButton.setEnabled(has_calls)
         for row in range(self.callList.count()):
@@ -373,13 +445,14 @@ class CommandsPanel(Panel):
         self._job_changed()
 
     def _edit_call(self, item: QListWidgetItem) -> None:
-        """Load a call back into the form (double click), to add it again
-        with other values."""
+        """Load a call back into the form (double click), to replace it or
+        to add it again with other values."""
         call = item.data(CALL_ROLE)
         entry = self.entries.get(call['command'])
         if entry:
             self.show_command(entry, call['args'])
             self._fill_list()
+            self._set_loaded_row(self.callList.row(item))
 
     def dry_run(self) -> None:
         """Ask the server to dry-run the job; show its report."""
@@ -395,18 +468,25 @@ class CommandsPanel(Panel):
                 self._mark_call(problem['line'] - 1, problem['message'])
 
     def submit(self) -> None:
-        """Queue the job; on success the job list is emptied."""
+        """Queue the job where the position box says (or save the calls
+        to the job being edited); on success the job list is emptied."""
+        spec = self.job_spec()
         try:
-            jobs = request(self.client, 'ss_submit', self.job_spec())
+            if self.editing:
+                changes = {'calls': spec['calls']}
+                if spec.get('name', '') != (self.editing.get('name') or ''):
+                    changes['name'] = spec.get('name', '')
+                job = request(self.client, 'ss_edit', self.editing['id'], changes)
+            else:
+                job, = request(self.client, 'ss_submit', spec,
+                               self.position.currentData())
         except Refused as err:
             self._show_refusal(err)
             return
-        self._report(f"Submitted as job {jobs[0]['id']}"
-                     + (f" ({jobs[0]['name']})" if jobs[0].get('name') else '')
-                     + '.')
-        self.callList.clear()
-        self.jobName.clear()
-        self._job_changed()
+        self._report(f"{'Saved to' if self.editing else 'Submitted as'} job "
+                     f"{job['id']}"
+                     + (f" ({job['name']})" if job.get('name') else '') + '.')
+        self.load_job(None)
 
     def _show_refusal(self, err: Refused) -> None:
         """Show a server refusal, and mark the calls it names."""

@@ -5,19 +5,22 @@ from typing import Optional
 
 from nicos.clients.gui.panels import Panel
 from nicos.guisupport.qt import QColor, QFont, QGridLayout, QHBoxLayout, \
-    QLabel, QPlainTextEdit, QProgressBar, QPushButton, QSize, QSplitter, \
+    QLabel, QPlainTextEdit, QProgressBar, QPushButton, QSize, \
     Qt, QTextCursor, QTextEdit, QTextFormat, QTimer, QVBoxLayout, QWidget
 from nicos.utils.loggers import ACTION, INPUT
 
 from gui_panels import fmt
-from gui_panels.daemon import Refused, request, subscribe
-from gui_panels.jobdialog import monospace
+from gui_panels.daemon import Refused, request, subscribe, watching_only
+from gui_panels.layout import keep_in_splitters, splitter
+from gui_panels.scriptview import ScriptView, monospace
 from nicos_scriptserver.queue import JobState
 from nicos_scriptserver.queue.lifecycle import allows, describe
 
 # Lines of output kept; older ones are dropped so that a chatty job
 # cannot make the GUI slow.
 MAX_OUTPUT_LINES = 5000
+# Recent NICOS messages asked for on connecting, as NICOS's console does.
+MESSAGES_KEPT = 10000
 
 
 class CurrentJobPanel(Panel):
@@ -37,6 +40,9 @@ class CurrentJobPanel(Panel):
         self.job: Optional[dict] = None
         self.viewonly = False
         self.timeline: dict = {}
+        # server time at which this panel saw the job pause: how long it
+        # has been paused while the server does not say (no paused_for)
+        self.paused_seen: Optional[float] = None
         # server clock minus ours, so that expected ends computed by the
         # server read right here
         self.clock_offset = 0.0
@@ -56,8 +62,12 @@ class CurrentJobPanel(Panel):
             self.on_client_connected()
 
     def sizeHint(self) -> QSize:
-        # script and output need room; NICOS splitters size from hints
-        return QSize(800, 460)
+        # less than the queue above it (NICOS's splitters share the window
+        # by the hints), enough for a few lines of script and output
+        return QSize(900, 240)
+
+    def postInit(self) -> None:
+        keep_in_splitters(self)
 
     # layout
 
@@ -76,13 +86,16 @@ class CurrentJobPanel(Panel):
         grid = QGridLayout()
         for column, (key, label) in enumerate((
                 ('elapsed', 'Elapsed'), ('remaining', 'Remaining'),
-                ('end', 'Expected end'), ('estimate', 'Estimate'))):
+                ('end', 'Expected end'), ('estimate', 'Estimate'),
+                ('paused', 'Paused for'))):
             caption = QLabel(label, self)
             caption.setStyleSheet('color: #666;')
             value = QLabel('–', self)
             grid.addWidget(caption, 0, column)
             grid.addWidget(value, 1, column)
             self.times[key] = value
+        self.pausedCaption = caption
+        self.times['paused'].setStyleSheet('color: #b26a00; font-weight: bold;')
         grid.setHorizontalSpacing(24)
         self.pauseButton = QPushButton('Pause', self)
         self.pauseButton.clicked.connect(self.pause)
@@ -103,19 +116,17 @@ class CurrentJobPanel(Panel):
         self.status.setStyleSheet('color: #c62828;')
         self.status.hide()
 
-        self.script = QPlainTextEdit(self)
+        self.script = ScriptView(self)
         self.script.setReadOnly(True)
-        self.script.setFont(monospace())
-        self.script.setLineWrapMode(QPlainTextEdit.NoWrap)
         self.output = QPlainTextEdit(self)
         self.output.setReadOnly(True)
         self.output.setFont(monospace())
         self.output.setMaximumBlockCount(MAX_OUTPUT_LINES)
         self.output.setPlaceholderText('Output of the current job')
-        splitter = QSplitter(Qt.Horizontal, self)
-        splitter.addWidget(_titled('Script', self.script))
-        splitter.addWidget(_titled('Output', self.output))
-        splitter.setSizes([500, 400])
+        split = splitter(Qt.Horizontal, self)
+        split.addWidget(_titled('Script', self.script))
+        split.addWidget(_titled('Output', self.output))
+        split.setSizes([500, 400])
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -123,7 +134,7 @@ class CurrentJobPanel(Panel):
         layout.addWidget(self.progress)
         layout.addLayout(row)
         layout.addWidget(self.status)
-        layout.addWidget(splitter, 1)
+        layout.addWidget(split, 1)
         self._show_job(None)
 
     # server state
@@ -137,6 +148,19 @@ class CurrentJobPanel(Panel):
             self._set_status(str(err))
             return
         self._show_job(current)
+        self._show_earlier_output()
+
+    def _show_earlier_output(self) -> None:
+        """What the current job printed before this GUI connected (NICOS
+        keeps the recent messages)."""
+        if self.job is None or self.job.get('kind') == 'blackbox':
+            return
+        try:
+            messages = request(self.client, 'getmessages', str(MESSAGES_KEPT))
+        except Refused:
+            return  # only the earlier output is missing
+        for message in messages:
+            self.on_client_message(message)
 
     def on_client_disconnected(self) -> None:
         self._show_job(None)
@@ -179,7 +203,9 @@ class CurrentJobPanel(Panel):
             return
         if len(message) > 5 and str(message[5]) == str(self.job['id']) \
                 and message[2] not in (ACTION, INPUT):
-            self._append(message[3])
+            # one block per message: a trailing newline would leave an
+            # empty last line that scrolls the first one out of a low pane
+            self.output.appendPlainText(fmt.log_line(message).rstrip('\n'))
 
     def on_client_status(self, status) -> None:
         # NICOS's (status, line) of the running script: the job's line as
@@ -193,6 +219,10 @@ class CurrentJobPanel(Panel):
 
     def _show_job(self, job: Optional[dict]) -> None:
         new = job is None or self.job is None or job['id'] != self.job['id']
+        if job is None or not _paused(job):
+            self.paused_seen = None
+        elif not new and not _paused(self.job):
+            self.paused_seen = time.time() + self.clock_offset
         self.job = job
         if job is None:
             self.title.setText('No job is running.')
@@ -205,12 +235,7 @@ class CurrentJobPanel(Panel):
                                + (f' ({fmt.people(job)})' if job.get('owner') else ''))
             if new or self.script.toPlainText() != (job.get('source') or ''):
                 self.script.setPlainText(job.get('source') or '')
-            fraction = job.get('progress')
-            self.progress.setValue(int(round((fraction or 0) * 1000)))
-            message = job.get('progress_message') or ''
-            self.progress.setFormat(
-                (f'{fraction * 100:.0f} %' if fraction is not None else '')
-                + (f'  {message}' if message else ''))
+            self._show_progress()
         if new:
             self.output.clear()
             self._set_status('')
@@ -220,7 +245,9 @@ class CurrentJobPanel(Panel):
 
     def _highlight_line(self) -> None:
         line = self.job.get('current_line') if self.job else None
-        if not line or not _current(self.job):
+        # a black-box job runs in a process of its own: no line is known
+        if not line or not _current(self.job) or \
+                self.job.get('kind') == 'blackbox':
             self.script.setExtraSelections([])
             return
         block = self.script.document().findBlockByLineNumber(line - 1)
@@ -238,7 +265,7 @@ class CurrentJobPanel(Panel):
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        job = self.job if not self.viewonly else None
+        job = None if watching_only(self.client, self.viewonly) else self.job
         blackbox = bool(self.job) and self.job.get('kind') == 'blackbox'
         # What the server would allow, from the job's stage.
         self.pauseButton.setEnabled(bool(job) and not blackbox and
@@ -250,18 +277,62 @@ class CurrentJobPanel(Panel):
         self.abortButton.setEnabled(bool(job) and
                                     allows(job, 'request abort'))
 
+    def _show_progress(self) -> None:
+        """The job's progress, or for a black-box job, which cannot report
+        any, how much of its estimated time has passed."""
+        job = self.job
+        fraction, message = job.get('progress'), job.get('progress_message') or ''
+        if fraction is None and _current(job):
+            fraction = self._progress_by_time()
+            if fraction is not None:
+                message = 'of its estimated time'
+        self.progress.setValue(int(round((fraction or 0) * 1000)))
+        self.progress.setFormat(
+            (f'{fraction * 100:.0f} %' if fraction is not None else '')
+            + (f'  {message}' if message else ''))
+
+    def _timeline_current(self) -> dict:
+        """The timeline's data of the shown job, if it is the current one."""
+        current = self.timeline.get('current') or {}
+        return current if self.job and current.get('id') == self.job['id'] else {}
+
+    def _progress_by_time(self) -> Optional[float]:
+        # the server's fraction as of its last timeline, moved on with the
+        # clock while the job runs
+        fraction = self._timeline_current().get('progress_by_time')
+        seconds = (self.job.get('estimate') or {}).get('seconds')
+        if fraction is None or not seconds or _paused(self.job):
+            return fraction
+        since = time.time() + self.clock_offset - self.timeline.get('now', 0)
+        return min(1.0, fraction + max(since, 0) / seconds)
+
+    def _paused_for(self, now: float) -> Optional[float]:
+        """Seconds the shown job has been paused, None if unknown."""
+        paused_for = self._timeline_current().get('paused_for')
+        if paused_for is not None:
+            return paused_for + now - self.timeline.get('now', now)
+        return None if self.paused_seen is None else now - self.paused_seen
+
     def _show_times(self) -> None:
         job = self.job
-        current = self.timeline.get('current') or {}
+        current = self._timeline_current()
+        paused = job is not None and _paused(job)
+        for widget in (self.pausedCaption, self.times['paused']):
+            widget.setVisible(paused)
         if job is None or not _current(job):
             for key, label in self.times.items():
                 label.setText(fmt.estimate(job.get('estimate')) if job and
                               key == 'estimate' else '–')
             return
         now = time.time() + self.clock_offset
+        if paused:
+            self.times['paused'].setText(fmt.duration(self._paused_for(now),
+                                                      missing='–'))
+        if job.get('kind') == 'blackbox':
+            self._show_progress()
         if job.get('started_at'):
             self.times['elapsed'].setText(fmt.duration(now - job['started_at']))
-        if current.get('id') == job['id'] and current.get('expected_end'):
+        if current.get('expected_end'):
             end = current['expected_end']
             if _paused(job):
                 # paused time does not count: the end moves on with the clock

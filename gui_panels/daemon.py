@@ -3,6 +3,8 @@ panel shows itself, and the event subscription."""
 
 from typing import Any
 
+from nicos.core.utils import GUEST
+
 from nicos_scriptserver.wire import protocol
 from nicos_scriptserver.wire.commandtable import needs_user
 
@@ -37,9 +39,17 @@ def request(client, command: str, *args) -> Any:
     return data
 
 
+def watching_only(client, viewonly: bool) -> bool:
+    """Whether the panels may only watch: the GUI is in view-only mode, or
+    logged in as a guest, whom the server refuses every change (so the
+    buttons for changes are disabled instead of failing)."""
+    level = client.user_level if client.isconnected else None
+    return viewonly or (level is not None and level <= GUEST)
+
+
 def subscribe(client) -> None:
     """Ask the daemon for the ss_* events, which it masks at first."""
     client.ask('eventunmask', SS_EVENTS, quiet=True)
 
 
-__all__ = ['Refused', 'request', 'subscribe']
+__all__ = ['Refused', 'request', 'subscribe', 'watching_only']

@@ -1,24 +1,24 @@
 """Form fields generated from catalog parameters (docs/COMMANDS.md).
 
-One editor per parameter type: spin boxes with the limits and the unit for
-numbers, a combo box for choices, a check box for booleans, a line edit for
-text, lists and other values. Each field checks its value locally
-(`formcheck`) and shows the problem right under the editor.
+One editor per parameter type: a combo box for choices, a check box for
+booleans, a line edit for numbers (with the unit after it), text, lists and
+other values. Each field checks its value locally (`formcheck`) and shows
+the problem right under the editor.
+
+Numbers are typed into line edits, not spin boxes: a spin box's validator
+throws away what leaves its range (``400`` became ``40`` for a limit of
+350 K) where the user should see why, and its "required" text had to be
+selected before a number could be typed.
 """
 
 from typing import Any, Optional
 
-from nicos.guisupport.qt import QCheckBox, QComboBox, QDoubleSpinBox, \
-    QLabel, QLineEdit, QSpinBox, QVBoxLayout, QWidget, pyqtSignal
+from nicos.guisupport.qt import QCheckBox, QComboBox, QHBoxLayout, QLabel, \
+    QLineEdit, QVBoxLayout, QWidget, pyqtSignal
 
 from gui_panels import fmt
 from gui_panels.formcheck import EMPTY, FieldError, check, parse_list, \
     parse_text
-
-# Bounds of unbounded numbers: what a spin box needs, far beyond any limit
-# an instrument command documents.
-UNBOUNDED = 1e9
-INT_UNBOUNDED = 2**31 - 2
 
 
 def limits_text(param: dict) -> str:
@@ -70,13 +70,6 @@ def unset_text(param: dict) -> Optional[str]:
     return 'not set' if param.get('default') is None else None
 
 
-class _NumberBox(QDoubleSpinBox):
-    """A spin box for floats that shows 12.5 as ``12.5``, not ``12.500000``."""
-
-    def textFromValue(self, value: float) -> str:
-        return (f'{value:.{self.decimals()}f}').rstrip('0').rstrip('.')
-
-
 class Field(QWidget):
     """The editor of one argument and, under it, what is wrong with it."""
 
@@ -93,10 +86,14 @@ class Field(QWidget):
         self.error.setStyleSheet('color: #c62828;')
         self.error.setWordWrap(True)
         self.error.hide()
+        row = QHBoxLayout()
+        row.addWidget(self.editor, 1)
+        if param.get('unit'):
+            row.addWidget(QLabel(param['unit'], self))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        layout.addWidget(self.editor)
+        layout.addLayout(row)
         layout.addWidget(self.error)
         if param.get('has_default') and param.get('default') is not None:
             self.set_value(param['default'])
@@ -112,11 +109,14 @@ class Field(QWidget):
             box = QCheckBox(self)
             box.toggled.connect(self.changed)
             return box
-        if kind in ('float', 'int'):
-            return self._spinbox(kind)
+        # "required, 1..350 K": what to type, where the number goes
+        number_hint = ', '.join(text for text in (self.unset, limits_text(param))
+                                if text)
         edit = QLineEdit(self)
         edit.setPlaceholderText({
             'str': self.unset or '',
+            'float': number_hint,
+            'int': number_hint,
             'list': 'values separated by commas, e.g. 1, 2.5, 4',
         }.get(kind, 'a Python value, e.g. 3 or \'text\''))
         edit.textChanged.connect(self.changed)
@@ -133,28 +133,6 @@ class Field(QWidget):
         combo.currentIndexChanged.connect(self.changed)
         return combo
 
-    def _spinbox(self, kind: str) -> QWidget:
-        param = self.param
-        if kind == 'int':
-            box, bound, number = QSpinBox(self), INT_UNBOUNDED, int
-        else:
-            box, bound, number = _NumberBox(self), UNBOUNDED, float
-            box.setDecimals(6)
-        low = number(param['min'] if param.get('min') is not None else -bound)
-        high = number(param['max'] if param.get('max') is not None else bound)
-        step = 1 if kind == 'int' or high - low > 20 else 0.1
-        box.setSingleStep(step)
-        if self.unset:
-            # one step below the range means "nothing entered"
-            low -= step
-            box.setSpecialValueText(self.unset)
-        box.setRange(low, high)
-        box.setValue(low)
-        if param.get('unit'):
-            box.setSuffix(f" {param['unit']}")
-        box.valueChanged.connect(self.changed)
-        return box
-
     def set_value(self, value: Any) -> None:
         """Show *value* (e.g. the default, or a call being edited again)."""
         editor = self.editor
@@ -163,13 +141,14 @@ class Field(QWidget):
             editor.setCurrentIndex(max(index, 0))
         elif isinstance(editor, QCheckBox):
             editor.setChecked(bool(value))
-        elif isinstance(editor, (QSpinBox, QDoubleSpinBox)):
-            editor.setValue(editor.minimum() if value is None else value)
         elif self.param['type'] == 'list' and isinstance(value, (list, tuple)):
             editor.setText(', '.join(fmt.value(item) for item in value))
+        elif value is None:
+            editor.setText('')
+        elif self.param['type'] in ('float', 'int'):
+            editor.setText(fmt.value(value))
         else:
-            editor.setText('' if value is None else
-                           value if self.param['type'] == 'str' else repr(value))
+            editor.setText(value if self.param['type'] == 'str' else repr(value))
 
     def raw_value(self) -> Any:
         """What the editor holds, or `EMPTY`; raises `FieldError` for text
@@ -179,10 +158,6 @@ class Field(QWidget):
             return editor.currentData()
         if isinstance(editor, QCheckBox):
             return editor.isChecked()
-        if isinstance(editor, (QSpinBox, QDoubleSpinBox)):
-            if self.unset and editor.value() == editor.minimum():
-                return EMPTY
-            return editor.value()
         text = editor.text()
         if not text.strip() and (self.unset or kind != 'str'):
             return EMPTY

@@ -1,6 +1,7 @@
 """Texts for durations, clock times, estimates and command calls."""
 
-from typing import Any, Optional
+from logging import WARNING, getLevelName
+from typing import Any, Optional, Sequence
 
 from nicos_scriptserver.clients import timefmt
 from nicos_scriptserver.queue.lifecycle import DryRunState
@@ -67,3 +68,15 @@ def reflow(text: str) -> str:
     paragraphs = [' '.join(line.strip() for line in part.splitlines())
                   for part in text.strip().split('\n\n')]
     return '\n\n'.join(part for part in paragraphs if part)
+
+
+def log_line(message: Sequence) -> str:
+    """A NICOS log message ``[logger, time, level, text, exc_text, reqid]``
+    as NICOS's console writes it: ``T_sample  : moving to 10.00 K``, with
+    the level before warnings and errors."""
+    logger, level, text = message[0], message[2], message[3]
+    # NICOS's own logger is not named; a device's is the device
+    name = '' if logger == 'nicos' else f'{logger:<10}: '
+    if level >= WARNING:
+        return f'{getLevelName(level)}: {name}{text}'
+    return name + text

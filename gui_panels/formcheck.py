@@ -2,6 +2,7 @@
 anything is sent (the server checks again; see docs/COMMANDS.md)."""
 
 import ast
+import math
 from typing import Any, Optional
 
 # Nothing entered: the argument is left out (or None when it is nullable).
@@ -90,10 +91,7 @@ def parse_text(text: str, kind: str) -> Any:
     if kind == 'str':
         return text
     if kind in ('float', 'int'):
-        try:
-            return int(text) if kind == 'int' else float(text)
-        except ValueError:
-            raise FieldError(f'{text!r} is not a number') from None
+        return _parse_number(text, kind)
     if kind == 'bool' and text.lower() in ('true', 'false'):
         return text.lower() == 'true'
     try:
@@ -101,6 +99,22 @@ def parse_text(text: str, kind: str) -> Any:
     except (ValueError, SyntaxError):
         raise FieldError(f'{text!r} is not a Python value '
                          '(quote text: \'like this\')') from None
+
+
+def _parse_number(text: str, kind: str) -> Any:
+    try:
+        number = float(text)
+    except ValueError:
+        raise FieldError(f'{text!r} is not a number') from None
+    # nan passes every limit check; inf is no setting either
+    if not math.isfinite(number):
+        raise FieldError(f'{text!r} is not a number')
+    if kind == 'float':
+        return number
+    try:
+        return int(text)
+    except ValueError:
+        raise FieldError('must be a whole number') from None
 
 
 def parse_list(text: str, item_type: Optional[str]) -> list:

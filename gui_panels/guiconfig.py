@@ -20,9 +20,10 @@ main_window = docked(
         ('Console', panel('nicos.clients.gui.panels.console.ConsolePanel')),
         ('Devices', panel('nicos.clients.gui.panels.devices.DevicesPanel')),
     ),
+    # hasmenu=False: the Console tab's panel already adds the Output menu
     ('Log',
      panel('nicos.clients.gui.panels.console.ConsolePanel', hasinput=False,
-           dockpos='bottom')),
+           hasmenu=False, dockpos='bottom')),
 )
 
 windows = [

@@ -13,6 +13,8 @@ from nicos_scriptserver.queue.lifecycle import describe
 
 COLUMNS = ('ID', 'Kind', 'Name', 'Owner', 'State', 'Estimate', 'Start',
            'Progress')
+NAME_COLUMN = COLUMNS.index('Name')
+STATE_COLUMN = COLUMNS.index('State')
 START_COLUMN = COLUMNS.index('Start')
 PROGRESS_COLUMN = COLUMNS.index('Progress')
 MIME_TYPE = 'application/x-nicos-scriptserver-job'
@@ -143,9 +145,17 @@ class QueueModel(QAbstractTableModel):
             font.setBold(True)
             return font
         state = JobState(job['state'])
-        if role == Qt.ForegroundRole and (state is JobState.SKIPPED
-                                          or job.get('held')):
+        # skipped: greyed out, it will not run; held back: orange text like
+        # the queue's hold, someone has to decide on it (an orange
+        # background is the paused current job's)
+        if role == Qt.ForegroundRole and state is JobState.SKIPPED:
             return QBrush(QColor('#888888'))
+        if role == Qt.FontRole and state is JobState.SKIPPED:
+            font = QFont(QApplication.font())
+            font.setItalic(True)
+            return font
+        if role == Qt.ForegroundRole and job.get('held'):
+            return QBrush(QColor('#b26a00'))
         if role == Qt.BackgroundRole and job is self.current:
             return QBrush(QColor('#e3f2fd' if state is JobState.RUNNING
                                  else '#fff3e0'))
@@ -157,12 +167,16 @@ class QueueModel(QAbstractTableModel):
             return str(job['id'])
         if column == 1:
             return job.get('kind', '')
-        if column == 2:
+        if column == NAME_COLUMN:
             return job.get('name') or ''
         if column == 3:
             return job.get('owner', '')
-        if column == 4:
-            return describe(job)
+        if column == STATE_COLUMN:
+            # why a job is held back matters to whoever decides on it: in
+            # the row, not only in a tooltip
+            reason = job.get('hold_reason') if job.get('held') else None
+            return describe(job) + (f": {reason.splitlines()[0]}" if reason
+                                    else '')
         if column == 5:
             return fmt.estimate(job.get('estimate'))
         if column == START_COLUMN:
@@ -174,10 +188,12 @@ class QueueModel(QAbstractTableModel):
         return None
 
     def _tooltip(self, job: dict, column: int) -> str:
-        if column == 4 and job.get('hold_reason'):
+        if column == STATE_COLUMN and job.get('hold_reason'):
             return job['hold_reason']
         if column == 5:
             return estimate_tooltip(job.get('estimate'))
+        if column == PROGRESS_COLUMN:
+            return job.get('progress_message') or ''
         if column == START_COLUMN:
             end = self.times.get(job['id'], {}).get('expected_end')
             start = 'started' if job is self.current else 'expected start'
@@ -240,7 +256,11 @@ class ProgressDelegate(QStyledItemDelegate):
         bar.progress = int(round(job['progress'] * 1000))
         message = job.get('progress_message')
         percent = f"{job['progress'] * 100:.0f} %"
-        bar.text = f'{percent}  {message}' if message else percent
+        # cut to the cell: a centred text wider than the bar loses its
+        # start, the percentage (the tooltip has the message in full)
+        bar.text = option.fontMetrics.elidedText(
+            f'{percent}  {message}' if message else percent, Qt.ElideRight,
+            bar.rect.width() - 8)
         bar.textVisible = True
         bar.textAlignment = Qt.AlignCenter
         bar.state = option.state | QStyle.State_Enabled

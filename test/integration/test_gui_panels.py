@@ -6,6 +6,7 @@ panel is saved as a screenshot in test-artifacts/gui/.
 """
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,14 @@ ensure_gr()
 
 import gui_panels  # noqa: E402,F401  (registers the ss_* events first)
 from gui_panels.commands import CALL_ROLE  # noqa: E402
+from gui_panels.jobdialog import JobEditDialog  # noqa: E402
+from gui_panels.layout import BOTTOM_DOCK_HEIGHT  # noqa: E402
+from gui_panels.queuemodel import NAME_COLUMN  # noqa: E402
 from nicos.clients.base import ConnectionData  # noqa: E402
 from nicos.clients.gui.config import processGuiConfig  # noqa: E402
 from nicos.clients.gui.panels.utils import showPanel  # noqa: E402
-from nicos.guisupport.qt import QApplication, QInputDialog, Qt  # noqa: E402
+from nicos.guisupport.qt import QApplication, QDockWidget, QHeaderView, \
+    QInputDialog, QMenu, QSplitter, Qt, QTimer  # noqa: E402
 from nicos.utils.loggers import NicosLogger, initLoggers  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -122,28 +127,28 @@ def test_commands_panel_builds_checks_and_submits_a_generated_job(
     # Required arguments left empty: nothing is added, the fields say why.
     commands.show_command(commands.entries['move_sample'])
     x, theta = commands.fields['x'], commands.fields['theta']
-    assert x.editor.suffix() == ' mm' and x.editor.maximum() == 50
+    assert x.editor.placeholderText() == 'required, -50..50 mm'
     assert 'translation across the beam' in x.editor.toolTip()
     commands.addButton.click()
     assert commands.callList.count() == 0
     assert x.error.text() == 'required' and not x.error.isHidden()
-    x.editor.setValue(1.5)
-    theta.editor.setValue(30)
+    x.editor.setText('1.5')
+    theta.editor.setText('30')
     assert x.error.isHidden()
     commands.addButton.click()
 
     # An exclusive limit the spin box cannot enforce: checked locally.
     commands.show_command(commands.entries['measure'])
     seconds = commands.fields['seconds']
-    seconds.editor.setValue(-0.5)
+    seconds.editor.setText('-0.5')
     assert seconds.error.text() == 'must be above 0 s'
     commands.addButton.click()
     assert commands.callList.count() == 1
-    seconds.editor.setValue(2)
+    seconds.editor.setText('2')
     commands.addButton.click()
 
     commands.show_command(commands.entries['set_ei'])
-    commands.fields['energy'].editor.setValue(25)
+    commands.fields['energy'].editor.setText('25')
     commands.addButton.click()
     assert [commands.callList.item(i).text()
             for i in range(commands.callList.count())] == [
@@ -175,7 +180,7 @@ def test_commands_panel_shows_server_refusals_on_the_call(window, client):
     commands = panel(window, 'Script-server commands')
     commands._clear_calls()
     commands.show_command(commands.entries['set_ei'])
-    commands.fields['energy'].editor.setValue(25)
+    commands.fields['energy'].editor.setText('25')
     commands.add_call()
     # as if the limits had changed on the server since the form was made
     item = commands.callList.item(0)
@@ -193,7 +198,7 @@ def test_commands_panel_follows_catalog_changes(window, qtbot, extra_commands):
     qtbot.waitUntil(lambda: 'greet' in commands.entries, timeout=15000)
     assert commands.commandList.findItems('greet', Qt.MatchExactly)
     commands.show_command(commands.entries['greet'])
-    assert commands.fields['times'].editor.maximum() == 5
+    assert 'limits: 1..5' in commands.fields['times'].editor.toolTip()
     assert commands.fields['name'].editor.text() == 'world'
 
 
@@ -245,6 +250,7 @@ def test_queue_panel_shows_jobs_of_other_clients_and_reorders_them(
     assert len(waiting_ids(client)) == 7
 
     queue.select_job(ids[0])
+    monkeypatch.setattr(queue, 'askQuestion', lambda *args, **kwds: True)
     queue.actRemove.trigger()
     qtbot.waitUntil(lambda: ids[0] not in table_ids(queue), timeout=5000)
     assert ids[0] not in waiting_ids(client)
@@ -262,7 +268,7 @@ def test_queue_panel_confirms_a_held_back_job(window, client, qtbot):
     job, = submit(client, 'set_temperature(1000)\n')
     qtbot.waitUntil(lambda: table_ids(queue) == [fine['id'], job['id']]
                     and queue.model.job_at(1).get('held'), timeout=30000)
-    assert queue.model.data(queue.model.index(1, 4)) == 'held back'
+    assert queue.model.data(queue.model.index(1, 4)).startswith('held back: ')
     queue.select_job(fine['id'])
     assert not queue.actConfirm.isEnabled()
     queue.select_job(job['id'])
@@ -276,7 +282,6 @@ def test_queue_panel_confirms_a_held_back_job(window, client, qtbot):
 
 
 def test_queue_panel_edits_a_job_in_its_dialog(window, client, qtbot):
-    from gui_panels.jobdialog import JobEditDialog  # pylint: disable=import-outside-toplevel
     queue = panel(window, 'Script-server queue')
     client.call('ss_hold')
     job, = submit(client, 'print("old")')
@@ -343,6 +348,7 @@ def test_current_job_panel_follows_and_controls_the_running_job(
     assert client.call('ss_job', long_job['id'])['state'] == 'paused'
     assert current.resumeButton.isEnabled() and not current.pauseButton.isEnabled()
     assert current.script.extraSelections()
+    assert current.times['paused'].text().endswith(' s')
     shot(current, 'current-job-paused')
     current.resumeButton.click()
     qtbot.waitUntil(lambda: current.job['state'] == 'running', timeout=10000)
@@ -392,7 +398,348 @@ def test_black_box_jobs_cannot_be_paused(window):
     current = panel(window, 'Script-server current job')
     saved = current.job
     current._show_job({'id': -1, 'kind': 'blackbox', 'state': 'running',
-                       'source': 'print(1)\n'})
+                       'source': 'print(1)\n', 'current_line': 1})
     assert not current.pauseButton.isEnabled()
+    assert not current.script.extraSelections()   # no line is known
     assert current.abortButton.isEnabled()
     current._show_job(saved)
+
+
+def empty_queue(client):
+    """No waiting job and no hold: the next job submitted starts."""
+    client.call('ss_clear')
+    if client.queue()['held']:
+        client.call('ss_release')
+
+
+def test_queue_panel_drops_an_aborted_job_at_once(window, client, qtbot):
+    queue = panel(window, 'Script-server queue')
+    empty_queue(client)
+    job, = submit(client, LOOP.format(n=300, dt=0.1))
+    qtbot.waitUntil(lambda: queue.model.current is not None
+                    and queue.model.current['id'] == job['id']
+                    and bool(queue.model.current.get('progress')), timeout=20000)
+    start = len(client.events)
+    client.call('ss_abort')
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and d['state'] == 'aborted', 30, start)
+    # no "running 10 %" row for a job the current-job panel calls aborted
+    qtbot.waitUntil(lambda: queue.model.current is None, timeout=1500)
+
+
+def test_current_job_output_names_the_device_like_the_log(
+        window, client, qtbot):
+    current = panel(window, 'Script-server current job')
+    empty_queue(client)
+    job, = submit(client, 'maw(T_sample, 10)\nprint("settled")\n')
+    qtbot.waitUntil(lambda: current.job is not None
+                    and current.job['id'] == job['id']
+                    and 'settled' in current.output.toPlainText(),
+                    timeout=20000)
+    lines = current.output.toPlainText().splitlines()
+    assert any(line.startswith('T_sample') and ': moving to 10' in line
+               for line in lines), lines
+
+
+def test_queue_panel_acts_on_several_jobs_and_asks_before_removing(
+        window, client, qtbot, monkeypatch):
+    queue = panel(window, 'Script-server queue')
+    empty_queue(client)
+    client.call('ss_hold')
+    ids = [job['id'] for job in submit(client, 'print(1)', 'print(2)',
+                                       'print(3)', 'print(4)')]
+    qtbot.waitUntil(lambda: table_ids(queue) == ids, timeout=5000)
+    queue.select_jobs([ids[1], ids[3]])
+    queue.actTop.trigger()
+    assert waiting_ids(client) == [ids[1], ids[3], ids[0], ids[2]]
+    assert [job['id'] for job in queue.selected_jobs()] == [ids[1], ids[3]]
+    queue.actSkip.trigger()
+    assert {client.call('ss_job', i)['state'] for i in ids[1::2]} == {'skipped'}
+    qtbot.waitUntil(lambda: queue.actSkip.text() == 'Unskip', timeout=5000)
+
+    # the right-click menu offers the row's actions
+    queue._context_menu(queue.table.visualRect(queue.model.index(0, 0)).center())
+    menu = queue.table.findChild(QMenu)
+    assert {'Edit…', 'Confirm', 'Unskip', 'Top', 'Remove…'} <= {
+        action.text() for action in menu.actions()}
+    menu.close()
+    menu.deleteLater()
+
+    questions = []
+    monkeypatch.setattr(queue, 'askQuestion',
+                        lambda text, **kwds: questions.append(text) or False)
+    queue.actRemove.trigger()
+    assert questions == [f'Remove 2 jobs ({ids[1]}, {ids[3]}) from the queue?']
+    assert len(waiting_ids(client)) == 4
+    monkeypatch.setattr(queue, 'askQuestion', lambda *args, **kwds: True)
+    queue.actRemove.trigger()
+    assert waiting_ids(client) == [ids[0], ids[2]]
+    qtbot.waitUntil(lambda: queue.actClear.isEnabled(), timeout=5000)
+    queue.actClear.trigger()
+    assert waiting_ids(client) == []
+
+    # a hold is ended with a button that says so
+    qtbot.waitUntil(lambda: queue.holdBanner.isVisible(), timeout=5000)
+    assert not queue.actHold.isEnabled()
+    queue.releaseButton.click()
+    assert not client.queue()['held']
+    qtbot.waitUntil(lambda: not queue.holdBanner.isVisible(), timeout=5000)
+    assert queue.actHold.isEnabled()
+
+
+def test_held_back_jobs_say_why_in_the_row_and_the_edit_dialog(
+        window, client, qtbot):
+    queue = panel(window, 'Script-server queue')
+    empty_queue(client)
+    client.call('ss_hold')
+    job, = submit(client, 'set_temperature(400)\n')
+    qtbot.waitUntil(lambda: table_ids(queue) == [job['id']]
+                    and queue.model.job_at(0).get('held'), timeout=30000)
+    reason = client.call('ss_job', job['id'])['hold_reason']
+    state = queue.model.data(queue.model.index(0, 4))
+    assert state.startswith('held back: ') and reason.splitlines()[0] in state
+    queue.select_job(job['id'])
+    queue.actEdit.trigger()
+    dialog = queue.findChild(JobEditDialog)
+    qtbot.waitUntil(dialog.isVisible, timeout=5000)
+    assert reason.splitlines()[0] in dialog.heldLabel.text()
+    dialog.confirmButton.click()
+    assert not dialog.isVisible()
+    assert not client.call('ss_job', job['id'])['held']
+    dialog.deleteLater()
+    client.call('ss_clear')
+
+
+def test_generated_jobs_go_next_and_their_calls_are_edited_in_the_form(
+        window, client, qtbot):
+    queue = panel(window, 'Script-server queue')
+    commands = panel(window, 'Script-server commands')
+    empty_queue(client)
+    client.call('ss_hold')
+    first, = submit(client, 'print(1)')
+    commands.load_job(None)
+    commands.show_command(commands.entries['set_ei'])
+    commands.fields['energy'].editor.setText('25')
+    commands.add_call()
+    commands.position.setCurrentIndex(commands.position.findText('Queue next'))
+    commands.submitButton.click()
+    qtbot.waitUntil(lambda: len(table_ids(queue)) == 2, timeout=5000)
+    generated = table_ids(queue)[0]
+    assert table_ids(queue) == [generated, first['id']]
+
+    queue.select_job(generated)
+    queue.actEdit.trigger()
+    dialog = queue.findChild(JobEditDialog)
+    qtbot.waitUntil(dialog.isVisible, timeout=5000)
+    dialog.callsButton.click()
+    assert commands.isVisible()
+    assert commands.submitButton.text() == f'Save to job {generated}'
+    assert [c['command'] for c in commands.calls()] == ['set_ei']
+    # a double-clicked call comes back into the form, to be replaced
+    commands._edit_call(commands.callList.item(0))
+    assert commands.fields['energy'].editor.text() == '25'
+    assert commands.replaceButton.text() == 'Replace call 1'
+    commands.fields['energy'].editor.setText('27')
+    commands.replaceButton.click()
+    assert commands.replaceButton.isHidden()
+    commands.fields['energy'].editor.setText('30')
+    commands.add_call()
+    commands.submitButton.click()
+    calls = client.call('ss_job', generated)['calls']
+    assert [c['args']['energy'] for c in calls] == [27.0, 30.0]
+    assert commands.submitButton.text() == 'Submit'
+    dialog.deleteLater()
+    client.call('ss_clear')
+    queue.tabs.setCurrentWidget(queue)
+
+
+def test_history_entries_go_back_to_the_queue_edited_or_as_they_were(
+        window, client, qtbot):
+    queue = panel(window, 'Script-server queue')
+    history = queue.history
+    empty_queue(client)
+    done, = submit(client, 'print("done")')
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == done['id']
+                    and d['state'] == 'done')
+    failed, = client.call('ss_submit', {'name': 'fails', 'source':
+                                        'raise RuntimeError("no")\n'})
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == failed['id']
+                    and d['held'])
+    client.call('ss_confirm', failed['id'])
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == failed['id']
+                    and d['state'] == 'failed')
+    empty_queue(client)
+    client.call('ss_hold')
+    queue.tabs.setCurrentWidget(history)
+    qtbot.waitUntil(lambda: [job['id'] for job in history.jobs[:2]]
+                    == [failed['id'], done['id']], timeout=5000)
+
+    history.tree.setCurrentItem(history.tree.topLevelItem(1))
+    assert not history.requeueButton.isEnabled()
+    history.copyButton.click()
+    copy = client.queue()['waiting'][-1]
+    assert (copy['name'], client.call('ss_job', copy['id'])['source']) == \
+        ('job 1', 'print("done")')
+
+    history.tree.setCurrentItem(history.tree.topLevelItem(0))
+    history.editButton.click()
+    dialog = history.findChild(JobEditDialog)
+    qtbot.waitUntil(dialog.isVisible, timeout=5000)
+    dialog.name.setText('fails, fixed')
+    dialog.source.setPlainText('print("fixed")\n')
+    dialog.save()
+    assert not dialog.isVisible()
+    again = client.queue()['waiting'][-1]
+    assert again['requeued_from'] == failed['id']
+    assert again['name'] == 'fails, fixed'
+    dialog.deleteLater()
+    client.call('ss_clear')
+    queue.tabs.setCurrentIndex(0)
+
+
+@pytest.mark.parametrize('watcher', ['view-only', 'guest'])
+def test_guests_see_no_action_that_changes_the_queue(
+        window, client, qtbot, monkeypatch, watcher):
+    queue = panel(window, 'Script-server queue')
+    current = panel(window, 'Script-server current job')
+    commands = panel(window, 'Script-server commands')
+    empty_queue(client)
+    client.call('ss_hold')
+    job, = submit(client, 'print(1)')
+    qtbot.waitUntil(lambda: table_ids(queue) == [job['id']], timeout=5000)
+    queue.select_job(job['id'])
+    history = queue.history
+    history.tree.setCurrentItem(history.tree.topLevelItem(0))
+    commands.show_command(commands.entries['measure'])
+    commands.fields['seconds'].editor.setText('2')
+    commands.add_call()
+    if watcher == 'view-only':
+        for each in (queue, current, commands):
+            each.setViewOnly(True)
+    else:
+        # what NICOS's client knows after a guest logged in
+        monkeypatch.setattr(window.client, 'user_level', 0)
+        queue.refresh()
+        history.reload()
+        current.on_client_connected()
+        commands.on_client_connected()
+    try:
+        assert not any(action.isEnabled() for action in queue.table.actions())
+        assert not queue.actClear.isEnabled() and not queue.actHold.isEnabled()
+        assert not queue.releaseButton.isEnabled()
+        assert not history.copyButton.isEnabled()
+        assert not current.abortButton.isEnabled()
+        assert not commands.submitButton.isEnabled()
+    finally:
+        monkeypatch.undo()
+        for each in (queue, current, commands):
+            each.setViewOnly(False)
+        commands.load_job(None)
+    client.call('ss_clear')
+    client.call('ss_release')
+
+
+def test_history_shows_a_finished_job_while_it_is_open(window, client, qtbot):
+    queue = panel(window, 'Script-server queue')
+    empty_queue(client)
+    queue.tabs.setCurrentWidget(queue.history)
+    job, = submit(client, 'print("quick")')
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and d['state'] == 'done')
+    qtbot.waitUntil(lambda: bool(queue.history.jobs)
+                    and queue.history.jobs[0]['id'] == job['id'], timeout=2000)
+    assert queue.history.tree.topLevelItem(0).text(0) == str(job['id'])
+    queue.tabs.setCurrentIndex(0)
+
+
+def test_layout_gives_the_queue_room_and_keeps_every_part_visible(window):
+    queue = panel(window, 'Script-server queue')
+    showPanel(queue)
+    QApplication.processEvents()
+    log = window.findChild(QDockWidget, 'Log')
+    assert log.height() <= BOTTOM_DOCK_HEIGHT + 20
+    rows = queue.table.viewport().height() // \
+        queue.table.verticalHeader().defaultSectionSize()
+    assert rows >= 8
+    header = queue.table.horizontalHeader()
+    assert header.sectionResizeMode(NAME_COLUMN) == QHeaderView.Stretch
+    splitters = [w for w in window.findChildren(QSplitter) if w.isVisible()]
+    assert splitters and not any(s.childrenCollapsible() for s in splitters)
+
+    showPanel(panel(window, 'Console'))
+    QApplication.processEvents()
+    menus = [action.text() for action in window.menuBar().actions()]
+    assert menus.count('&Output') == 1, menus
+    showPanel(queue)
+
+
+def test_current_job_panel_shows_pause_time_time_progress_and_line_numbers(
+        window):
+    current = panel(window, 'Script-server current job')
+    saved, timeline = current.job, current.timeline
+    now = time.time() + current.clock_offset
+    try:
+        script = 'print(1)\n' * 12
+        running = {'id': -1, 'kind': 'aware', 'state': 'running',
+                   'source': script}
+        current._show_job(running)
+        assert current.script.viewportMargins().left() >= \
+            current.script.fontMetrics().horizontalAdvance('12')
+        assert current.pausedCaption.isHidden()
+        # without paused_for from the server: since the panel saw it pause
+        current._show_job(dict(running, state='paused'))
+        assert not current.pausedCaption.isHidden()
+        assert current.times['paused'].text() == '0 s'
+        current.on_client_ss_timeline({'now': now, 'current': {
+            'id': -1, 'paused_for': 125.0}})
+        assert current.times['paused'].text() == '2 min 05 s'
+
+        current._show_job({'id': -2, 'kind': 'blackbox', 'state': 'running',
+                           'source': 'print(1)\n', 'progress': None,
+                           'estimate': {'state': 'ok', 'seconds': 600}})
+        current.on_client_ss_timeline({'now': now, 'current': {
+            'id': -2, 'progress_by_time': 0.5}})
+        assert current.progress.format() == '50 %  of its estimated time'
+        assert current.progress.value() == 500
+    finally:
+        current.timeline = timeline
+        current._show_job(saved)
+
+
+def test_current_job_output_printed_before_connecting_is_shown(
+        window, client, qtbot):
+    current = panel(window, 'Script-server current job')
+    empty_queue(client)
+    job, = submit(client, 'print("before you came")\n'
+                  + LOOP.format(n=300, dt=0.1))
+    qtbot.waitUntil(lambda: current.job is not None
+                    and current.job['id'] == job['id']
+                    and 'before you came' in current.output.toPlainText(),
+                    timeout=20000)
+    current.output.clear()
+    current.on_client_connected()   # as a GUI that connects now
+    assert 'before you came' in current.output.toPlainText()
+    client.call('ss_abort')
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and d['state'] == 'aborted')
+
+
+def test_history_follows_while_jobs_keep_finishing(window, client, qtbot):
+    queue = panel(window, 'Script-server queue')
+    history = queue.history
+    empty_queue(client)
+    queue.tabs.setCurrentWidget(history)
+    job, = submit(client, 'print("one of many")')
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                    and d['state'] == 'done')
+    # other jobs finishing every 100 ms, as a batch of short ones does
+    stream = QTimer(interval=100)
+    stream.timeout.connect(lambda: queue.on_client_ss_job(
+        {'id': -99, 'state': 'done'}))
+    stream.start()
+    try:
+        qtbot.waitUntil(lambda: bool(history.jobs)
+                        and history.jobs[0]['id'] == job['id'], timeout=1500)
+    finally:
+        stream.stop()
+    queue.tabs.setCurrentIndex(0)

@@ -77,6 +77,10 @@ def test_text_is_parsed_by_type():
     assert parse_list('  ', 'float') == []
     with pytest.raises(FieldError, match='not a number'):
         parse_text('abc', 'float')
+    with pytest.raises(FieldError, match='not a number'):
+        parse_text('nan', 'float')
+    with pytest.raises(FieldError, match='a whole number'):
+        parse_text('2.5', 'int')
     with pytest.raises(FieldError, match='not a Python value'):
         parse_text('abc', 'any')
 

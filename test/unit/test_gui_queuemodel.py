@@ -67,12 +67,11 @@ def test_fields_follow_the_parameter(qapp):
                     'min': 0.5, 'max': 100, 'min_inclusive': True,
                     'max_inclusive': True, 'has_default': False,
                     'required': True, 'description': 'incident energy'})
-    assert energy.editor.suffix() == ' meV'
-    assert energy.editor.text() == 'required'
+    assert energy.editor.placeholderText() == 'required, 0.5..100 meV'
     with pytest.raises(FieldError):
         energy.value()
-    energy.editor.setValue(12.25)
-    assert energy.value() == 12.25 and energy.editor.cleanText() == '12.25'
+    energy.set_value(12.25)
+    assert energy.value() == 12.25 and energy.editor.text() == '12.25'
     mode = Field({'name': 'mode', 'type': 'str', 'choices': ['fast', 'slow'],
                   'has_default': True, 'default': 'slow', 'required': False})
     assert mode.editor.currentText() == 'slow' and mode.value() == 'slow'
@@ -81,3 +80,42 @@ def test_fields_follow_the_parameter(qapp):
                     'default': None, 'required': False})
     assert frames.value() is EMPTY
     assert limits_text({'min': 0, 'min_inclusive': False, 'unit': 's'}) == '> 0 s'
+
+
+KELVIN = {'name': 'kelvin', 'type': 'float', 'unit': 'K', 'min': 1,
+          'max': 350, 'min_inclusive': True, 'max_inclusive': True,
+          'has_default': False, 'required': True,
+          'description': 'target temperature'}
+
+
+def typed(qtbot, param, text):
+    """A field of *param* after a click into it and typing *text*."""
+    field = Field(param)
+    qtbot.addWidget(field)
+    field.show()
+    qtbot.mouseClick(field.editor, Qt.LeftButton)
+    qtbot.keyClicks(field.editor, text)
+    return field
+
+
+def test_typing_into_an_empty_required_number_field_enters_the_number(qtbot):
+    assert typed(qtbot, KELVIN, '25').value() == 25
+
+
+def test_out_of_limit_numbers_are_kept_and_shown_in_red(qtbot):
+    field = typed(qtbot, KELVIN, '400')
+    assert field.error.text() == 'must be at most 350 K'
+    assert not field.error.isHidden()
+    with pytest.raises(FieldError):
+        field.value()
+    assert '400' in field.editor.text()
+
+
+def test_skipped_and_held_back_rows_look_different(model):
+    model.update_job(job(3, 'skipped'))
+    model.update_job(job(4, held=True, hold_reason='dry run: too hot\nmore'))
+    looks = [(model.data(model.index(row, 2), Qt.ForegroundRole),
+              model.data(model.index(row, 2), Qt.BackgroundRole))
+             for row in (2, 3)]
+    assert looks[0] != looks[1]
+    assert model.data(model.index(3, 4)) == 'held back: dry run: too hot'
