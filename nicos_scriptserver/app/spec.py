@@ -176,9 +176,11 @@ def _calls(value: Any, catalog: Optional[CommandLookup], label: str
                            'of command calls')
     for number, call in enumerate(value, 1):
         where = f'{label}, call {number}'
-        if not isinstance(call, Mapping) or set(call) - {'command', 'args'}:
-            raise InvalidValue(f'{where}: a call is a dict with "command" '
-                               'and "args"')
+        if not isinstance(call, Mapping) or \
+                set(call) - {'command', 'args', 'posargs'}:
+            raise InvalidValue(f'{where}: a call is a dict with "command", '
+                               '"args" and, for positional-only arguments '
+                               'and *args, "posargs"')
         command = call.get('command')
         if not isinstance(command, str) or not command:
             raise InvalidValue(f'{where}: "command" must be a command name')
@@ -187,9 +189,19 @@ def _calls(value: Any, catalog: Optional[CommandLookup], label: str
                 not all(isinstance(key, str) for key in args):
             raise InvalidValue(f'{where}: "args" must map argument names '
                                'to values')
-    calls = normalized([{'command': call['command'],
-                         'args': dict(call.get('args', {}))} for call in value],
+        if not isinstance(call.get('posargs', []), (list, tuple)):
+            raise InvalidValue(f'{where}: "posargs" must be a list of values')
+    calls = normalized([_call_shape(call) for call in value],
                        f'{label}: the command calls')
     if catalog is not None:
         validate_calls(catalog, calls)
     return calls
+
+
+def _call_shape(call: Mapping[str, Any]) -> Dict[str, Any]:
+    """A call as the queue keeps it: "posargs" only when there are some,
+    so calls without them read back exactly as they always did."""
+    shaped = {'command': call['command'], 'args': dict(call.get('args', {}))}
+    if call.get('posargs'):
+        shaped['posargs'] = list(call['posargs'])
+    return shaped

@@ -180,7 +180,11 @@ def test_ids_are_never_reused(m):
     ({'kind': 'generated', 'source': 'x'},
      'the job: a generated job needs a non-empty list of command calls'),
     ({'kind': 'generated', 'source': 'x', 'calls': [{'cmd': 'x'}]},
-     'the job, call 1: a call is a dict with "command" and "args"'),
+     'the job, call 1: a call is a dict with "command", "args" and, for '
+     'positional-only arguments and *args, "posargs"'),
+    ({'kind': 'generated', 'source': 'x',
+      'calls': [{'command': 'x', 'posargs': 5}]},
+     'the job, call 1: "posargs" must be a list of values'),
     ({'kind': 'generated', 'source': 'x', 'calls': [{'command': ''}]},
      'the job, call 1: "command" must be a command name'),
     ({'kind': 'generated', 'source': 'x',
