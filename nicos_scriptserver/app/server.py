@@ -21,7 +21,8 @@ from nicos_scriptserver.app.attention import HELD, Attention, attention
 from nicos_scriptserver.app.dryruns import DryRuns
 from nicos_scriptserver.app.ports import Ports
 from nicos_scriptserver.app.spec import (parse_edits, parse_job_id,
-                                         parse_spec, parse_specs)
+                                         parse_spec, parse_specs,
+                                         parse_version)
 from nicos_scriptserver.catalog import describe_calls
 from nicos_scriptserver.catalog.validate import CommandLookup
 from nicos_scriptserver.estimates import (blackbox_report, not_possible,
@@ -105,11 +106,15 @@ class ScriptServer:
             self._control.wake()
         return jobs
 
-    def edit(self, job_id: Any, changes: Any, by: Caller) -> Job:
+    def edit(self, job_id: Any, changes: Any, by: Caller,
+             version: Any = None) -> Job:
         """Change a waiting job's name, script or calls, as *by* (its
-        owner or an admin); the job then runs as *by*."""
+        owner or an admin); the job then runs as *by*. With *version*
+        (the one the client saw) only if nobody changed it since
+        (`Conflict`)."""
         job_id = parse_job_id(job_id)
-        return self.queue.edit(job_id, by=by, **parse_edits(
+        version = parse_version(version)
+        return self.queue.edit(job_id, by=by, version=version, **parse_edits(
             changes, self._catalog(), f'job {job_id}'))
 
     def requeue(self, job_id: Any, changes: Any, position: Any,
@@ -122,39 +127,58 @@ class ScriptServer:
         return self.queue.requeue(job_id, position=position, owner=by.name,
                                   **edits)
 
-    def move(self, job_id: Any, to: Any) -> None:
-        """Move a waiting job to an index or 'up'/'down'/'top'/'bottom'."""
-        self.queue.move(parse_job_id(job_id), to)
+    def move(self, job_id: Any, to: Any, by: Optional[Caller] = None,
+             version: Any = None) -> None:
+        """Move a waiting job to an index or 'up'/'down'/'top'/'bottom'.
+
+        This and the other changes of one waiting job take the *version*
+        of it the client saw: if someone changed the job since, the change
+        is refused (`Conflict`, naming who changed what); None (stock
+        clients): the job as it is now. *by* is who asks.
+        """
+        self.queue.move(parse_job_id(job_id), to, _name(by),
+                        parse_version(version))
 
     def rearrange(self, ids: Iterable[Any]) -> None:
         """Put the listed waiting jobs in the listed order, in their
         places."""
         self.queue.rearrange([parse_job_id(job_id) for job_id in ids])
 
-    def skip(self, job_id: Any) -> Job:
-        """Pass over a waiting job, leaving it in its place."""
-        return self.queue.skip(parse_job_id(job_id))
+    def skip(self, job_id: Any, by: Optional[Caller] = None,
+             version: Any = None) -> Job:
+        """Pass over a waiting job, leaving it in its place (*version*: see
+        `move`)."""
+        return self.queue.skip(parse_job_id(job_id), _name(by),
+                               parse_version(version))
 
-    def unskip(self, job_id: Any) -> Job:
-        """Let a skipped job run again in its turn."""
-        return self.queue.unskip(parse_job_id(job_id))
+    def unskip(self, job_id: Any, by: Optional[Caller] = None,
+               version: Any = None) -> Job:
+        """Let a skipped job run again in its turn (*version*: see
+        `move`)."""
+        return self.queue.unskip(parse_job_id(job_id), _name(by),
+                                 parse_version(version))
 
-    def confirm(self, job_id: Any) -> Job:
-        """Let a held-back job run in its turn."""
-        return self.queue.confirm(parse_job_id(job_id))
+    def confirm(self, job_id: Any, by: Optional[Caller] = None,
+                version: Any = None) -> Job:
+        """Let a held-back job run in its turn (*version*: see `move`)."""
+        return self.queue.confirm(parse_job_id(job_id), _name(by),
+                                  parse_version(version))
 
-    def repeat(self, job_id: Any, times: Any, by: Caller) -> List[Job]:
-        """Queue copies of a job right after it, as *by*'s jobs."""
+    def repeat(self, job_id: Any, times: Any, by: Caller,
+               version: Any = None) -> List[Job]:
+        """Queue copies of a job right after it, as *by*'s jobs (of a
+        waiting job, as it was at *version*: see `move`)."""
         return self.queue.repeat(parse_job_id(job_id), int(times),
-                                 owner=by.name)
+                                 owner=by.name,
+                                 version=parse_version(version))
 
     def duplicate(self, job_id: Any, by: Caller) -> Job:
         """Queue one copy of a job right after it, as *by*'s job."""
         return self.queue.duplicate(parse_job_id(job_id), owner=by.name)
 
-    def remove(self, job_id: Any) -> None:
-        """Take a waiting job out of the queue."""
-        self.queue.remove(parse_job_id(job_id))
+    def remove(self, job_id: Any, version: Any = None) -> None:
+        """Take a waiting job out of the queue (*version*: see `move`)."""
+        self.queue.remove(parse_job_id(job_id), parse_version(version))
 
     def clear(self) -> List[int]:
         """Remove every waiting job; returns their ids."""
@@ -253,7 +277,7 @@ class ScriptServer:
                              'manual', state.hold_reason)
         else:
             reason = self.queue.get(job_id).hold_reason
-            job = self.queue.confirm(job_id)
+            job = self.queue.confirm(job_id, by.name)
             self._log().info('Job %d %r confirmed by %s (continue): it runs '
                              'although it was held back (%s).', job.id,
                              job.name, by.name, reason)
@@ -338,3 +362,8 @@ class ScriptServer:
         """Stop the dry runs (the daemon is ending)."""
         if self._dry_runs is not None:
             self._dry_runs.stop()
+
+
+def _name(by: Optional[Caller]) -> str:
+    """Who asks for a change, as the job's last change names them."""
+    return by.name if by is not None else ''

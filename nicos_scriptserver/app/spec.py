@@ -121,6 +121,17 @@ def parse_job_id(value: Any) -> int:
     raise InvalidValue(f'{value!r} is not a job id')
 
 
+def parse_version(value: Any) -> Optional[int]:
+    """The version of a job a client saw (a whole number), or None when it
+    gives none (stock clients)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidValue(f'{value!r} is not a job version: give the '
+                           '"version" of the job as you saw it, or null')
+    return value
+
+
 def _fields(data: Any, known: Sequence[str], not_dict: str, unknown: str
             ) -> Mapping[str, Any]:
     """*data*, a dict of *known* fields; *not_dict* ({type}) and *unknown*

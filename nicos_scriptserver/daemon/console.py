@@ -176,7 +176,7 @@ def _act(action: str, *args: Any) -> Any:
 def MoveJob(job_id, to):
     """Moves a waiting job: *to* is a position (0 = next to run) or one of
     'up', 'down', 'top', 'bottom'."""
-    _act('move', job_id, to)
+    _act('move', job_id, to, _caller())
     session.log.info('Moved job %s %s.', job_id,
                      f'to position {to}' if isinstance(to, int) else to)
 
@@ -187,7 +187,7 @@ def MoveJob(job_id, to):
 def SkipJob(job_id):
     """Skips a waiting job: it keeps its place but does not run until
     `UnskipJob`."""
-    _act('skip', job_id)
+    _act('skip', job_id, _caller())
     session.log.info('Job %s will be skipped.', job_id)
 
 
@@ -196,7 +196,7 @@ def SkipJob(job_id):
 @parallel_safe
 def UnskipJob(job_id):
     """Lets a skipped job run again in its place."""
-    _act('unskip', job_id)
+    _act('unskip', job_id, _caller())
     session.log.info('Job %s will run again in its turn.', job_id)
 
 
@@ -222,7 +222,7 @@ def ConfirmJob(job_id):
     Editing it instead gives it a new dry run, which releases it if it
     passes.
     """
-    _act('confirm', job_id)
+    _act('confirm', job_id, _caller())
     session.log.info('Job %s is no longer held back: it runs in its turn.',
                      job_id)
 

@@ -20,7 +20,8 @@ It never imports NICOS, zmq, EPICS or Qt: the daemon adapter drives it.
 """
 
 from nicos_scriptserver.queue.change import Change, Event
-from nicos_scriptserver.queue.errors import (BadPosition, InvalidTransition,
+from nicos_scriptserver.queue.errors import (BadPosition, Conflict,
+                                             InvalidTransition,
                                              InvalidValue, JobNotFound,
                                              NotEditable, NotPermitted,
                                              QueueError, StoreError,
@@ -33,7 +34,7 @@ from nicos_scriptserver.queue.jobqueue import JobQueue
 from nicos_scriptserver.queue.store import QueueStore
 
 __all__ = [
-    'BadPosition', 'Caller', 'Change', 'Event', 'InvalidTransition',
+    'BadPosition', 'Caller', 'Change', 'Conflict', 'Event', 'InvalidTransition',
     'InvalidValue', 'Job', 'JobKind', 'JobNotFound', 'JobQueue', 'JobSpec',
     'JobState', 'NotEditable', 'NotPermitted', 'QueueData', 'QueueError',
     'QueueMachine', 'QueueState', 'QueueStore', 'Request', 'StoreError',

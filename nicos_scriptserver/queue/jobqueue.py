@@ -20,7 +20,7 @@ from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
 from nicos_scriptserver.queue.change import Change, Event
 from nicos_scriptserver.queue.waiting import Position
 from nicos_scriptserver.queue.machine import KEEP_HISTORY, QueueMachine
-from nicos_scriptserver.queue.model import (Job, JobSpec, JobState,
+from nicos_scriptserver.queue.model import (Job, JobKind, JobSpec, JobState,
                                             QueueData, QueueState)
 from nicos_scriptserver.queue.rights import Caller
 from nicos_scriptserver.queue.store import QueueStore
@@ -175,12 +175,15 @@ class JobQueue:
             specs, owner, now, position))
 
     def edit(self, job_id: int, *, by: Caller, name: Optional[str] = None,
-             source: Optional[str] = None, calls: Optional[list] = None
+             source: Optional[str] = None, calls: Optional[list] = None,
+             version: Optional[int] = None, kind: Optional[JobKind] = None
              ) -> Job:
         """Change a waiting job's name, script or calls as *by* (its owner
-        or an admin); returns it."""
+        or an admin), if it is at *version* (`Conflict` if not; None: as it
+        is); *kind* AWARE makes a generated job aware. Returns it."""
         return self._do(lambda now: self._machine.edit(
-            job_id, by=by, name=name, source=source, calls=calls))
+            job_id, by=by, name=name, source=source, calls=calls,
+            version=version, kind=kind))
 
     def set_estimate(self, job_id: int, estimate: Optional[dict],
                      for_source: Optional[str] = None,
@@ -196,41 +199,49 @@ class JobQueue:
         returns their ids."""
         return self._do(lambda now: self._machine.mark_unestimated(estimate))
 
-    def confirm(self, job_id: int) -> Job:
-        """Let a held-back job run when its turn comes; returns it."""
-        return self._do(lambda now: self._machine.confirm(job_id))
+    def confirm(self, job_id: int, by: str = '',
+                version: Optional[int] = None) -> Job:
+        """Let a held-back job run when its turn comes; returns it. (*by*
+        is who asks, *version* the version they saw, as for `edit`.)"""
+        return self._do(lambda now: self._machine.confirm(job_id, by,
+                                                          version))
 
-    def move(self, job_id: int, to: Position) -> None:
+    def move(self, job_id: int, to: Position, by: str = '',
+             version: Optional[int] = None) -> None:
         """Move a waiting job to an index or 'up'/'down'/'top'/'bottom'."""
-        self._do(lambda now: self._machine.move(job_id, to))
+        self._do(lambda now: self._machine.move(job_id, to, by, version))
 
     def rearrange(self, ids: Iterable[int]) -> None:
         """Put the listed waiting jobs in the listed order, in their places."""
         self._do(lambda now: self._machine.rearrange(ids))
 
-    def skip(self, job_id: int) -> Job:
+    def skip(self, job_id: int, by: str = '',
+             version: Optional[int] = None) -> Job:
         """Pass over a waiting job, leaving it in its place."""
-        return self._do(lambda now: self._machine.skip(job_id))
+        return self._do(lambda now: self._machine.skip(job_id, by, version))
 
-    def unskip(self, job_id: int) -> Job:
+    def unskip(self, job_id: int, by: str = '',
+               version: Optional[int] = None) -> Job:
         """Let a skipped job run again."""
-        return self._do(lambda now: self._machine.unskip(job_id))
+        return self._do(lambda now: self._machine.unskip(job_id, by,
+                                                         version))
 
     def repeat(self, job_id: int, times: int = 1,
-               owner: Optional[str] = None) -> List[Job]:
+               owner: Optional[str] = None, version: Optional[int] = None
+               ) -> List[Job]:
         """Queue copies of a waiting or the current job right after it, as
         *owner*'s jobs."""
         return self._do(lambda now: self._machine.repeat(job_id, times, now,
-                                                         owner))
+                                                         owner, version))
 
     def duplicate(self, job_id: int, owner: Optional[str] = None) -> Job:
         """Queue one copy of a job right after it, as *owner*'s job."""
         return self._do(lambda now: self._machine.duplicate(job_id, now,
                                                             owner))
 
-    def remove(self, job_id: int) -> None:
+    def remove(self, job_id: int, version: Optional[int] = None) -> None:
         """Take a waiting job out of the queue."""
-        self._do(lambda now: self._machine.remove(job_id))
+        self._do(lambda now: self._machine.remove(job_id, version))
 
     def clear(self) -> List[int]:
         """Remove every waiting job; returns their ids."""

@@ -115,6 +115,13 @@ class Job:
     #: What was asked of the current job and has not happened yet (see
     #: `lifecycle.TRANSITIONS`).
     requested: Optional[Request] = None
+    #: Counts the changes people made to the waiting job (edit, move,
+    #: skip, unskip, confirm), so that a client can make a change only to
+    #: the job as it saw it (see `waiting.check_version`); the server's own
+    #: reports and holds leave it alone. ``last_change`` says who made the
+    #: newest of them and what it was: ``{"by": name, "what": text}``.
+    version: int = 1
+    last_change: Optional[Dict[str, str]] = None
     # to_dict's result, made once: listing thousands of jobs for a client
     # must be fast, and a job never changes.
     _wire: Optional[Dict[str, Any]] = field(default=None, init=False,
@@ -164,6 +171,7 @@ class Job:
                 'hold_reason': self.hold_reason,
                 'held_by_dry_run': self.held_by_dry_run,
                 'requested': self.requested and self.requested.value,
+                'version': self.version, 'last_change': self.last_change,
             }
             object.__setattr__(self, '_wire', wire)
         return wire.copy()

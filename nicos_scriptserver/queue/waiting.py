@@ -13,9 +13,9 @@ from typing import (Any, Dict, Iterable, List, Mapping, Optional, Sequence,
 
 from nicos_scriptserver.queue import validate
 from nicos_scriptserver.queue.change import Change
-from nicos_scriptserver.queue.errors import (BadPosition, InvalidTransition,
-                                             InvalidValue, JobNotFound,
-                                             NotEditable)
+from nicos_scriptserver.queue.errors import (BadPosition, Conflict,
+                                             InvalidTransition, InvalidValue,
+                                             JobNotFound, NotEditable)
 from nicos_scriptserver.queue.lifecycle import advance, require_waiting
 from nicos_scriptserver.queue.model import (REQUEUEABLE, Job, JobKind,
                                             JobSpec, JobState)
@@ -57,9 +57,13 @@ def submit(view: QueueView, specs: Union[JobSpec, Sequence[JobSpec]],
 
 
 def edit(view: QueueView, job_id: int, by: Caller, name: Optional[str] = None,
-         source: Optional[str] = None, calls: Optional[list] = None) -> Change:
+         source: Optional[str] = None, calls: Optional[list] = None,
+         version: Optional[int] = None, kind: Optional[JobKind] = None
+         ) -> Change:
     """Change a waiting job's name, script or command calls (checked: see
-    `app.spec.parse_edits`), as *by*.
+    `app.spec.parse_edits`), as *by*, if it is still at *version* (see
+    `check_version`); *kind* AWARE makes a generated job an aware one
+    (its script is no longer made of command calls).
 
     Only its owner or an admin may (`rights.check_may_edit`); the job then
     runs as *by*. A new script or new calls drop the job's estimate, which
@@ -67,9 +71,19 @@ def edit(view: QueueView, job_id: int, by: Caller, name: Optional[str] = None,
     """
     job = require_waiting(view, job_id, 'edit')
     check_may_edit(job, by)
+    check_version(job, version)
     edited = dataclasses.replace(
-        _edited(job, f'job {job_id}', name, source, calls), changed_by=by.name)
-    return _updated(job, edited)
+        _edited(job, f'job {job_id}', name, source, calls, kind),
+        changed_by=by.name)
+    if edited == job:
+        return _updated(job, job)
+    fields = [label for label, field in (('name', 'name'), ('script', 'source'),
+                                         ('calls', 'calls'))
+              if getattr(edited, field) != getattr(job, field)]
+    what = 'edited its ' + ' and '.join(fields) if fields else 'edited it'
+    if kind is not None and kind is not job.kind:
+        what += f', which made it an {kind.value} job'
+    return _updated(job, touched(edited, by.name, what))
 
 
 def set_estimate(view: QueueView, job_id: int, estimate: Optional[dict],
@@ -125,31 +139,46 @@ def mark_unestimated(view: QueueView, estimate: dict) -> Change:
     return change
 
 
-def confirm(view: QueueView, job_id: int) -> Change:
-    """Let a job that was held back run when its turn comes."""
+def confirm(view: QueueView, job_id: int, by: str = '',
+            version: Optional[int] = None) -> Change:
+    """Let a job that was held back run when its turn comes (*by*,
+    *version*: see `check_version`)."""
     job = require_waiting(view, job_id, 'confirm')
-    return _updated(job, dataclasses.replace(
-        job, held=False, held_by_dry_run=False, hold_reason=''))
+    check_version(job, version)
+    if not job.held:
+        return _updated(job, job)
+    return _updated(job, touched(job, by, 'confirmed it', held=False,
+                                 held_by_dry_run=False, hold_reason=''))
 
 
-def skip(view: QueueView, job_id: int) -> Change:
+def skip(view: QueueView, job_id: int, by: str = '',
+         version: Optional[int] = None) -> Change:
     """Leave a waiting job in its place but pass over it."""
     job = require_waiting(view, job_id, 'skip')
+    check_version(job, version)
     state, _ = advance(job, 'skip')
-    return _updated(job, dataclasses.replace(job, state=state))
+    if state is job.state:
+        return _updated(job, job)
+    return _updated(job, touched(job, by, 'skipped it', state=state))
 
 
-def unskip(view: QueueView, job_id: int) -> Change:
+def unskip(view: QueueView, job_id: int, by: str = '',
+           version: Optional[int] = None) -> Change:
     """Let a skipped job run again when its turn comes."""
     job = require_waiting(view, job_id, 'unskip')
+    check_version(job, version)
     state, _ = advance(job, 'unskip')
-    return _updated(job, dataclasses.replace(job, state=state))
+    if state is job.state:
+        return _updated(job, job)
+    return _updated(job, touched(job, by, 'un-skipped it', state=state))
 
 
-def move(view: QueueView, job_id: int, to: Position) -> Change:
+def move(view: QueueView, job_id: int, to: Position, by: str = '',
+         version: Optional[int] = None) -> Change:
     """Move a waiting job to index *to* of the waiting list, or 'up',
-    'down', 'top', 'bottom'."""
-    require_waiting(view, job_id, 'move')
+    'down', 'top', 'bottom' (*by*, *version*: see `check_version`)."""
+    job = require_waiting(view, job_id, 'move')
+    check_version(job, version)
     order = view.order
     here = order.index(job_id)
     there = _move_target(job_id, here, len(order) - 1, to)
@@ -157,7 +186,8 @@ def move(view: QueueView, job_id: int, to: Position) -> Change:
     if there != here:
         moved = order[:here] + order[here + 1:]
         moved.insert(there, job_id)
-        change.set_order(moved, place(moved, view.keys, there, 1))
+        change.set_order(moved, place(moved, view.keys, there, 1),
+                         moved=touched(job, by, f'moved it to position {there}'))
     return change
 
 
@@ -192,10 +222,12 @@ def rearrange(view: QueueView, ids: Iterable[int]) -> Change:
 
 
 def repeat(view: QueueView, job_id: int, times: int, now: float,
-           owner: Optional[str] = None) -> Change:
+           owner: Optional[str] = None, version: Optional[int] = None
+           ) -> Change:
     """Queue *times* copies of a waiting or the current job right after it
     (for the current job: at the top), as submissions of *owner* (see
-    `_copy_rights`). Result: the copies."""
+    `_copy_rights`); a waiting one only if it is at *version* (see
+    `check_version`). Result: the copies."""
     job = _any_job(view, job_id)
     if job.state.finished:
         advice = ('re-queue it instead' if job.state in REQUEUEABLE
@@ -204,6 +236,8 @@ def repeat(view: QueueView, job_id: int, times: int, now: float,
                           f'jobs and the current job can be repeated; '
                           f'{advice}')
     times = validate.repeat_count(times, f'job {job_id}')
+    if job.state.waiting:
+        check_version(job, version)
     rights = _copy_rights(job, owner)
     at = 0 if job.state.current else view.order.index(job_id) + 1
     copies = [Job(id=view.next_id + n, kind=job.kind, name=job.name,
@@ -215,9 +249,11 @@ def repeat(view: QueueView, job_id: int, times: int, now: float,
     return _insert(view, copies, at, result=copies)
 
 
-def remove(view: QueueView, job_id: int) -> Change:
-    """Take a waiting job out of the queue (it is not kept)."""
-    require_waiting(view, job_id, 'remove')
+def remove(view: QueueView, job_id: int, version: Optional[int] = None
+           ) -> Change:
+    """Take a waiting job out of the queue (it is not kept), if it is at
+    *version* (see `check_version`)."""
+    check_version(require_waiting(view, job_id, 'remove'), version)
     change = Change(deleted=[job_id])
     change.set_order([i for i in view.order if i != job_id], {},
                      removed=[job_id])
@@ -258,6 +294,34 @@ def requeue(view: QueueView, job_id: int, now: float,
     if (name, source, calls) != (None, None, None):
         fresh = _edited(fresh, f're-queued job {job_id}', name, source, calls)
     return _insert(view, [fresh], at, result=fresh)
+
+
+# -- versions --------------------------------------------------------------
+
+def check_version(job: Job, version: Optional[int]) -> None:
+    """Refuse (`Conflict`) a change meant for *job* at *version*, the
+    version its client saw, if someone changed it since. None: the client
+    does not say (stock clients), the change applies to the job as it is.
+    """
+    if version is None:
+        return
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InvalidValue(f'job {job.id}: a version is a whole number, not '
+                           f'{version!r}')
+    if version != job.version:
+        change = job.last_change or {}
+        who = change.get('by') or 'someone'
+        what = change.get('what') or 'changed it'
+        raise Conflict(f'job {job.id} was changed after you saw it (version '
+                       f'{version}): {who} {what} (now version '
+                       f'{job.version}); nothing was changed, look at the '
+                       'job again')
+
+
+def touched(job: Job, by: str, what: str, **values: Any) -> Job:
+    """*job* with *values* changed by *by*: its next version."""
+    return dataclasses.replace(job, version=job.version + 1,
+                               last_change={'by': by, 'what': what}, **values)
 
 
 # -- helpers -------------------------------------------------------------
@@ -333,18 +397,27 @@ def _copy_rights(job: Job, owner: Optional[str]) -> Dict[str, str]:
 
 
 def _edited(job: Job, label: str, name: Optional[str] = None,
-            source: Optional[str] = None, calls: Optional[list] = None) -> Job:
-    """*job* with the given (not None) fields changed."""
-    values = {key: value for key, value in (('name', name), ('source', source),
-                                            ('calls', calls))
-              if value is not None}
+            source: Optional[str] = None, calls: Optional[list] = None,
+            kind: Optional[JobKind] = None) -> Job:
+    """*job* with the given (not None) fields changed; *kind* AWARE turns a
+    generated job into an aware one, without calls."""
+    values: Dict[str, Any] = {
+        key: value for key, value in (('name', name), ('source', source),
+                                      ('calls', calls))
+        if value is not None}
     if not values:
         raise InvalidValue(f'nothing to change in {label}: give a name, '
                            'a source or calls')
-    if calls is not None and job.kind is not JobKind.GENERATED:
+    if kind is not None and kind is not job.kind:
+        if (job.kind, kind) != (JobKind.GENERATED, JobKind.AWARE) or \
+                calls is not None or source is None:
+            raise InvalidValue(f'{label}: only a new script can make a '
+                               'generated job an aware one')
+        values.update(kind=kind, calls=None)
+    elif calls is not None and job.kind is not JobKind.GENERATED:
         raise InvalidValue(f'{label}: only generated jobs have command '
                            f'calls, this one is {job.kind.value}')
     if values.get('source', job.source) != job.source or \
-            values.get('calls', job.calls) != job.calls:
+            values.get('calls', job.calls) != job.calls or 'kind' in values:
         values['estimate'] = None
     return dataclasses.replace(job, **values)

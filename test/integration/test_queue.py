@@ -134,6 +134,48 @@ def test_queue_edits_are_seen_by_a_second_client(server, client):
     client.call('ss_clear')
 
 
+def test_two_clients_edit_one_job_the_later_gets_a_conflict(server, client):
+    client.call('ss_hold')
+    job, other = client.call('ss_submit', [{'source': 'print(1)', 'name': 'a'},
+                                           {'source': 'print(2)', 'name': 'b'}])
+    admin = server.client('admin')
+    seen_by_admin = admin.call('ss_job', job['id'])['version']
+    seen_by_user = [row['version'] for row in client.queue()['waiting']
+                    if row['id'] == job['id']][0]
+    assert seen_by_admin == seen_by_user == 1
+
+    edited = admin.call('ss_edit', job['id'], {'source': 'print(10)'},
+                        seen_by_admin)
+    assert (edited['version'], edited['last_change']) == \
+        (2, {'by': 'admin', 'what': 'edited its script'})
+    before = client.call('ss_queue')
+    for command, args in [('ss_edit', [{'source': 'print(99)'}]),
+                          ('ss_move', ['bottom']), ('ss_skip', []),
+                          ('ss_repeat', [1]), ('ss_remove', [])]:
+        with pytest.raises(ServerError, match=(
+                rf"{command}: job {job['id']} was changed after you saw it "
+                r'\(version 1\): admin edited its script \(now version 2\); '
+                'nothing was changed')):
+            client.call(command, job['id'], *args, seen_by_user)
+    assert client.call('ss_queue') == before
+    assert client.call('ss_job', job['id'])['source'] == 'print(10)'
+
+    # With the version it sees now the change applies; a stock client,
+    # which sends no version, edits as it always did.
+    client.call('ss_move', job['id'], 'bottom', 2)
+    assert [row['id'] for row in client.queue()['waiting']] == \
+        [other['id'], job['id']]
+    stock = StockClient()
+    stock.connect(ConnectionData('127.0.0.1', server.instance.daemon_port,
+                                 'user', server.passwords['user']))
+    try:
+        assert stock.tell('update', 'print(11)', 'fix', str(job['id']))
+    finally:
+        stock.disconnect()
+    assert client.call('ss_job', job['id'])['source'] == 'print(11)'
+    client.call('ss_clear')
+
+
 def test_bad_requests_get_clear_errors_and_change_nothing(client):
     client.call('ss_hold')
     job, = client.call('ss_submit', {'source': 'print(1)'})
@@ -154,7 +196,7 @@ def test_bad_requests_get_clear_errors_and_change_nothing(client):
         (('ss_move', job['id'], 'sideways'), 'sideways'),
         (('ss_skip', 'abc'), "'abc' is not a job id"),
         (('ss_repeat', job['id'], 0), 'repeat'),
-        (('ss_move', job['id']), r"ss_move: takes 2 arguments, got 1; usage: ss_move\(job_id, to\)"),
+        (('ss_move', job['id']), r"ss_move: takes 2 to 3 arguments, got 1; usage: ss_move\(job_id, to, version\)"),
         (('ss_move', job['id'], {'to': 1}), r"ss_move: to must be an index or a word, not dict"),
     ]
     for (command, *args), message in cases:

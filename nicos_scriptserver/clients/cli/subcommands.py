@@ -124,7 +124,9 @@ def edit(conn: Connection, args: argparse.Namespace, show: Show) -> None:
     if new == job['source']:
         show(job, f'job {args.id} unchanged')
         return
-    job = conn.call('ss_edit', args.id, {'source': new})
+    # The version seen before editing: if someone changed the job while
+    # the editor was open, the server refuses instead of overwriting.
+    job = conn.call('ss_edit', args.id, {'source': new}, job.get('version'))
     show(job, f'edited job {args.id} (estimate '
               f'{estimate_text(job.get("estimate"))})')
 
