@@ -71,7 +71,7 @@ def parse_spec(data: Any, catalog: Optional[CommandLookup] = None,
     calls = data.get('calls')
     if kind is JobKind.GENERATED:
         calls = _calls(calls, catalog, label)
-        source = render_script(calls)
+        source = _rendered(calls, label)
     elif calls is not None:
         raise InvalidValue(f'{label}: only generated jobs have command '
                            f'calls, this one is {kind.value}')
@@ -99,7 +99,7 @@ def parse_edits(data: Any, catalog: Optional[CommandLookup] = None,
         edits['name'] = text(data['name'], 'name', label)
     if data.get('calls') is not None:
         edits['calls'] = _calls(data['calls'], catalog, label)
-        edits['source'] = render_script(edits['calls'])
+        edits['source'] = _rendered(edits['calls'], label)
     elif data.get('source') is not None:
         edits['source'] = _source(data['source'], label)
     if 'source' in edits:
@@ -207,6 +207,16 @@ def _calls(value: Any, catalog: Optional[CommandLookup], label: str
     if catalog is not None:
         validate_calls(catalog, calls)
     return calls
+
+
+def _rendered(calls: List[Dict[str, Any]], label: str) -> str:
+    """The script of *calls*; a name or value no script can hold (only
+    possible without a catalog, which knows no such command) is refused
+    as a bad value."""
+    try:
+        return render_script(calls)
+    except ValueError as err:
+        raise InvalidValue(f'{label}: {err}') from None
 
 
 def _call_shape(call: Mapping[str, Any]) -> Dict[str, Any]:

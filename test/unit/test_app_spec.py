@@ -65,3 +65,11 @@ def test_posargs_are_validated_like_named_arguments(call, message):
     with pytest.raises(ValidationError) as info:
         parse_spec({'kind': 'generated', 'calls': [call]}, COMMANDS)
     assert info.value.problems[0] == message
+
+
+def test_without_a_catalog_a_call_no_script_can_hold_is_a_bad_value():
+    # Found by the fuzzer: render_script's ValueError escaped as such.
+    from nicos_scriptserver.queue import InvalidValue
+    with pytest.raises(InvalidValue, match=r'^the job: command .* is not a '
+                                           r'valid name$'):
+        parse_spec({'kind': 'generated', 'calls': [{'command': '\U000c0100'}]})
