@@ -22,7 +22,7 @@ from nicos_scriptserver.app.dryruns import DryRuns
 from nicos_scriptserver.app.ports import Ports
 from nicos_scriptserver.app.spec import (parse_edits, parse_job_id,
                                          parse_spec, parse_specs,
-                                         parse_version)
+                                         parse_version, read_back)
 from nicos_scriptserver.catalog import describe_calls
 from nicos_scriptserver.catalog.validate import CommandLookup
 from nicos_scriptserver.estimates import (blackbox_report, not_possible,
@@ -114,8 +114,15 @@ class ScriptServer:
         (`Conflict`)."""
         job_id = parse_job_id(job_id)
         version = parse_version(version)
-        return self.queue.edit(job_id, by=by, version=version, **parse_edits(
-            changes, self._catalog(), f'job {job_id}'))
+        catalog = self._catalog()
+        edits = parse_edits(changes, catalog, f'job {job_id}')
+        if self.queue.get(job_id).kind is JobKind.GENERATED:
+            edits = read_back(edits, catalog, f'job {job_id}')
+        job = self.queue.edit(job_id, by=by, version=version, **edits)
+        if 'why' in edits:
+            self._log().info('Job %d is now an aware job: %s.', job_id,
+                             edits['why'])
+        return job
 
     def requeue(self, job_id: Any, changes: Any, position: Any,
                 by: Caller) -> Job:

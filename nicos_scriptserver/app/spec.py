@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from nicos_scriptserver.catalog import (ScriptSyntaxError, check_syntax,
                                         render_script, validate_calls)
+from nicos_scriptserver.catalog.readback import NotCalls, read_calls
 from nicos_scriptserver.catalog.validate import CommandLookup
 from nicos_scriptserver.queue import InvalidValue, JobKind, JobSpec
 from nicos_scriptserver.queue.validate import normalized, text
@@ -105,6 +106,25 @@ def parse_edits(data: Any, catalog: Optional[CommandLookup] = None,
     if 'source' in edits:
         edits['source'] = _compiling(edits['source'], 'script')
     return edits
+
+
+def read_back(edits: Dict[str, Any], catalog: Optional[CommandLookup],
+              label: str = 'the job') -> Dict[str, Any]:
+    """The checked *edits* (`parse_edits`) of a generated job, made true
+    to it: a new script alone is read back into command calls (checked
+    against *catalog*, refused as calls are), or, if it is no longer only
+    calls of catalog commands with literal arguments, the job becomes an
+    aware one (``kind``, and ``why`` in words)."""
+    if 'source' not in edits or 'calls' in edits:
+        return edits
+    try:
+        if catalog is None:
+            raise NotCalls('the command catalog is not loaded')
+        calls = read_calls(edits['source'], catalog)
+    except NotCalls as err:
+        return dict(edits, kind=JobKind.AWARE,
+                    why=f'its script is no longer only command calls ({err})')
+    return dict(edits, **parse_edits({'calls': calls}, catalog, label))
 
 
 def parse_job_id(value: Any) -> int:

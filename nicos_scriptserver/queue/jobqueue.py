@@ -176,14 +176,15 @@ class JobQueue:
 
     def edit(self, job_id: int, *, by: Caller, name: Optional[str] = None,
              source: Optional[str] = None, calls: Optional[list] = None,
-             version: Optional[int] = None, kind: Optional[JobKind] = None
-             ) -> Job:
+             version: Optional[int] = None, kind: Optional[JobKind] = None,
+             why: str = '') -> Job:
         """Change a waiting job's name, script or calls as *by* (its owner
         or an admin), if it is at *version* (`Conflict` if not; None: as it
-        is); *kind* AWARE makes a generated job aware. Returns it."""
+        is); *kind* AWARE makes a generated job aware, for reason *why*.
+        Returns it."""
         return self._do(lambda now: self._machine.edit(
             job_id, by=by, name=name, source=source, calls=calls,
-            version=version, kind=kind))
+            version=version, kind=kind, why=why))
 
     def set_estimate(self, job_id: int, estimate: Optional[dict],
                      for_source: Optional[str] = None,

@@ -170,12 +170,12 @@ class QueueMachine:
 
     def edit(self, job_id: int, *, by: Caller, name: Optional[str] = None,
              source: Optional[str] = None, calls: Optional[list] = None,
-             version: Optional[int] = None, kind: Optional[JobKind] = None
-             ) -> Change:
+             version: Optional[int] = None, kind: Optional[JobKind] = None,
+             why: str = '') -> Change:
         """Change a waiting job's name, script or calls as *by*, if it is
-        at *version*; *kind* AWARE makes a generated job aware."""
+        at *version*; *kind* AWARE makes a generated job aware (*why*)."""
         return self._run(waiting.edit(self, job_id, by, name, source, calls,
-                                      version, kind))
+                                      version, kind, why))
 
     def set_estimate(self, job_id: int, estimate: Optional[dict],
                      for_source: Optional[str] = None,

@@ -58,12 +58,12 @@ def submit(view: QueueView, specs: Union[JobSpec, Sequence[JobSpec]],
 
 def edit(view: QueueView, job_id: int, by: Caller, name: Optional[str] = None,
          source: Optional[str] = None, calls: Optional[list] = None,
-         version: Optional[int] = None, kind: Optional[JobKind] = None
-         ) -> Change:
+         version: Optional[int] = None, kind: Optional[JobKind] = None,
+         why: str = '') -> Change:
     """Change a waiting job's name, script or command calls (checked: see
     `app.spec.parse_edits`), as *by*, if it is still at *version* (see
     `check_version`); *kind* AWARE makes a generated job an aware one
-    (its script is no longer made of command calls).
+    (its script is no longer made of command calls, *why* says why).
 
     Only its owner or an admin may (`rights.check_may_edit`); the job then
     runs as *by*. A new script or new calls drop the job's estimate, which
@@ -82,7 +82,7 @@ def edit(view: QueueView, job_id: int, by: Caller, name: Optional[str] = None,
               if getattr(edited, field) != getattr(job, field)]
     what = 'edited its ' + ' and '.join(fields) if fields else 'edited it'
     if kind is not None and kind is not job.kind:
-        what += f', which made it an {kind.value} job'
+        what += f', which made it an {kind.value} job' + (why and f': {why}')
     return _updated(job, touched(edited, by.name, what))
 
 

@@ -176,6 +176,35 @@ def test_two_clients_edit_one_job_the_later_gets_a_conflict(server, client):
     client.call('ss_clear')
 
 
+def test_a_stock_update_of_a_generated_job_keeps_its_description_true(server, client):
+    client.call('ss_hold')
+    job, = client.call('ss_submit', {'kind': 'generated', 'calls': [
+        {'command': 'set_ei', 'args': {'energy': 25}}]})
+    stock = StockClient()
+    stock.connect(ConnectionData('127.0.0.1', server.instance.daemon_port,
+                                 'user', server.passwords['user']))
+    try:
+        assert stock.tell('update', 'set_ei(30)\nmove_sample(1, 2)\n', '',
+                          str(job['id']))
+        edited = client.call('ss_job', job['id'])
+        assert edited['kind'] == 'generated'
+        assert edited['call_lines'] == ['set_ei(energy=30 meV)',
+                                        'move_sample(x=1 mm, theta=2 deg)']
+        mark = len(client.events)
+        assert stock.tell('update', 'for e in (5, 10):\n    set_ei(e)\n', '',
+                          str(job['id']))
+    finally:
+        stock.disconnect()
+    edited = client.call('ss_job', job['id'])
+    assert (edited['kind'], edited['calls']) == ('aware', None)
+    assert 'which made it an aware job: its script is no longer only ' \
+        'command calls (line 1 is not a command call)' in \
+        edited['last_change']['what']
+    client.wait_for(lambda n, d: n == 'message' and
+                    f"Job {job['id']} is now an aware job" in d[3], 10, mark)
+    client.call('ss_clear')
+
+
 def test_bad_requests_get_clear_errors_and_change_nothing(client):
     client.call('ss_hold')
     job, = client.call('ss_submit', {'source': 'print(1)'})
