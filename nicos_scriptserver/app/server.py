@@ -20,10 +20,11 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from nicos_scriptserver.app.attention import HELD, Attention, attention
 from nicos_scriptserver.app.dryruns import DryRuns
 from nicos_scriptserver.app.ports import Ports
+from nicos_scriptserver.app.revalidation import changed_commands, revalidate
 from nicos_scriptserver.app.spec import (parse_edits, parse_job_id,
                                          parse_spec, parse_specs,
                                          parse_version, read_back)
-from nicos_scriptserver.catalog import describe_calls
+from nicos_scriptserver.catalog import CatalogChanges, describe_calls
 from nicos_scriptserver.catalog.validate import CommandLookup
 from nicos_scriptserver.estimates import (blackbox_report, not_possible,
                                           timeline)
@@ -307,6 +308,27 @@ class ScriptServer:
         """How far the running job is (from its script), and a note."""
         if self.queue.current() is not None:
             self.queue.report_progress(fraction, message)
+
+    def catalog_changed(self, changes: CatalogChanges) -> None:
+        """Command files changed (*changes*): check the waiting jobs
+        against the catalog as it is now (see `revalidation`). Called
+        from the catalog's watcher, never from the script thread."""
+        catalog = self._catalog()
+        if catalog is None:
+            return
+        touched = revalidate(self.queue, catalog,
+                             changed_commands(changes, catalog))
+        held = [job for job in touched if job.held_by_catalog]
+        if held:
+            self._log().warning(
+                'Command files changed: %d waiting job(s) held back, as '
+                'their calls no longer fit (job %d: %s); fix the command '
+                'file or edit the job.', len(held), held[0].id,
+                held[0].hold_reason)
+        if len(touched) > len(held):
+            self._log().info('Command files changed: %d waiting job(s) '
+                             'released or dry-run again.',
+                             len(touched) - len(held))
 
     def _catalog(self) -> Optional[CommandLookup]:
         return self._ports.commands.lookup()

@@ -18,6 +18,7 @@ from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
                     Union)
 
 from nicos_scriptserver.queue.change import Change, Event
+from nicos_scriptserver.queue.checks import Verdict
 from nicos_scriptserver.queue.waiting import Position
 from nicos_scriptserver.queue.machine import KEEP_HISTORY, QueueMachine
 from nicos_scriptserver.queue.model import (Job, JobKind, JobSpec, JobState,
@@ -257,6 +258,13 @@ class JobQueue:
         return self._do(lambda now: self._machine.requeue(
             job_id, now, position, owner, name=name, source=source,
             calls=calls))
+
+    def catalog_checked(self, verdicts: Iterable[Verdict]) -> List[Job]:
+        """Apply the verdicts of checking waiting jobs against a changed
+        catalog, in one write (see `checks.catalog_checked`); returns the
+        jobs that changed."""
+        verdicts = list(verdicts)
+        return self._do(lambda now: self._machine.catalog_checked(verdicts))
 
     # -- the queue as a whole -----------------------------------------------------
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import (Any, Callable, Iterable, List, Optional, Protocol,
                     Sequence, Tuple, Union)
 
-from nicos_scriptserver.queue import current, holds, waiting
+from nicos_scriptserver.queue import checks, current, holds, waiting
 from nicos_scriptserver.queue.change import Change
 from nicos_scriptserver.queue.errors import InvalidValue, JobNotFound
 from nicos_scriptserver.queue.model import Job, JobKind, JobSpec, QueueData
@@ -245,6 +245,11 @@ class QueueMachine:
         the new job."""
         return self._run(waiting.requeue(self, job_id, now, position, owner,
                                          name, source, calls))
+
+    def catalog_checked(self, verdicts: Iterable[checks.Verdict]) -> Change:
+        """Hold back, release or re-estimate jobs after the catalog
+        changed (see `checks.catalog_checked`); result: changed jobs."""
+        return self._run(checks.catalog_checked(self, verdicts))
 
     # -- the queue as a whole (see `holds`) -------------------------------------
 

@@ -112,6 +112,9 @@ class Job:
     #: Held back by its dry run (not by whoever submitted it): a later dry
     #: run that passes (after an edit) releases it.
     held_by_dry_run: bool = False
+    #: Held back because its command calls no longer fit the catalog after
+    #: a command file changed: fixing the file or the job releases it.
+    held_by_catalog: bool = False
     #: What was asked of the current job and has not happened yet (see
     #: `lifecycle.TRANSITIONS`).
     requested: Optional[Request] = None
@@ -170,6 +173,7 @@ class Job:
                 'estimate': self.estimate, 'held': self.held,
                 'hold_reason': self.hold_reason,
                 'held_by_dry_run': self.held_by_dry_run,
+                'held_by_catalog': self.held_by_catalog,
                 'requested': self.requested and self.requested.value,
                 'version': self.version, 'last_change': self.last_change,
             }

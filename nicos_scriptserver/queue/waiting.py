@@ -77,6 +77,11 @@ def edit(view: QueueView, job_id: int, by: Caller, name: Optional[str] = None,
         changed_by=by.name)
     if edited == job:
         return _updated(job, job)
+    if job.held_by_catalog and (edited.source, edited.calls) != \
+            (job.source, job.calls):
+        # Checked against the catalog as it is now (see app.spec).
+        edited = dataclasses.replace(edited, held=False, hold_reason='',
+                                     held_by_catalog=False)
     fields = [label for label, field in (('name', 'name'), ('script', 'source'),
                                          ('calls', 'calls'))
               if getattr(edited, field) != getattr(job, field)]
@@ -148,7 +153,8 @@ def confirm(view: QueueView, job_id: int, by: str = '',
     if not job.held:
         return _updated(job, job)
     return _updated(job, touched(job, by, 'confirmed it', held=False,
-                                 held_by_dry_run=False, hold_reason=''))
+                                 held_by_dry_run=False, held_by_catalog=False,
+                                 hold_reason=''))
 
 
 def skip(view: QueueView, job_id: int, by: str = '',
@@ -245,6 +251,7 @@ def repeat(view: QueueView, job_id: int, times: int, now: float,
                   state=JobState.QUEUED, created=job.created, queued_at=now,
                   estimate=job.estimate, held=job.held,
                   held_by_dry_run=job.held_by_dry_run,
+                  held_by_catalog=job.held_by_catalog,
                   hold_reason=job.hold_reason) for n in range(times)]
     return _insert(view, copies, at, result=copies)
 
