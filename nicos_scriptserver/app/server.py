@@ -18,6 +18,7 @@ import logging
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from nicos_scriptserver.app.attention import HELD, Attention, attention
+from nicos_scriptserver.app.callsteps import step_messages
 from nicos_scriptserver.app.dryruns import DryRuns
 from nicos_scriptserver.app.ports import Ports
 from nicos_scriptserver.app.revalidation import changed_commands, revalidate
@@ -303,6 +304,11 @@ class ScriptServer:
         self._log().info('Stop requested by %s: no job runs, the queued jobs '
                          'stay held; continue runs them, unqueue removes '
                          'them.', by.name)
+
+    def call_steps(self, job: Job) -> List[str]:
+        """A generated job's progress message for each of its calls (see
+        `callsteps`); empty for other jobs."""
+        return step_messages(job, self._catalog())
 
     def report_progress(self, fraction: float, message: str) -> None:
         """How far the running job is (from its script), and a note."""

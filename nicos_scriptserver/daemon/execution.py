@@ -36,6 +36,7 @@ from nicos.services.daemon.script import EmergencyStopRequest, \
     ExecutionController, ScriptRequest
 
 from nicos_scriptserver.daemon.blackbox import run_blackbox
+from nicos_scriptserver.daemon.jobapi import step
 from nicos_scriptserver.queue import (Caller, InvalidTransition, Job, JobKind,
                                       QueueError)
 
@@ -69,6 +70,7 @@ class JobRequest(ScriptRequest):
         self.job_id = job.id
         self.kind = job.kind
         self._app = app
+        self._steps = app.call_steps(job)
 
     def serialize(self):
         data = ScriptRequest.serialize(self)
@@ -87,6 +89,15 @@ class JobRequest(ScriptRequest):
         except Exception:
             self._app.finished('failed', error_report(sys.exc_info()))
             raise
+
+    def emitETA(self, controller):
+        # Called as each block starts. A generated job's blocks are its
+        # calls, one each: each is a step, reported with the step API.
+        ScriptRequest.emitETA(self, controller)
+        if self.blocks and len(self.blocks) == len(self._steps):
+            with contextlib.suppress(QueueError):   # e.g. paused meanwhile
+                step(self.curblock, len(self._steps),
+                     self._steps[self.curblock])
 
     def execute(self, controller):
         try:

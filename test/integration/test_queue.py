@@ -54,6 +54,24 @@ def test_batch_of_generated_jobs_runs_in_order_with_progress(client):
     assert client.eval_value('sample_x.read(0)') == 3.0
 
 
+def test_generated_jobs_report_each_call_as_a_step(client):
+    calls = [[{'command': 'move_sample', 'args': {'x': float(x), 'theta': 0.0}},
+              {'command': 'get_ei', 'args': {}}] for x in (4, 5)]
+    mark = len(client.events)
+    jobs = client.call('ss_submit', [{'kind': 'generated', 'calls': c}
+                                     for c in calls])
+    wait_finished(client, jobs[-1]['id'])
+    for number, (job, x) in enumerate(zip(jobs, (4, 5)), 1):
+        reports = [(d['progress'], d['progress_message'])
+                   for n, d in client.events[mark:] if n == 'ss_job' and
+                   d['id'] == job['id'] and d['state'] == 'running' and
+                   d['progress_message']]
+        assert list(dict.fromkeys(reports)) == [
+            (0.0, f'job {number} of 2: step 1 of 2: '
+                  f'move_sample(x={x}.0 mm, theta=0.0 deg)'),
+            (0.5, f'job {number} of 2: step 2 of 2: get_ei()')]
+
+
 def test_pause_keeps_manual_moves_and_resume_continues(client):
     job, = client.call('ss_submit', {'source': 'move_sample(0, 0)\n'
                                      + LOOP.format(n=200, dt=0.02)
