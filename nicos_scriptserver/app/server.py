@@ -29,9 +29,9 @@ from nicos_scriptserver.catalog import CatalogChanges, describe_calls
 from nicos_scriptserver.catalog.validate import CommandLookup
 from nicos_scriptserver.estimates import (blackbox_report, not_possible,
                                           timeline)
-from nicos_scriptserver.queue import (Caller, InvalidTransition, Job, JobKind,
-                                      JobQueue, JobState, UnknownAccount,
-                                      runs_as)
+from nicos_scriptserver.queue import (Caller, InvalidTransition, InvalidValue,
+                                      Job, JobKind, JobQueue, JobState,
+                                      UnknownAccount, runs_as)
 from nicos_scriptserver.queue.lifecycle import advance
 from nicos_scriptserver.queue.model import SAFETY
 
@@ -73,6 +73,17 @@ class ScriptServer:
         the page before it."""
         return self.queue.history(
             int(limit), None if before is None else parse_job_id(before))
+
+    def audit(self, limit: Any = 50, job_id: Any = None
+              ) -> List[Dict[str, Any]]:
+        """The newest *limit* entries of the queue's audit trail, newest
+        first; *job_id*: of that job only."""
+        limit = int(limit)
+        if not 1 <= limit <= 10_000:
+            raise InvalidValue(f'the audit limit must be 1 to 10000, not '
+                               f'{limit}')
+        return self.queue.audit(
+            limit, None if job_id is None else parse_job_id(job_id))
 
     def timeline(self) -> Dict[str, Any]:
         """Expected times of the current and the waiting jobs, now."""

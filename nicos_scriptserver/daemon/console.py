@@ -22,6 +22,7 @@ from nicos.utils import printTable
 
 from nicos_scriptserver.app.server import ScriptServer
 from nicos_scriptserver.queue import Caller, QueueError
+from nicos_scriptserver.queue.audit import Actor, acting
 from nicos_scriptserver.queue.model import SAFETY
 from nicos_scriptserver.clients.timefmt import clock, duration
 
@@ -166,7 +167,7 @@ def SubmitCall(command, **args):
 
 def _act(action: str, *args: Any) -> Any:
     """The application's *action*, its refusals as NICOS errors."""
-    with _refusals():
+    with _refusals(), acting(Actor(_caller().name, 'console')):
         return getattr(_app(), action)(*args)
 
 

@@ -160,6 +160,14 @@ def ss_history(self, limit=50, before=None):
     return [job.to_dict() for job in _app(self).history(limit, before)]
 
 
+@queue_command('ss_audit')
+def ss_audit(self, limit=50, job_id=None):
+    """The queue's audit trail, newest first: every change with when, who,
+    from which client, the operation, the jobs and why; job_id: of one job
+    only."""
+    return _app(self).audit(limit, job_id)
+
+
 @queue_command('ss_hold')
 def ss_hold(self):
     """Let the current job finish, then start nothing, also jobs queued

@@ -13,6 +13,10 @@ It never imports NICOS, zmq, EPICS or Qt: the daemon adapter drives it.
   list), `current` (the current job), `holds` (the queue's hold);
   `lifecycle` says which operation a job allows where it is in its life;
   `validate` checks the values operations take besides job specs
+- `checks`: what the server's check of waiting jobs against a changed
+  command catalog does to them (hold back, release, re-estimate)
+- `audit`: the audit trail's entries (who, when, from where, why) and
+  the `Actor` of the changes made now
 - `order`: order keys that make moving a job a one-row write
 - `store`: `QueueStore`, the SQLite file (also the archive of old
   finished jobs, which are not kept in memory)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
                     Union)
 
+from nicos_scriptserver.queue.audit import entry as audit_entry
 from nicos_scriptserver.queue.change import Change, Event
 from nicos_scriptserver.queue.checks import Verdict
 from nicos_scriptserver.queue.waiting import Position
@@ -27,6 +28,9 @@ from nicos_scriptserver.queue.rights import Caller
 from nicos_scriptserver.queue.store import QueueStore
 
 log = logging.getLogger(__name__)
+
+#: Operations not recorded in the audit trail (see `JobQueue._commit`).
+_UNAUDITED = frozenset({'report_progress'})
 
 #: Called with the events of one operation.
 Listener = Callable[[List[Event]], None]
@@ -51,8 +55,10 @@ class JobQueue:
         self._lock = threading.Lock()
         self._store = QueueStore(path)
         try:
+            self._action = 'recover'
+            self._now = clock()
             self._machine = QueueMachine(
-                self._store.load(keep_history), commit=self._store.commit,
+                self._store.load(keep_history), commit=self._commit,
                 archive=self._store, keep_history=keep_history)
             self._machine.recover(clock())
         except BaseException:
@@ -83,11 +89,24 @@ class JobQueue:
         """Run *operation* (given the time) under the lock; deliver its
         events; return its result."""
         with self._lock:
-            change = operation(self._clock())
+            # The operation's name, for the audit trail: the method of this
+            # class (or of the machine) that made *operation*.
+            self._action = operation.__qualname__.split('.')[1]
+            self._now = self._clock()
+            change = operation(self._now)
             if change.events:
                 self._pending.append(change.events)
         self._deliver()
         return change.result
+
+    def _commit(self, change: Change) -> None:
+        """The machine's commit: *change* and its audit entry, at once.
+
+        A running job's progress reports are its own notes, not changes of
+        the queue: they get no entry (there may be many a second)."""
+        self._store.commit(change, None if self._action in _UNAUDITED else
+                           audit_entry(change, self._machine.jobs,
+                                       self._action, self._now))
 
     def _deliver(self) -> None:
         # Whoever holds `_delivering` delivers everything pending, also
@@ -161,6 +180,14 @@ class JobQueue:
         return {'current': current.to_dict() if current else None,
                 'waiting': [job.to_dict() for job in waiting],
                 **queue.to_dict()}
+
+    def audit(self, limit: int = 50, job_id: Optional[int] = None
+              ) -> List[Dict[str, Any]]:
+        """The newest *limit* entries of the audit trail, newest first (of
+        *job_id* only, if given): who changed what, when, from which
+        client and why (see `audit`)."""
+        with self._lock:
+            return self._store.audit(limit, job_id)
 
     def snapshot(self) -> QueueData:
         """A consistent copy of everything, for checks and diagnostics."""

@@ -228,6 +228,8 @@ _OURS = (
     _ours('ss_dryrun', 0x7015, USER, 'dry-run a job spec without queueing it',
           ('job', ANY)),
     _ours('ss_timeline', 0x7016, GUEST, 'expected times of the current and waiting jobs'),
+    _ours('ss_audit', 0x7017, USER, 'who changed the queue, when, from where, why',
+          ('limit', NUMBER, '50'), ('job_id', ANY, 'None')),
 )
 
 #: Every daemon command by name.

@@ -164,6 +164,21 @@ def test_edit_refuses_when_someone_changed_the_job_while_the_editor_was_open(
     assert client.call('ss_job', job_id)['source'] == 'x = 3\n'
 
 
+def test_audit_shows_who_changed_a_job(server, client):
+    client.call('ss_hold')
+    job_id = submit(client, 'audited')
+    ok(cli(server, 'skip', str(job_id)))
+    table = ok(cli(server, 'audit', '--job', str(job_id)))
+    header, _, skipped, submitted = table.splitlines()[:4]
+    assert header.split()[:6] == ['when', 'who', 'client', 'action', 'jobs', 'why']
+    assert 'user' in skipped and 'skip' in skipped and 'ss_skip from' in skipped
+    assert f'job {job_id}: skipped it' in skipped
+    assert 'submit' in submitted
+    entries = json.loads(ok(cli(server, '--json', 'audit', '--job', str(job_id),
+                                '--limit', '1')))
+    assert [e['action'] for e in entries] == ['skip']
+
+
 def test_pause_resume_watch_and_abort_the_current_job(server, client):
     job_id = start_long_job(client)
     ok(cli(server, 'pause'))

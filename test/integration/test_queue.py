@@ -223,6 +223,33 @@ def test_a_stock_update_of_a_generated_job_keeps_its_description_true(server, cl
     client.call('ss_clear')
 
 
+def test_the_audit_trail_names_who_changed_a_job_from_where_and_why(server, client):
+    client.call('ss_hold')
+    job, other = client.call('ss_submit', [{'source': 'print(1)'},
+                                           {'source': 'print(2)'}])
+    admin = server.client('admin')
+    admin.call('ss_move', job['id'], 'bottom')
+    stock = StockClient()
+    stock.connect(ConnectionData('127.0.0.1', server.instance.daemon_port,
+                                 'user', server.passwords['user']))
+    try:
+        assert stock.tell('update', 'print(3)', 'wrong number', str(job['id']))
+    finally:
+        stock.disconnect()
+    trail = client.call('ss_audit', 10, job['id'])
+    assert [(e['who'], e['action'], e['why']) for e in trail] == [
+        ('user', 'edit', 'wrong number'),
+        ('admin', 'move', f"job {job['id']}: moved it to position 1"),
+        ('user', 'submit', '')]
+    assert trail[0]['client'].startswith('update from ')
+    assert trail[1]['client'].startswith('ss_move from ')
+    assert trail[2]['jobs'] == [job['id'], other['id']]
+    assert trail[0]['at'] >= trail[1]['at'] >= trail[2]['at']
+    with pytest.raises(ServerError, match='guest logins can only watch'):
+        server.client('guest').call('ss_audit')
+    client.call('ss_clear')
+
+
 def test_bad_requests_get_clear_errors_and_change_nothing(client):
     client.call('ss_hold')
     job, = client.call('ss_submit', {'source': 'print(1)'})

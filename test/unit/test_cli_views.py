@@ -133,3 +133,20 @@ def test_watch_frame_has_a_progress_bar_and_the_expected_ends():
     assert lines[2] == 'T = 10 K'
     assert lines[3] == 'elapsed 2m05s, expected end 12:05:00'
     assert lines[4] == 'waiting 2, held no, queue ends 12:06:30'
+
+
+def test_audit_lists_when_who_where_what_and_why():
+    from nicos_scriptserver.clients.cli.views import audit_table
+    entries = [{'seq': 2, 'at': NOW, 'who': 'admin',
+                'client': 'ss_move from 127.0.0.1, connection 3',
+                'action': 'move', 'jobs': [5], 'why': 'job 5: moved it to '
+                                                      'position 0'},
+               {'seq': 1, 'at': NOW, 'who': 'server', 'client': '',
+                'action': 'start_next', 'jobs': [], 'why': ''}]
+    lines = audit_table(entries, NOW).splitlines()
+    assert lines[0].split() == ['when', 'who', 'client', 'action', 'jobs', 'why']
+    assert lines[2].split()[:9] == ['12:00:00', 'admin', 'ss_move', 'from',
+                                    '127.0.0.1,', 'connection', '3', 'move', '5']
+    assert lines[2].endswith('job 5: moved it to position 0')
+    assert lines[3].split() == ['12:00:00', 'server', '-', 'start_next', '-', '-']
+    assert audit_table([], NOW) == 'no queue changes recorded'

@@ -144,6 +144,12 @@ def history(conn: Connection, args: argparse.Namespace, show: Show) -> None:
     show(jobs, views.history_table(jobs, time.time()))
 
 
+def audit(conn: Connection, args: argparse.Namespace, show: Show) -> None:
+    """The queue's audit trail, newest first."""
+    entries = conn.call('ss_audit', args.limit, args.job)
+    show(entries, views.audit_table(entries, time.time()))
+
+
 def commands(conn: Connection, args: argparse.Namespace, show: Show) -> None:
     """The instrument's command catalog."""
     # ss_catalog replies with JSON text (see docs/PROTOCOL.md).
@@ -190,6 +196,7 @@ HANDLERS: Dict[str, Handler] = {
                               'nothing new starts'),
     'release': action('ss_release', 'the queue is released: waiting jobs run'),
     'history': history,
+    'audit': audit,
     'commands': commands,
     'watch': watch,
 }
