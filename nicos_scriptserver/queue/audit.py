@@ -58,7 +58,8 @@ def entry(change: Change, before: Mapping[int, Job], action: str,
     """The audit entry of *change*, made by *action* at *now*; *before*
     holds the jobs as they were (the queue's state before the change)."""
     actor = current_actor() or Actor(SERVER)
-    jobs = sorted(set(change.put) | set(change.deleted))
+    jobs = sorted(set(change.put) | set(change.deleted) |
+                  ({change.moved.id} if change.moved else set()))
     return {'at': now, 'who': actor.who, 'client': actor.client,
             'action': action, 'jobs': jobs,
             'why': actor.why or _why(change, before)}
@@ -70,7 +71,7 @@ def _why(change: Change, before: Mapping[int, Job]) -> str:
     if change.queue is not None:
         notes.append(f'queue held: {change.queue.hold_reason}'
                      if change.queue.held else 'queue released')
-    for job in change.put.values():
+    for job in [*change.put.values(), *filter(None, [change.moved])]:
         old = before.get(job.id)
         if old is not None and job.version != old.version and job.last_change:
             notes.append(f"job {job.id}: {job.last_change['what']}")

@@ -31,7 +31,9 @@ JOB_CHANGED, QUEUE_CHANGED, QUEUE_STATE = ('job_changed', 'queue_changed',
 class Change:
     """The outcome of one operation: its result, what to write, events.
 
-    ``put`` holds the new version of every added or changed job; ``keys``
+    ``put`` holds the new version of every added or changed job; ``moved``
+    the job a move gave its next version (only that, its position and who
+    moved it change: the store updates them in place); ``keys``
     the new order key of waiting jobs (see `order.place`); ``order`` the
     new waiting list if it changed; ``history`` the position in the
     history of each job that finished; ``durable`` is False for changes
@@ -40,6 +42,7 @@ class Change:
 
     result: Any = None
     put: Dict[int, Job] = field(default_factory=dict)
+    moved: Optional[Job] = None
     deleted: List[int] = field(default_factory=list)
     order: Optional[List[int]] = None
     keys: Dict[int, int] = field(default_factory=dict)
@@ -69,7 +72,7 @@ class Change:
         self.keys.update(keys)
         event = {'order': list(order), 'removed': list(removed)}
         if moved is not None:
-            self.put[moved.id] = moved
+            self.moved = moved
             event['versions'] = [[moved.id, moved.version]]
         self.events.append((QUEUE_CHANGED, event))
 

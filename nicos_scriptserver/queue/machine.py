@@ -345,6 +345,8 @@ class QueueMachine:
                 self._current = None
             if not job.state.waiting:
                 self.keys.pop(job.id, None)
+        if change.moved is not None:
+            self.jobs[change.moved.id] = change.moved
         self.keys.update(change.keys)
         if change.order is not None:
             self.order = change.order

@@ -227,8 +227,10 @@ class QueueStore:
                  change.keys.get(job.id) if job.state.waiting else None,
                  change.history.get(job.id), _json(job.to_dict()))
                 for job in change.put.values()]
+        moved = change.moved
         positions = [(key, job_id) for job_id, key in change.keys.items()
-                     if job_id not in change.put]
+                     if job_id not in change.put and
+                     (moved is None or job_id != moved.id)]
         meta = []
         if change.next_id is not None:
             meta.append(('next_id', _json(change.next_id)))
@@ -247,6 +249,13 @@ class QueueStore:
             if positions:
                 db.executemany('UPDATE jobs SET pos = ? WHERE id = ?',
                                positions)
+            if moved is not None:
+                # Its position and version only: the row is not rewritten.
+                db.execute("UPDATE jobs SET pos = ?, data = json_set(data, "
+                           "'$.version', ?, '$.last_change', json(?)) "
+                           'WHERE id = ?',
+                           (change.keys[moved.id], moved.version,
+                            _json(moved.last_change), moved.id))
             if meta:
                 db.executemany('INSERT OR REPLACE INTO meta VALUES (?, ?)',
                                meta)
