@@ -13,6 +13,8 @@ It never imports NICOS, zmq, EPICS or Qt: the daemon adapter drives it.
   list), `current` (the current job), `holds` (the queue's hold);
   `lifecycle` says which operation a job allows where it is in its life;
   `validate` checks the values operations take besides job specs
+- `versions`: a waiting job's version, and changes refused (`Conflict`)
+  when the job changed since the client saw it
 - `checks`: what the server's check of waiting jobs against a changed
   command catalog does to them (hold back, release, re-estimate)
 - `audit`: the audit trail's entries (who, when, from where, why) and

@@ -120,7 +120,7 @@ class Job:
     requested: Optional[Request] = None
     #: Counts the changes people made to the waiting job (edit, move,
     #: skip, unskip, confirm), so that a client can make a change only to
-    #: the job as it saw it (see `waiting.check_version`); the server's own
+    #: the job as it saw it (see `versions.check_version`); the server's own
     #: reports and holds leave it alone. ``last_change`` says who made the
     #: newest of them and what it was: ``{"by": name, "what": text}``.
     version: int = 1

@@ -13,14 +13,15 @@ from typing import (Any, Dict, Iterable, List, Mapping, Optional, Sequence,
 
 from nicos_scriptserver.queue import validate
 from nicos_scriptserver.queue.change import Change
-from nicos_scriptserver.queue.errors import (BadPosition, Conflict,
-                                             InvalidTransition, InvalidValue,
-                                             JobNotFound, NotEditable)
+from nicos_scriptserver.queue.errors import (BadPosition, InvalidTransition,
+                                             InvalidValue, JobNotFound,
+                                             NotEditable)
 from nicos_scriptserver.queue.lifecycle import advance, require_waiting
 from nicos_scriptserver.queue.model import (REQUEUEABLE, Job, JobKind,
                                             JobSpec, JobState)
 from nicos_scriptserver.queue.order import place
 from nicos_scriptserver.queue.rights import Caller, check_may_edit
+from nicos_scriptserver.queue.versions import check_version, touched
 from nicos_scriptserver.queue.view import QueueView
 
 #: Named positions for `move`.
@@ -301,34 +302,6 @@ def requeue(view: QueueView, job_id: int, now: float,
     if (name, source, calls) != (None, None, None):
         fresh = _edited(fresh, f're-queued job {job_id}', name, source, calls)
     return _insert(view, [fresh], at, result=fresh)
-
-
-# -- versions --------------------------------------------------------------
-
-def check_version(job: Job, version: Optional[int]) -> None:
-    """Refuse (`Conflict`) a change meant for *job* at *version*, the
-    version its client saw, if someone changed it since. None: the client
-    does not say (stock clients), the change applies to the job as it is.
-    """
-    if version is None:
-        return
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise InvalidValue(f'job {job.id}: a version is a whole number, not '
-                           f'{version!r}')
-    if version != job.version:
-        change = job.last_change or {}
-        who = change.get('by') or 'someone'
-        what = change.get('what') or 'changed it'
-        raise Conflict(f'job {job.id} was changed after you saw it (version '
-                       f'{version}): {who} {what} (now version '
-                       f'{job.version}); nothing was changed, look at the '
-                       'job again')
-
-
-def touched(job: Job, by: str, what: str, **values: Any) -> Job:
-    """*job* with *values* changed by *by*: its next version."""
-    return dataclasses.replace(job, version=job.version + 1,
-                               last_change={'by': by, 'what': what}, **values)
 
 
 # -- helpers -------------------------------------------------------------
