@@ -4,4 +4,6 @@ cores (`queue`, `catalog`, `estimates`).
 
 - `spec`: what clients send (job specs, edits, job ids), checked once
   into the typed values the queue takes
+- `revalidation`: waiting jobs checked again when command files change
+- `callsteps`: what a generated job reports as it reaches each call
 """

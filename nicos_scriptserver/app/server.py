@@ -18,20 +18,23 @@ import logging
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from nicos_scriptserver.app.attention import HELD, Attention, attention
+from nicos_scriptserver.app.callsteps import step_messages
 from nicos_scriptserver.app.dryruns import DryRuns
 from nicos_scriptserver.app.ports import Ports
 from nicos_scriptserver.app.progress import ProgressStack
+from nicos_scriptserver.app.revalidation import changed_commands, revalidate
 from nicos_scriptserver.app.spec import (parse_edits, parse_job_id,
-                                         parse_spec, parse_specs)
-from nicos_scriptserver.catalog import describe_calls
+                                         parse_spec, parse_specs,
+                                         parse_version, read_back)
+from nicos_scriptserver.catalog import CatalogChanges, describe_calls
 from nicos_scriptserver.catalog.validate import CommandLookup
 from nicos_scriptserver.estimates import (blackbox_report, not_possible,
                                           timeline)
 from nicos_scriptserver.estimates.timeline import (paused_for,
                                                    progress_by_time)
-from nicos_scriptserver.queue import (Caller, InvalidTransition, Job, JobKind,
-                                      JobNotFound, JobQueue, JobState,
-                                      UnknownAccount, runs_as)
+from nicos_scriptserver.queue import (Caller, InvalidTransition, InvalidValue,
+                                      Job, JobKind, JobNotFound, JobQueue,
+                                      JobState, UnknownAccount, runs_as)
 from nicos_scriptserver.queue.lifecycle import advance
 from nicos_scriptserver.queue.model import SAFETY
 from nicos_scriptserver.queue.naming import job_name
@@ -86,6 +89,17 @@ class ScriptServer:
         return self.queue.history(
             int(limit), None if before is None else parse_job_id(before))
 
+    def audit(self, limit: Any = 50, job_id: Any = None
+              ) -> List[Dict[str, Any]]:
+        """The newest *limit* entries of the queue's audit trail, newest
+        first; *job_id*: of that job only."""
+        limit = int(limit)
+        if not 1 <= limit <= 10_000:
+            raise InvalidValue(f'the audit limit must be 1 to 10000, not '
+                               f'{limit}')
+        return self.queue.audit(
+            limit, None if job_id is None else parse_job_id(job_id))
+
     def timeline(self) -> Dict[str, Any]:
         """Expected times of the current and the waiting jobs, now."""
         return timeline(self.queue.current(), self.queue.waiting(),
@@ -121,12 +135,24 @@ class ScriptServer:
             self._control.wake()
         return jobs
 
-    def edit(self, job_id: Any, changes: Any, by: Caller) -> Job:
+    def edit(self, job_id: Any, changes: Any, by: Caller,
+             version: Any = None) -> Job:
         """Change a waiting job's name, script or calls, as *by* (its
-        owner or an admin); the job then runs as *by*."""
+        owner or an admin); the job then runs as *by*. With *version*
+        (the one the client saw) only if nobody changed it since
+        (`Conflict`)."""
         job_id = parse_job_id(job_id)
-        edits = parse_edits(changes, self._catalog(), f'job {job_id}')
-        return self.queue.edit(job_id, by=by, **self._named(job_id, edits))
+        version = parse_version(version)
+        catalog = self._catalog()
+        edits = parse_edits(changes, catalog, f'job {job_id}')
+        if self.queue.get(job_id).kind is JobKind.GENERATED:
+            edits = read_back(edits, catalog, f'job {job_id}')
+        job = self.queue.edit(job_id, by=by, version=version,
+                              **self._named(job_id, edits))
+        if 'why' in edits:
+            self._log().info('Job %d is now an aware job: %s.', job_id,
+                             edits['why'])
+        return job
 
     def requeue(self, job_id: Any, changes: Any, position: Any,
                 by: Caller) -> Job:
@@ -154,39 +180,58 @@ class ScriptServer:
             return dict(edits, name=new)
         return edits
 
-    def move(self, job_id: Any, to: Any) -> None:
-        """Move a waiting job to an index or 'up'/'down'/'top'/'bottom'."""
-        self.queue.move(parse_job_id(job_id), to)
+    def move(self, job_id: Any, to: Any, by: Optional[Caller] = None,
+             version: Any = None) -> None:
+        """Move a waiting job to an index or 'up'/'down'/'top'/'bottom'.
+
+        This and the other changes of one waiting job take the *version*
+        of it the client saw: if someone changed the job since, the change
+        is refused (`Conflict`, naming who changed what); None (stock
+        clients): the job as it is now. *by* is who asks.
+        """
+        self.queue.move(parse_job_id(job_id), to, _name(by),
+                        parse_version(version))
 
     def rearrange(self, ids: Iterable[Any]) -> None:
         """Put the listed waiting jobs in the listed order, in their
         places."""
         self.queue.rearrange([parse_job_id(job_id) for job_id in ids])
 
-    def skip(self, job_id: Any) -> Job:
-        """Pass over a waiting job, leaving it in its place."""
-        return self.queue.skip(parse_job_id(job_id))
+    def skip(self, job_id: Any, by: Optional[Caller] = None,
+             version: Any = None) -> Job:
+        """Pass over a waiting job, leaving it in its place (*version*: see
+        `move`)."""
+        return self.queue.skip(parse_job_id(job_id), _name(by),
+                               parse_version(version))
 
-    def unskip(self, job_id: Any) -> Job:
-        """Let a skipped job run again in its turn."""
-        return self.queue.unskip(parse_job_id(job_id))
+    def unskip(self, job_id: Any, by: Optional[Caller] = None,
+               version: Any = None) -> Job:
+        """Let a skipped job run again in its turn (*version*: see
+        `move`)."""
+        return self.queue.unskip(parse_job_id(job_id), _name(by),
+                                 parse_version(version))
 
-    def confirm(self, job_id: Any) -> Job:
-        """Let a held-back job run in its turn."""
-        return self.queue.confirm(parse_job_id(job_id))
+    def confirm(self, job_id: Any, by: Optional[Caller] = None,
+                version: Any = None) -> Job:
+        """Let a held-back job run in its turn (*version*: see `move`)."""
+        return self.queue.confirm(parse_job_id(job_id), _name(by),
+                                  parse_version(version))
 
-    def repeat(self, job_id: Any, times: Any, by: Caller) -> List[Job]:
-        """Queue copies of a job right after it, as *by*'s jobs."""
+    def repeat(self, job_id: Any, times: Any, by: Caller,
+               version: Any = None) -> List[Job]:
+        """Queue copies of a job right after it, as *by*'s jobs (of a
+        waiting job, as it was at *version*: see `move`)."""
         return self.queue.repeat(parse_job_id(job_id), int(times),
-                                 owner=by.name)
+                                 owner=by.name,
+                                 version=parse_version(version))
 
     def duplicate(self, job_id: Any, by: Caller) -> Job:
         """Queue one copy of a job right after it, as *by*'s job."""
         return self.queue.duplicate(parse_job_id(job_id), owner=by.name)
 
-    def remove(self, job_id: Any) -> None:
-        """Take a waiting job out of the queue."""
-        self.queue.remove(parse_job_id(job_id))
+    def remove(self, job_id: Any, version: Any = None) -> None:
+        """Take a waiting job out of the queue (*version*: see `move`)."""
+        self.queue.remove(parse_job_id(job_id), parse_version(version))
 
     def clear(self) -> List[int]:
         """Remove every waiting job; returns their ids."""
@@ -285,7 +330,7 @@ class ScriptServer:
                              'manual', state.hold_reason)
         else:
             reason = self.queue.get(job_id).hold_reason
-            job = self.queue.confirm(job_id)
+            job = self.queue.confirm(job_id, by.name)
             self._log().info('Job %d %r confirmed by %s (continue): it runs '
                              'although it was held back (%s).', job.id,
                              job.name, by.name, reason)
@@ -303,6 +348,11 @@ class ScriptServer:
         self._log().info('Stop requested by %s: no job runs, the queued jobs '
                          'stay held; continue runs them, unqueue removes '
                          'them.', by.name)
+
+    def call_steps(self, job: Job) -> List[str]:
+        """A generated job's progress message for each of its calls (see
+        `callsteps`); empty for other jobs."""
+        return step_messages(job, self._catalog())
 
     def report_progress(self, fraction: float, message: str) -> None:
         """The running job's script, or the command it is in, is
@@ -344,6 +394,27 @@ class ScriptServer:
         if self._progress[0] != job.id:
             self._progress = (job.id, ProgressStack())
         return self._progress[1]
+
+    def catalog_changed(self, changes: CatalogChanges) -> None:
+        """Command files changed (*changes*): check the waiting jobs
+        against the catalog as it is now (see `revalidation`). Called
+        from the catalog's watcher, never from the script thread."""
+        catalog = self._catalog()
+        if catalog is None:
+            return
+        touched = revalidate(self.queue, catalog,
+                             changed_commands(changes, catalog))
+        held = [job for job in touched if job.held_by_catalog]
+        if held:
+            self._log().warning(
+                'Command files changed: %d waiting job(s) held back, as '
+                'their calls no longer fit (job %d: %s); fix the command '
+                'file or edit the job.', len(held), held[0].id,
+                held[0].hold_reason)
+        if len(touched) > len(held):
+            self._log().info('Command files changed: %d waiting job(s) '
+                             'released or dry-run again.',
+                             len(touched) - len(held))
 
     def _catalog(self) -> Optional[CommandLookup]:
         return self._ports.commands.lookup()
@@ -406,3 +477,8 @@ class ScriptServer:
         """Stop the dry runs (the daemon is ending)."""
         if self._dry_runs is not None:
             self._dry_runs.stop()
+
+
+def _name(by: Optional[Caller]) -> str:
+    """Who asks for a change, as the job's last change names them."""
+    return by.name if by is not None else ''

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from nicos_scriptserver.catalog import (ScriptSyntaxError, check_syntax,
                                         render_script, validate_calls)
+from nicos_scriptserver.catalog.readback import NotCalls, read_calls
 from nicos_scriptserver.catalog.validate import CommandLookup
 from nicos_scriptserver.queue import InvalidValue, JobKind, JobSpec
 from nicos_scriptserver.queue.naming import job_name
@@ -78,7 +79,7 @@ def parse_spec(data: Any, catalog: Optional[CommandLookup] = None,
     calls = data.get('calls')
     if kind is JobKind.GENERATED:
         calls = _calls(calls, catalog, label)
-        source = render_script(calls)
+        source = _rendered(calls, label)
     elif calls is not None:
         raise InvalidValue(f'{label}: only generated jobs have command '
                            f'calls, this one is {kind.value}')
@@ -108,12 +109,31 @@ def parse_edits(data: Any, catalog: Optional[CommandLookup] = None,
         edits['name'] = text(data['name'], 'name', label)
     if data.get('calls') is not None:
         edits['calls'] = _calls(data['calls'], catalog, label)
-        edits['source'] = render_script(edits['calls'])
+        edits['source'] = _rendered(edits['calls'], label)
     elif data.get('source') is not None:
         edits['source'] = _source(data['source'], label)
     if 'source' in edits:
         edits['source'] = _compiling(edits['source'], 'script')
     return edits
+
+
+def read_back(edits: Dict[str, Any], catalog: Optional[CommandLookup],
+              label: str = 'the job') -> Dict[str, Any]:
+    """The checked *edits* (`parse_edits`) of a generated job, made true
+    to it: a new script alone is read back into command calls (checked
+    against *catalog*, refused as calls are), or, if it is no longer only
+    calls of catalog commands with literal arguments, the job becomes an
+    aware one (``kind``, and ``why`` in words)."""
+    if 'source' not in edits or 'calls' in edits:
+        return edits
+    try:
+        if catalog is None:
+            raise NotCalls('the command catalog is not loaded')
+        calls = read_calls(edits['source'], catalog)
+    except NotCalls as err:
+        return dict(edits, kind=JobKind.AWARE,
+                    why=f'its script is no longer only command calls ({err})')
+    return dict(edits, **parse_edits({'calls': calls}, catalog, label))
 
 
 def parse_job_id(value: Any) -> int:
@@ -128,6 +148,17 @@ def parse_job_id(value: Any) -> int:
             if job_id in _JOB_IDS:
                 return job_id
     raise InvalidValue(f'{value!r} is not a job id')
+
+
+def parse_version(value: Any) -> Optional[int]:
+    """The version of a job a client saw (a whole number), or None when it
+    gives none (stock clients)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidValue(f'{value!r} is not a job version: give the '
+                           '"version" of the job as you saw it, or null')
+    return value
 
 
 def _fields(data: Any, known: Sequence[str], not_dict: str, unknown: str
@@ -198,9 +229,11 @@ def _calls(value: Any, catalog: Optional[CommandLookup], label: str
                            'of command calls')
     for number, call in enumerate(value, 1):
         where = f'{label}, call {number}'
-        if not isinstance(call, Mapping) or set(call) - {'command', 'args'}:
-            raise InvalidValue(f'{where}: a call is a dict with "command" '
-                               'and "args"')
+        if not isinstance(call, Mapping) or \
+                set(call) - {'command', 'args', 'posargs'}:
+            raise InvalidValue(f'{where}: a call is a dict with "command", '
+                               '"args" and, for positional-only arguments '
+                               'and *args, "posargs"')
         command = call.get('command')
         if not isinstance(command, str) or not command:
             raise InvalidValue(f'{where}: "command" must be a command name')
@@ -209,9 +242,29 @@ def _calls(value: Any, catalog: Optional[CommandLookup], label: str
                 not all(isinstance(key, str) for key in args):
             raise InvalidValue(f'{where}: "args" must map argument names '
                                'to values')
-    calls = normalized([{'command': call['command'],
-                         'args': dict(call.get('args', {}))} for call in value],
+        if not isinstance(call.get('posargs', []), (list, tuple)):
+            raise InvalidValue(f'{where}: "posargs" must be a list of values')
+    calls = normalized([_call_shape(call) for call in value],
                        f'{label}: the command calls')
     if catalog is not None:
         validate_calls(catalog, calls)
     return calls
+
+
+def _rendered(calls: List[Dict[str, Any]], label: str) -> str:
+    """The script of *calls*; a name or value no script can hold (only
+    possible without a catalog, which knows no such command) is refused
+    as a bad value."""
+    try:
+        return render_script(calls)
+    except ValueError as err:
+        raise InvalidValue(f'{label}: {err}') from None
+
+
+def _call_shape(call: Mapping[str, Any]) -> Dict[str, Any]:
+    """A call as the queue keeps it: "posargs" only when there are some,
+    so calls without them read back exactly as they always did."""
+    shaped = {'command': call['command'], 'args': dict(call.get('args', {}))}
+    if call.get('posargs'):
+        shaped['posargs'] = list(call['posargs'])
+    return shaped

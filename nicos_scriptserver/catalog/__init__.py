@@ -10,6 +10,8 @@ files is in docs/COMMANDS.md.
   `parse_file`); `docstring` and `annotation` read docstrings and types
 - `validate`: `validate_calls` for generated jobs (`ValidationError`),
   `render_script`, `describe_calls`, `check_syntax` (`ScriptSyntaxError`)
+- `readback`: `read_calls`, a script of command calls back into calls
+  (`NotCalls` if it is more than that)
 """
 
 from nicos_scriptserver.catalog.catalog import (STALE_WARNING, Catalog,

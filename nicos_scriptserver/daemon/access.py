@@ -19,6 +19,7 @@ from nicos.services.daemon.handler import command_wrappers
 from nicos_scriptserver.wire.commandtable import ADMIN, COMMANDS, USER, Command
 from nicos_scriptserver.daemon.sscommands import queue_command
 from nicos_scriptserver.daemon.readonly_expr import NotReadOnly, check_read_only
+from nicos_scriptserver.queue.audit import Actor, acting
 
 _REFUSALS = {
     USER: 'guest logins can only watch; log in with a user account to run '
@@ -61,12 +62,20 @@ def _guarded(name: str, wrapper: Callable) -> Callable:
         if reason:
             handler.send_error_reply(reason)
             return None
-        return wrapper(handler, args)
+        # The queue's audit trail records its changes as this login's.
+        with acting(Actor(handler.user.name, _client(handler, name))):
+            return wrapper(handler, args)
 
     guarded.__name__ = wrapper.__name__
     guarded.orig_function = getattr(wrapper, 'orig_function', wrapper)
     guarded.guarded = True
     return guarded
+
+
+def _client(handler, name: str) -> str:
+    """Which client sent command *name*, as the audit trail names it."""
+    hosts = getattr(handler, 'clientnames', None) or ['?']
+    return f"{name} from {hosts[0]}, connection {getattr(handler, 'ident', '?')}"
 
 
 def _is_private(completion: str) -> bool:

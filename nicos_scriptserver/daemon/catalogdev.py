@@ -112,21 +112,21 @@ class CommandCatalog(Device):
         if changes and daemon is not None:
             daemon.emit_event('ss_catalog', changes.to_dict())
 
-    def _refresh(self) -> bool:
+    def _refresh(self) -> CatalogChanges:
         """Look for changed files; announce changes, queue files to load."""
         changes = self._catalog.refresh()
         self._emit(changes)
-        if not (changes.changed_files or changes.removed_files):
-            return False
-        with self._lock:
-            self._pending = _merged(self._pending, changes)
-        return True
+        if changes.changed_files or changes.removed_files:
+            with self._lock:
+                self._pending = _merged(self._pending, changes)
+        return changes
 
     def _watch(self) -> None:
         while not self._stopped.wait(self.pollinterval):
             try:
-                if self._refresh():
-                    session.daemon_device.commands_changed()
+                changes = self._refresh()
+                if changes or changes.changed_files or changes.removed_files:
+                    session.daemon_device.commands_changed(changes)
             except Exception:
                 self.log.exception('checking the command folders failed')
 

@@ -22,6 +22,7 @@ from nicos.utils import printTable
 
 from nicos_scriptserver.app.server import ScriptServer
 from nicos_scriptserver.queue import Caller, QueueError
+from nicos_scriptserver.queue.audit import Actor, acting
 from nicos_scriptserver.queue.model import SAFETY
 from nicos_scriptserver.clients.timefmt import clock, duration
 
@@ -171,7 +172,7 @@ def SubmitCall(command, **args):
 
 def _act(action: str, *args: Any) -> Any:
     """The application's *action*, its refusals as NICOS errors."""
-    with _refusals():
+    with _refusals(), acting(Actor(_caller().name, 'console')):
         return getattr(_app(), action)(*args)
 
 
@@ -181,7 +182,7 @@ def _act(action: str, *args: Any) -> Any:
 def MoveJob(job_id, to):
     """Moves a waiting job: *to* is a position (0 = next to run) or one of
     'up', 'down', 'top', 'bottom'."""
-    _act('move', job_id, to)
+    _act('move', job_id, to, _caller())
     session.log.info('Moved job %s %s.', job_id,
                      f'to position {to}' if isinstance(to, int) else to)
 
@@ -192,7 +193,7 @@ def MoveJob(job_id, to):
 def SkipJob(job_id):
     """Skips a waiting job: it keeps its place but does not run until
     `UnskipJob`."""
-    _act('skip', job_id)
+    _act('skip', job_id, _caller())
     session.log.info('Job %s will be skipped.', job_id)
 
 
@@ -201,7 +202,7 @@ def SkipJob(job_id):
 @parallel_safe
 def UnskipJob(job_id):
     """Lets a skipped job run again in its place."""
-    _act('unskip', job_id)
+    _act('unskip', job_id, _caller())
     session.log.info('Job %s will run again in its turn.', job_id)
 
 
@@ -227,7 +228,7 @@ def ConfirmJob(job_id):
     Editing it instead gives it a new dry run, which releases it if it
     passes.
     """
-    _act('confirm', job_id)
+    _act('confirm', job_id, _caller())
     session.log.info('Job %s is no longer held back: it runs in its turn.',
                      job_id)
 

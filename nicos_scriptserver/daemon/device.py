@@ -10,6 +10,7 @@ from nicos import session
 from nicos_scriptserver.app.dryruns import DryRuns, DryRunSettings
 from nicos_scriptserver.app.ports import Ports
 from nicos_scriptserver.app.server import ScriptServer
+from nicos_scriptserver.catalog import CatalogChanges
 from nicos_scriptserver.daemon import access, plaindata, sscommands, \
     stockcommands  # noqa: F401 (registers commands)
 from nicos_scriptserver.daemon.auth import HashedAccounts
@@ -117,9 +118,11 @@ class ScriptServerDaemon(NicosDaemon):
         """What stock NICOS clients see of the queue."""
         return self._stock
 
-    def commands_changed(self) -> None:
-        """Command files changed: let the script thread reload them when idle."""
+    def commands_changed(self, changes: CatalogChanges) -> None:
+        """Command files changed: let the script thread reload them when
+        idle, and check the waiting jobs against the new catalog."""
         self._controller.wake()
+        self.app.catalog_changed(changes)
 
     def level_of(self, name: str) -> Optional[int]:
         """The user level of account *name*, None if there is none."""

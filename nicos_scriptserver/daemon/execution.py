@@ -36,6 +36,7 @@ from nicos.services.daemon.script import EmergencyStopRequest, \
     ExecutionController, ScriptRequest
 
 from nicos_scriptserver.daemon.bridgerun import run_bridged
+from nicos_scriptserver.daemon.jobapi import step
 from nicos_scriptserver.queue import (Caller, InvalidTransition, Job, JobKind,
                                       QueueError)
 
@@ -71,6 +72,7 @@ class JobRequest(ScriptRequest):
         # Its script runs in a child process, through the bridge.
         self.bridged = job.kind == JobKind.BLACKBOX or job.isolated
         self._app = app
+        self._steps = app.call_steps(job)
 
     def serialize(self):
         data = ScriptRequest.serialize(self)
@@ -89,6 +91,16 @@ class JobRequest(ScriptRequest):
         except Exception:
             self._app.finished('failed', error_report(sys.exc_info()))
             raise
+
+    def emitETA(self, controller):
+        # Called as each block starts. A generated job's blocks are its
+        # calls, one each: each is a step (step i of n: call i begins),
+        # reported with the step API.
+        ScriptRequest.emitETA(self, controller)
+        if self.blocks and len(self.blocks) == len(self._steps):
+            with contextlib.suppress(QueueError):   # e.g. paused meanwhile
+                step(self.curblock + 1, len(self._steps),
+                     self._steps[self.curblock])
 
     def execute(self, controller):
         try:

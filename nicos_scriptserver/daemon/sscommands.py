@@ -83,7 +83,7 @@ def _row(job) -> list:
     return [job.id, job.kind.value, job.name, job.owner, job.state.value,
             job.batch_id, job.batch_index, job.batch_size, job.queued_at,
             summary(job.estimate), job.held, job.hold_reason,
-            job.requeued_from]
+            job.requeued_from, job.version]
 
 
 @queue_command('ss_job')
@@ -94,36 +94,38 @@ def ss_job(self, job_id):
 
 
 @queue_command('ss_edit')
-def ss_edit(self, job_id, changes):
+def ss_edit(self, job_id, changes, version=None):
     """Edit a waiting job: changes is a dict of name/source/calls. Only its
-    owner or an admin may; the job then runs as the editor."""
-    return _app(self).edit(job_id, changes, _caller(self)).to_dict()
+    owner or an admin may; the job then runs as the editor. With version
+    (the job's as the client saw it), refused if someone changed it since;
+    so are the other changes of one job that take a version."""
+    return _app(self).edit(job_id, changes, _caller(self), version).to_dict()
 
 
 @queue_command('ss_move')
-def ss_move(self, job_id, to):
+def ss_move(self, job_id, to, version=None):
     """Move a waiting job to an index, or 'up'/'down'/'top'/'bottom'."""
-    _app(self).move(job_id, to)
+    _app(self).move(job_id, to, _caller(self), version)
 
 
 @queue_command('ss_skip')
-def ss_skip(self, job_id):
+def ss_skip(self, job_id, version=None):
     """Skip a waiting job: it stays in the queue but does not run."""
-    _app(self).skip(job_id)
+    _app(self).skip(job_id, _caller(self), version)
 
 
 @queue_command('ss_unskip')
-def ss_unskip(self, job_id):
+def ss_unskip(self, job_id, version=None):
     """Let a skipped job run again in its place."""
-    _app(self).unskip(job_id)
+    _app(self).unskip(job_id, _caller(self), version)
 
 
 @queue_command('ss_repeat')
-def ss_repeat(self, job_id, times=1):
+def ss_repeat(self, job_id, times=1, version=None):
     """Queue copies of a job right after it, as the caller's jobs; reply:
     the new jobs."""
-    return [job.to_dict()
-            for job in _app(self).repeat(job_id, times, _caller(self))]
+    return [job.to_dict() for job in
+            _app(self).repeat(job_id, times, _caller(self), version)]
 
 
 @queue_command('ss_duplicate')
@@ -134,9 +136,9 @@ def ss_duplicate(self, job_id):
 
 
 @queue_command('ss_remove')
-def ss_remove(self, job_id):
+def ss_remove(self, job_id, version=None):
     """Remove a waiting job."""
-    _app(self).remove(job_id)
+    _app(self).remove(job_id, version)
 
 
 @queue_command('ss_clear')
@@ -156,6 +158,14 @@ def ss_requeue(self, job_id, changes=None, position=None):
 def ss_history(self, limit=50, before=None):
     """Finished jobs, newest first, with their results and error reports."""
     return [job.to_dict() for job in _app(self).history(limit, before)]
+
+
+@queue_command('ss_audit')
+def ss_audit(self, limit=50, job_id=None):
+    """The queue's audit trail, newest first: every change with when, who,
+    from which client, the operation, the jobs and why; job_id: of one job
+    only."""
+    return _app(self).audit(limit, job_id)
 
 
 @queue_command('ss_hold')
@@ -191,9 +201,9 @@ def ss_abort(self, level=2):
 
 
 @queue_command('ss_confirm')
-def ss_confirm(self, job_id):
+def ss_confirm(self, job_id, version=None):
     """Let a job that was held back (e.g. by its dry run) run in its turn."""
-    return _app(self).confirm(job_id).to_dict()
+    return _app(self).confirm(job_id, _caller(self), version).to_dict()
 
 
 @queue_command('ss_dryrun')

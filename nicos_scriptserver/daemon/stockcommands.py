@@ -12,12 +12,15 @@ black-box jobs). Each hands its arguments to the application
 (`app.server.ScriptServer`); refusals are error replies (`queue_command`).
 """
 
+import dataclasses
+
 from nicos import session
 from nicos.protocols.daemon import SIM_STATES
 from nicos.services.daemon.handler import command_wrappers
 
 from nicos_scriptserver.daemon.sscommands import queue_command
 from nicos_scriptserver.queue import Caller
+from nicos_scriptserver.queue.audit import Actor, acting, current_actor
 
 
 @queue_command('getstatus')
@@ -77,7 +80,10 @@ def update(self, newcode, reason, reqid=None):
     if reqid is None:
         raise ValueError('no job id given: the current job cannot be edited; '
                          'abort it, then edit and re-queue it')
-    self.daemon.app.edit(reqid, {'source': newcode}, Caller.of(self.user))
+    # The reason the client gave goes into the queue's audit trail.
+    actor = current_actor() or Actor(self.user.name)
+    with acting(dataclasses.replace(actor, why=str(reason or ''))):
+        self.daemon.app.edit(reqid, {'source': newcode}, Caller.of(self.user))
 
 
 def _start_now(stock_start):

@@ -13,6 +13,12 @@ It never imports NICOS, zmq, EPICS or Qt: the daemon adapter drives it.
   list), `current` (the current job), `holds` (the queue's hold);
   `lifecycle` says which operation a job allows where it is in its life;
   `validate` checks the values operations take besides job specs
+- `versions`: a waiting job's version, and changes refused (`Conflict`)
+  when the job changed since the client saw it
+- `checks`: what the server's check of waiting jobs against a changed
+  command catalog does to them (hold back, release, re-estimate)
+- `audit`: the audit trail's entries (who, when, from where, why) and
+  the `Actor` of the changes made now
 - `order`: order keys that make moving a job a one-row write
 - `store`: `QueueStore`, the SQLite file (also the archive of old
   finished jobs, which are not kept in memory)
@@ -20,7 +26,8 @@ It never imports NICOS, zmq, EPICS or Qt: the daemon adapter drives it.
 """
 
 from nicos_scriptserver.queue.change import Change, Event
-from nicos_scriptserver.queue.errors import (BadPosition, InvalidTransition,
+from nicos_scriptserver.queue.errors import (BadPosition, Conflict,
+                                             InvalidTransition,
                                              InvalidValue, JobNotFound,
                                              NotEditable, NotPermitted,
                                              QueueError, StoreError,
@@ -33,7 +40,7 @@ from nicos_scriptserver.queue.jobqueue import JobQueue
 from nicos_scriptserver.queue.store import QueueStore
 
 __all__ = [
-    'BadPosition', 'Caller', 'Change', 'Event', 'InvalidTransition',
+    'BadPosition', 'Caller', 'Change', 'Conflict', 'Event', 'InvalidTransition',
     'InvalidValue', 'Job', 'JobKind', 'JobNotFound', 'JobQueue', 'JobSpec',
     'JobState', 'NotEditable', 'NotPermitted', 'QueueData', 'QueueError',
     'QueueMachine', 'QueueState', 'QueueStore', 'Request', 'StoreError',

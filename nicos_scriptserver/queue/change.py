@@ -17,7 +17,9 @@ from nicos_scriptserver.queue.model import Job, QueueState
 #: - ``("job_changed", job.to_dict())``: a job was added or changed.
 #: - ``("queue_changed", {"order": [ids], "removed": [ids]})``: the waiting
 #:   list changed (jobs added, moved, started or removed); one per
-#:   operation, however many jobs it moved.
+#:   operation, however many jobs it moved. A move also gives the moved
+#:   job's new version: ``"versions": [[id, version]]`` (the job itself is
+#:   not announced again: one event per move).
 #: - ``("queue_state", QueueState.to_dict())``: held/released, policy.
 Event = Tuple[str, Dict[str, Any]]
 #: The names of the events, for their listeners.
@@ -29,7 +31,9 @@ JOB_CHANGED, QUEUE_CHANGED, QUEUE_STATE = ('job_changed', 'queue_changed',
 class Change:
     """The outcome of one operation: its result, what to write, events.
 
-    ``put`` holds the new version of every added or changed job; ``keys``
+    ``put`` holds the new version of every added or changed job; ``moved``
+    the job a move gave its next version (only that, its position and who
+    moved it change: the store updates them in place); ``keys``
     the new order key of waiting jobs (see `order.place`); ``order`` the
     new waiting list if it changed; ``history`` the position in the
     history of each job that finished; ``durable`` is False for changes
@@ -38,6 +42,7 @@ class Change:
 
     result: Any = None
     put: Dict[int, Job] = field(default_factory=dict)
+    moved: Optional[Job] = None
     deleted: List[int] = field(default_factory=list)
     order: Optional[List[int]] = None
     keys: Dict[int, int] = field(default_factory=dict)
@@ -59,12 +64,17 @@ class Change:
         self.events.append((JOB_CHANGED, job.to_dict()))
 
     def set_order(self, order: List[int], keys: Dict[int, int],
-                  removed: Iterable[int] = ()) -> None:
-        """Make *order* the waiting list, with new *keys* for some jobs."""
+                  removed: Iterable[int] = (),
+                  moved: Optional[Job] = None) -> None:
+        """Make *order* the waiting list, with new *keys* for some jobs;
+        *moved*: the job a move changed, announced with the order."""
         self.order = order
         self.keys.update(keys)
-        self.events.append((QUEUE_CHANGED, {'order': list(order),
-                                            'removed': list(removed)}))
+        event = {'order': list(order), 'removed': list(removed)}
+        if moved is not None:
+            self.moved = moved
+            event['versions'] = [[moved.id, moved.version]]
+        self.events.append((QUEUE_CHANGED, event))
 
     def set_queue(self, queue: QueueState) -> None:
         """Change the queue's own state."""

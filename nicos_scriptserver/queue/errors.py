@@ -25,6 +25,11 @@ class UnknownAccount(QueueError):
     """The account a job would run as does not exist (any more)."""
 
 
+class Conflict(QueueError):
+    """The job was changed by someone else since the client saw it (its
+    version is not the one the client gave)."""
+
+
 class BadPosition(QueueError):
     """A position in the waiting list is out of range or not understood."""
 

@@ -17,15 +17,20 @@ from pathlib import Path
 from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
                     Union)
 
+from nicos_scriptserver.queue.audit import entry as audit_entry
 from nicos_scriptserver.queue.change import Change, Event
+from nicos_scriptserver.queue.checks import Verdict
 from nicos_scriptserver.queue.waiting import Position
 from nicos_scriptserver.queue.machine import KEEP_HISTORY, QueueMachine
-from nicos_scriptserver.queue.model import (Job, JobSpec, JobState,
+from nicos_scriptserver.queue.model import (Job, JobKind, JobSpec, JobState,
                                             QueueData, QueueState)
 from nicos_scriptserver.queue.rights import Caller
 from nicos_scriptserver.queue.store import QueueStore
 
 log = logging.getLogger(__name__)
+
+#: Operations not recorded in the audit trail (see `JobQueue._commit`).
+_UNAUDITED = frozenset({'report_progress'})
 
 #: Called with the events of one operation.
 Listener = Callable[[List[Event]], None]
@@ -50,8 +55,10 @@ class JobQueue:
         self._lock = threading.Lock()
         self._store = QueueStore(path)
         try:
+            self._action = 'recover'
+            self._now = clock()
             self._machine = QueueMachine(
-                self._store.load(keep_history), commit=self._store.commit,
+                self._store.load(keep_history), commit=self._commit,
                 archive=self._store, keep_history=keep_history)
             self._machine.recover(clock())
         except BaseException:
@@ -82,11 +89,24 @@ class JobQueue:
         """Run *operation* (given the time) under the lock; deliver its
         events; return its result."""
         with self._lock:
-            change = operation(self._clock())
+            # The operation's name, for the audit trail: the method of this
+            # class (or of the machine) that made *operation*.
+            self._action = operation.__qualname__.split('.')[1]
+            self._now = self._clock()
+            change = operation(self._now)
             if change.events:
                 self._pending.append(change.events)
         self._deliver()
         return change.result
+
+    def _commit(self, change: Change) -> None:
+        """The machine's commit: *change* and its audit entry, at once.
+
+        A running job's progress reports are its own notes, not changes of
+        the queue: they get no entry (there may be many a second)."""
+        self._store.commit(change, None if self._action in _UNAUDITED else
+                           audit_entry(change, self._machine.jobs,
+                                       self._action, self._now))
 
     def _deliver(self) -> None:
         # Whoever holds `_delivering` delivers everything pending, also
@@ -161,6 +181,14 @@ class JobQueue:
                 'waiting': [job.to_dict() for job in waiting],
                 **queue.to_dict()}
 
+    def audit(self, limit: int = 50, job_id: Optional[int] = None
+              ) -> List[Dict[str, Any]]:
+        """The newest *limit* entries of the audit trail, newest first (of
+        *job_id* only, if given): who changed what, when, from which
+        client and why (see `audit`)."""
+        with self._lock:
+            return self._store.audit(limit, job_id)
+
     def snapshot(self) -> QueueData:
         """A consistent copy of everything, for checks and diagnostics."""
         with self._lock:
@@ -175,12 +203,16 @@ class JobQueue:
             specs, owner, now, position))
 
     def edit(self, job_id: int, *, by: Caller, name: Optional[str] = None,
-             source: Optional[str] = None, calls: Optional[list] = None
-             ) -> Job:
+             source: Optional[str] = None, calls: Optional[list] = None,
+             version: Optional[int] = None, kind: Optional[JobKind] = None,
+             why: str = '') -> Job:
         """Change a waiting job's name, script or calls as *by* (its owner
-        or an admin); returns it."""
+        or an admin), if it is at *version* (`Conflict` if not; None: as it
+        is); *kind* AWARE makes a generated job aware, for reason *why*.
+        Returns it."""
         return self._do(lambda now: self._machine.edit(
-            job_id, by=by, name=name, source=source, calls=calls))
+            job_id, by=by, name=name, source=source, calls=calls,
+            version=version, kind=kind, why=why))
 
     def set_estimate(self, job_id: int, estimate: Optional[dict],
                      for_source: Optional[str] = None,
@@ -196,41 +228,49 @@ class JobQueue:
         returns their ids."""
         return self._do(lambda now: self._machine.mark_unestimated(estimate))
 
-    def confirm(self, job_id: int) -> Job:
-        """Let a held-back job run when its turn comes; returns it."""
-        return self._do(lambda now: self._machine.confirm(job_id))
+    def confirm(self, job_id: int, by: str = '',
+                version: Optional[int] = None) -> Job:
+        """Let a held-back job run when its turn comes; returns it. (*by*
+        is who asks, *version* the version they saw, as for `edit`.)"""
+        return self._do(lambda now: self._machine.confirm(job_id, by,
+                                                          version))
 
-    def move(self, job_id: int, to: Position) -> None:
+    def move(self, job_id: int, to: Position, by: str = '',
+             version: Optional[int] = None) -> None:
         """Move a waiting job to an index or 'up'/'down'/'top'/'bottom'."""
-        self._do(lambda now: self._machine.move(job_id, to))
+        self._do(lambda now: self._machine.move(job_id, to, by, version))
 
     def rearrange(self, ids: Iterable[int]) -> None:
         """Put the listed waiting jobs in the listed order, in their places."""
         self._do(lambda now: self._machine.rearrange(ids))
 
-    def skip(self, job_id: int) -> Job:
+    def skip(self, job_id: int, by: str = '',
+             version: Optional[int] = None) -> Job:
         """Pass over a waiting job, leaving it in its place."""
-        return self._do(lambda now: self._machine.skip(job_id))
+        return self._do(lambda now: self._machine.skip(job_id, by, version))
 
-    def unskip(self, job_id: int) -> Job:
+    def unskip(self, job_id: int, by: str = '',
+               version: Optional[int] = None) -> Job:
         """Let a skipped job run again."""
-        return self._do(lambda now: self._machine.unskip(job_id))
+        return self._do(lambda now: self._machine.unskip(job_id, by,
+                                                         version))
 
     def repeat(self, job_id: int, times: int = 1,
-               owner: Optional[str] = None) -> List[Job]:
+               owner: Optional[str] = None, version: Optional[int] = None
+               ) -> List[Job]:
         """Queue copies of a waiting or the current job right after it, as
         *owner*'s jobs."""
         return self._do(lambda now: self._machine.repeat(job_id, times, now,
-                                                         owner))
+                                                         owner, version))
 
     def duplicate(self, job_id: int, owner: Optional[str] = None) -> Job:
         """Queue one copy of a job right after it, as *owner*'s job."""
         return self._do(lambda now: self._machine.duplicate(job_id, now,
                                                             owner))
 
-    def remove(self, job_id: int) -> None:
+    def remove(self, job_id: int, version: Optional[int] = None) -> None:
         """Take a waiting job out of the queue."""
-        self._do(lambda now: self._machine.remove(job_id))
+        self._do(lambda now: self._machine.remove(job_id, version))
 
     def clear(self) -> List[int]:
         """Remove every waiting job; returns their ids."""
@@ -245,6 +285,13 @@ class JobQueue:
         return self._do(lambda now: self._machine.requeue(
             job_id, now, position, owner, name=name, source=source,
             calls=calls))
+
+    def catalog_checked(self, verdicts: Iterable[Verdict]) -> List[Job]:
+        """Apply the verdicts of checking waiting jobs against a changed
+        catalog, in one write (see `checks.catalog_checked`); returns the
+        jobs that changed."""
+        verdicts = list(verdicts)
+        return self._do(lambda now: self._machine.catalog_checked(verdicts))
 
     # -- the queue as a whole -----------------------------------------------------
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 from typing import (Any, Callable, Iterable, List, Optional, Protocol,
                     Sequence, Tuple, Union)
 
-from nicos_scriptserver.queue import current, holds, waiting
+from nicos_scriptserver.queue import checks, current, holds, waiting
 from nicos_scriptserver.queue.change import Change
 from nicos_scriptserver.queue.errors import InvalidValue, JobNotFound
-from nicos_scriptserver.queue.model import Job, JobSpec, QueueData
+from nicos_scriptserver.queue.model import Job, JobKind, JobSpec, QueueData
 from nicos_scriptserver.queue.rights import Caller
 from nicos_scriptserver.queue.waiting import Position
 
@@ -169,10 +169,13 @@ class QueueMachine:
         return self._run(waiting.submit(self, specs, owner, now, position))
 
     def edit(self, job_id: int, *, by: Caller, name: Optional[str] = None,
-             source: Optional[str] = None, calls: Optional[list] = None
-             ) -> Change:
-        """Change a waiting job's name, script or calls as *by*."""
-        return self._run(waiting.edit(self, job_id, by, name, source, calls))
+             source: Optional[str] = None, calls: Optional[list] = None,
+             version: Optional[int] = None, kind: Optional[JobKind] = None,
+             why: str = '') -> Change:
+        """Change a waiting job's name, script or calls as *by*, if it is
+        at *version*; *kind* AWARE makes a generated job aware (*why*)."""
+        return self._run(waiting.edit(self, job_id, by, name, source, calls,
+                                      version, kind, why))
 
     def set_estimate(self, job_id: int, estimate: Optional[dict],
                      for_source: Optional[str] = None,
@@ -186,21 +189,25 @@ class QueueMachine:
         """Give waiting jobs without an estimate *estimate*."""
         return self._run(waiting.mark_unestimated(self, estimate))
 
-    def confirm(self, job_id: int) -> Change:
+    def confirm(self, job_id: int, by: str = '',
+                version: Optional[int] = None) -> Change:
         """Let a held-back job run when its turn comes."""
-        return self._run(waiting.confirm(self, job_id))
+        return self._run(waiting.confirm(self, job_id, by, version))
 
-    def skip(self, job_id: int) -> Change:
+    def skip(self, job_id: int, by: str = '',
+             version: Optional[int] = None) -> Change:
         """Pass over a waiting job, leaving it in its place."""
-        return self._run(waiting.skip(self, job_id))
+        return self._run(waiting.skip(self, job_id, by, version))
 
-    def unskip(self, job_id: int) -> Change:
+    def unskip(self, job_id: int, by: str = '',
+               version: Optional[int] = None) -> Change:
         """Let a skipped job run again."""
-        return self._run(waiting.unskip(self, job_id))
+        return self._run(waiting.unskip(self, job_id, by, version))
 
-    def move(self, job_id: int, to: Position) -> Change:
+    def move(self, job_id: int, to: Position, by: str = '',
+             version: Optional[int] = None) -> Change:
         """Move a waiting job to an index or 'up'/'down'/'top'/'bottom'."""
-        return self._run(waiting.move(self, job_id, to))
+        return self._run(waiting.move(self, job_id, to, by, version))
 
     def rearrange(self, ids: Iterable[int]) -> Change:
         """Put the listed waiting jobs in the listed order, in their
@@ -208,9 +215,11 @@ class QueueMachine:
         return self._run(waiting.rearrange(self, ids))
 
     def repeat(self, job_id: int, times: int, now: float,
-               owner: Optional[str] = None) -> Change:
+               owner: Optional[str] = None, version: Optional[int] = None
+               ) -> Change:
         """Queue copies of a job right after it; result: the copies."""
-        return self._run(waiting.repeat(self, job_id, times, now, owner))
+        return self._run(waiting.repeat(self, job_id, times, now, owner,
+                                        version))
 
     def duplicate(self, job_id: int, now: float,
                   owner: Optional[str] = None) -> Change:
@@ -219,9 +228,9 @@ class QueueMachine:
         change.result = change.result[0]
         return change
 
-    def remove(self, job_id: int) -> Change:
+    def remove(self, job_id: int, version: Optional[int] = None) -> Change:
         """Take a waiting job out of the queue."""
-        return self._run(waiting.remove(self, job_id))
+        return self._run(waiting.remove(self, job_id, version))
 
     def clear(self) -> Change:
         """Remove every waiting job; result: their ids."""
@@ -236,6 +245,11 @@ class QueueMachine:
         the new job."""
         return self._run(waiting.requeue(self, job_id, now, position, owner,
                                          name, source, calls))
+
+    def catalog_checked(self, verdicts: Iterable[checks.Verdict]) -> Change:
+        """Hold back, release or re-estimate jobs after the catalog
+        changed (see `checks.catalog_checked`); result: changed jobs."""
+        return self._run(checks.catalog_checked(self, verdicts))
 
     # -- the queue as a whole (see `holds`) -------------------------------------
 
@@ -331,6 +345,8 @@ class QueueMachine:
                 self._current = None
             if not job.state.waiting:
                 self.keys.pop(job.id, None)
+        if change.moved is not None:
+            self.jobs[change.moved.id] = change.moved
         self.keys.update(change.keys)
         if change.order is not None:
             self.order = change.order

@@ -115,9 +115,19 @@ class Job:
     #: An aware job that runs in its own process, through the bridge
     #: (copies and re-queued jobs keep it).
     isolated: bool = False
+    #: Held back because its command calls no longer fit the catalog after
+    #: a command file changed: fixing the file or the job releases it.
+    held_by_catalog: bool = False
     #: What was asked of the current job and has not happened yet (see
     #: `lifecycle.TRANSITIONS`).
     requested: Optional[Request] = None
+    #: Counts the changes people made to the waiting job (edit, move,
+    #: skip, unskip, confirm), so that a client can make a change only to
+    #: the job as it saw it (see `versions.check_version`); the server's own
+    #: reports and holds leave it alone. ``last_change`` says who made the
+    #: newest of them and what it was: ``{"by": name, "what": text}``.
+    version: int = 1
+    last_change: Optional[Dict[str, str]] = None
     # to_dict's result, made once: listing thousands of jobs for a client
     # must be fast, and a job never changes.
     _wire: Optional[Dict[str, Any]] = field(default=None, init=False,
@@ -167,7 +177,9 @@ class Job:
                 'hold_reason': self.hold_reason,
                 'held_by_dry_run': self.held_by_dry_run,
                 'isolated': self.isolated,
+                'held_by_catalog': self.held_by_catalog,
                 'requested': self.requested and self.requested.value,
+                'version': self.version, 'last_change': self.last_change,
             }
             object.__setattr__(self, '_wire', wire)
         return wire.copy()

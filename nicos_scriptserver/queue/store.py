@@ -18,7 +18,7 @@ import json
 import sqlite3
 from contextlib import suppress
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from nicos_scriptserver.queue.change import Change
 from nicos_scriptserver.queue.errors import StoreError
@@ -42,7 +42,18 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_history ON jobs (hist) WHERE hist IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_live ON jobs (id) WHERE hist IS NULL;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    who TEXT NOT NULL,
+    client TEXT NOT NULL,
+    action TEXT NOT NULL,
+    jobs TEXT NOT NULL,
+    why TEXT NOT NULL
+);
 """
+# The audit trail (see `audit`) needs no format change: older versions
+# leave the table alone.
 
 
 def _json(value) -> str:
@@ -191,15 +202,35 @@ class QueueStore:
             raise StoreError(f'cannot read the queue database {self.path}: '
                              f'{err}') from None
 
-    def commit(self, change: Change) -> None:
-        """Write *change* in one transaction; raise `StoreError` (and write
-        nothing) if that fails."""
+    def audit(self, limit: int, job_id: Optional[int] = None
+              ) -> List[Dict[str, Any]]:
+        """The newest *limit* entries of the audit trail (of *job_id*
+        only, if given), newest first."""
+        where, args = '', ()
+        if job_id is not None:
+            where, args = 'WHERE instr(jobs, ?) ', (f',{job_id},',)
+        rows = self._read(f'SELECT seq, at, who, client, action, jobs, why '
+                          f'FROM audit {where}ORDER BY seq DESC LIMIT ?',
+                          args + (limit,))
+        return [{'seq': seq, 'at': at, 'who': who, 'client': client,
+                 'action': action,
+                 'jobs': [int(i) for i in jobs.strip(',').split(',') if i],
+                 'why': why}
+                for seq, at, who, client, action, jobs, why in rows]
+
+    def commit(self, change: Change,
+               audit: Optional[Dict[str, Any]] = None) -> None:
+        """Write *change*, and its *audit* entry (see `audit.entry`), in one
+        transaction; raise `StoreError` (and write nothing) if that
+        fails."""
         rows = [(job.id, job.state.value,
                  change.keys.get(job.id) if job.state.waiting else None,
                  change.history.get(job.id), _json(job.to_dict()))
                 for job in change.put.values()]
+        moved = change.moved
         positions = [(key, job_id) for job_id, key in change.keys.items()
-                     if job_id not in change.put]
+                     if job_id not in change.put and
+                     (moved is None or job_id != moved.id)]
         meta = []
         if change.next_id is not None:
             meta.append(('next_id', _json(change.next_id)))
@@ -218,9 +249,23 @@ class QueueStore:
             if positions:
                 db.executemany('UPDATE jobs SET pos = ? WHERE id = ?',
                                positions)
+            if moved is not None:
+                # Its position and version only: the row is not rewritten.
+                db.execute("UPDATE jobs SET pos = ?, data = json_set(data, "
+                           "'$.version', ?, '$.last_change', json(?)) "
+                           'WHERE id = ?',
+                           (change.keys[moved.id], moved.version,
+                            _json(moved.last_change), moved.id))
             if meta:
                 db.executemany('INSERT OR REPLACE INTO meta VALUES (?, ?)',
                                meta)
+            if audit is not None:
+                db.execute('INSERT INTO audit (at, who, client, action, jobs, '
+                           'why) VALUES (?, ?, ?, ?, ?, ?)',
+                           (audit['at'], audit['who'], audit['client'],
+                            audit['action'],
+                            ''.join(f',{i}' for i in audit['jobs']) + ',',
+                            audit['why']))
             db.execute('COMMIT')
         except sqlite3.Error as err:
             with suppress(sqlite3.Error):

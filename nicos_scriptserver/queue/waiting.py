@@ -21,6 +21,7 @@ from nicos_scriptserver.queue.model import (REQUEUEABLE, Job, JobKind,
                                             JobSpec, JobState)
 from nicos_scriptserver.queue.order import place
 from nicos_scriptserver.queue.rights import Caller, check_may_edit
+from nicos_scriptserver.queue.versions import check_version, touched
 from nicos_scriptserver.queue.view import QueueView
 
 #: Named positions for `move`.
@@ -58,9 +59,13 @@ def submit(view: QueueView, specs: Union[JobSpec, Sequence[JobSpec]],
 
 
 def edit(view: QueueView, job_id: int, by: Caller, name: Optional[str] = None,
-         source: Optional[str] = None, calls: Optional[list] = None) -> Change:
+         source: Optional[str] = None, calls: Optional[list] = None,
+         version: Optional[int] = None, kind: Optional[JobKind] = None,
+         why: str = '') -> Change:
     """Change a waiting job's name, script or command calls (checked: see
-    `app.spec.parse_edits`), as *by*.
+    `app.spec.parse_edits`), as *by*, if it is still at *version* (see
+    `check_version`); *kind* AWARE makes a generated job an aware one
+    (its script is no longer made of command calls, *why* says why).
 
     Only its owner or an admin may (`rights.check_may_edit`); the job then
     runs as *by*. A new script or new calls drop the job's estimate, which
@@ -68,9 +73,24 @@ def edit(view: QueueView, job_id: int, by: Caller, name: Optional[str] = None,
     """
     job = require_waiting(view, job_id, 'edit')
     check_may_edit(job, by)
+    check_version(job, version)
     edited = dataclasses.replace(
-        _edited(job, f'job {job_id}', name, source, calls), changed_by=by.name)
-    return _updated(job, edited)
+        _edited(job, f'job {job_id}', name, source, calls, kind),
+        changed_by=by.name)
+    if edited == job:
+        return _updated(job, job)
+    if job.held_by_catalog and (edited.source, edited.calls) != \
+            (job.source, job.calls):
+        # Checked against the catalog as it is now (see app.spec).
+        edited = dataclasses.replace(edited, held=False, hold_reason='',
+                                     held_by_catalog=False)
+    fields = [label for label, field in (('name', 'name'), ('script', 'source'),
+                                         ('calls', 'calls'))
+              if getattr(edited, field) != getattr(job, field)]
+    what = 'edited its ' + ' and '.join(fields) if fields else 'edited it'
+    if kind is not None and kind is not job.kind:
+        what += f', which made it an {kind.value} job' + (why and f': {why}')
+    return _updated(job, touched(edited, by.name, what))
 
 
 def set_estimate(view: QueueView, job_id: int, estimate: Optional[dict],
@@ -126,31 +146,47 @@ def mark_unestimated(view: QueueView, estimate: dict) -> Change:
     return change
 
 
-def confirm(view: QueueView, job_id: int) -> Change:
-    """Let a job that was held back run when its turn comes."""
+def confirm(view: QueueView, job_id: int, by: str = '',
+            version: Optional[int] = None) -> Change:
+    """Let a job that was held back run when its turn comes (*by*,
+    *version*: see `check_version`)."""
     job = require_waiting(view, job_id, 'confirm')
-    return _updated(job, dataclasses.replace(
-        job, held=False, held_by_dry_run=False, hold_reason=''))
+    check_version(job, version)
+    if not job.held:
+        return _updated(job, job)
+    return _updated(job, touched(job, by, 'confirmed it', held=False,
+                                 held_by_dry_run=False, held_by_catalog=False,
+                                 hold_reason=''))
 
 
-def skip(view: QueueView, job_id: int) -> Change:
+def skip(view: QueueView, job_id: int, by: str = '',
+         version: Optional[int] = None) -> Change:
     """Leave a waiting job in its place but pass over it."""
     job = require_waiting(view, job_id, 'skip')
+    check_version(job, version)
     state, _ = advance(job, 'skip')
-    return _updated(job, dataclasses.replace(job, state=state))
+    if state is job.state:
+        return _updated(job, job)
+    return _updated(job, touched(job, by, 'skipped it', state=state))
 
 
-def unskip(view: QueueView, job_id: int) -> Change:
+def unskip(view: QueueView, job_id: int, by: str = '',
+           version: Optional[int] = None) -> Change:
     """Let a skipped job run again when its turn comes."""
     job = require_waiting(view, job_id, 'unskip')
+    check_version(job, version)
     state, _ = advance(job, 'unskip')
-    return _updated(job, dataclasses.replace(job, state=state))
+    if state is job.state:
+        return _updated(job, job)
+    return _updated(job, touched(job, by, 'un-skipped it', state=state))
 
 
-def move(view: QueueView, job_id: int, to: Position) -> Change:
+def move(view: QueueView, job_id: int, to: Position, by: str = '',
+         version: Optional[int] = None) -> Change:
     """Move a waiting job to index *to* of the waiting list, or 'up',
-    'down', 'top', 'bottom'."""
-    require_waiting(view, job_id, 'move')
+    'down', 'top', 'bottom' (*by*, *version*: see `check_version`)."""
+    job = require_waiting(view, job_id, 'move')
+    check_version(job, version)
     order = view.order
     here = order.index(job_id)
     there = _move_target(job_id, here, len(order) - 1, to)
@@ -158,7 +194,8 @@ def move(view: QueueView, job_id: int, to: Position) -> Change:
     if there != here:
         moved = order[:here] + order[here + 1:]
         moved.insert(there, job_id)
-        change.set_order(moved, place(moved, view.keys, there, 1))
+        change.set_order(moved, place(moved, view.keys, there, 1),
+                         moved=touched(job, by, f'moved it to position {there}'))
     return change
 
 
@@ -193,10 +230,12 @@ def rearrange(view: QueueView, ids: Iterable[int]) -> Change:
 
 
 def repeat(view: QueueView, job_id: int, times: int, now: float,
-           owner: Optional[str] = None) -> Change:
+           owner: Optional[str] = None, version: Optional[int] = None
+           ) -> Change:
     """Queue *times* copies of a waiting or the current job right after it
     (for the current job: at the top), as submissions of *owner* (see
-    `_copy_rights`). Result: the copies."""
+    `_copy_rights`); a waiting one only if it is at *version* (see
+    `check_version`). Result: the copies."""
     job = _any_job(view, job_id)
     if job.state.finished:
         advice = ('re-queue it instead' if job.state in REQUEUEABLE
@@ -205,6 +244,8 @@ def repeat(view: QueueView, job_id: int, times: int, now: float,
                           f'jobs and the current job can be repeated; '
                           f'{advice}')
     times = validate.repeat_count(times, f'job {job_id}')
+    if job.state.waiting:
+        check_version(job, version)
     rights = _copy_rights(job, owner)
     at = 0 if job.state.current else view.order.index(job_id) + 1
     copies = [Job(id=view.next_id + n, kind=job.kind, name=job.name,
@@ -212,14 +253,17 @@ def repeat(view: QueueView, job_id: int, times: int, now: float,
                   state=JobState.QUEUED, created=job.created, queued_at=now,
                   estimate=job.estimate, held=job.held,
                   held_by_dry_run=job.held_by_dry_run,
+                  held_by_catalog=job.held_by_catalog,
                   hold_reason=job.hold_reason, isolated=job.isolated)
               for n in range(times)]
     return _insert(view, copies, at, result=copies)
 
 
-def remove(view: QueueView, job_id: int) -> Change:
-    """Take a waiting job out of the queue (it is not kept)."""
-    require_waiting(view, job_id, 'remove')
+def remove(view: QueueView, job_id: int, version: Optional[int] = None
+           ) -> Change:
+    """Take a waiting job out of the queue (it is not kept), if it is at
+    *version* (see `check_version`)."""
+    check_version(require_waiting(view, job_id, 'remove'), version)
     change = Change(deleted=[job_id])
     change.set_order([i for i in view.order if i != job_id], {},
                      removed=[job_id])
@@ -338,18 +382,27 @@ def _copy_rights(job: Job, owner: Optional[str]) -> Dict[str, str]:
 
 
 def _edited(job: Job, label: str, name: Optional[str] = None,
-            source: Optional[str] = None, calls: Optional[list] = None) -> Job:
-    """*job* with the given (not None) fields changed."""
-    values = {key: value for key, value in (('name', name), ('source', source),
-                                            ('calls', calls))
-              if value is not None}
+            source: Optional[str] = None, calls: Optional[list] = None,
+            kind: Optional[JobKind] = None) -> Job:
+    """*job* with the given (not None) fields changed; *kind* AWARE turns a
+    generated job into an aware one, without calls."""
+    values: Dict[str, Any] = {
+        key: value for key, value in (('name', name), ('source', source),
+                                      ('calls', calls))
+        if value is not None}
     if not values:
         raise InvalidValue(f'nothing to change in {label}: give a name, '
                            'a source or calls')
-    if calls is not None and job.kind is not JobKind.GENERATED:
+    if kind is not None and kind is not job.kind:
+        if (job.kind, kind) != (JobKind.GENERATED, JobKind.AWARE) or \
+                calls is not None or source is None:
+            raise InvalidValue(f'{label}: only a new script can make a '
+                               'generated job an aware one')
+        values.update(kind=kind, calls=None)
+    elif calls is not None and job.kind is not JobKind.GENERATED:
         raise InvalidValue(f'{label}: only generated jobs have command '
                            f'calls, this one is {job.kind.value}')
     if values.get('source', job.source) != job.source or \
-            values.get('calls', job.calls) != job.calls:
+            values.get('calls', job.calls) != job.calls or 'kind' in values:
         values['estimate'] = None
     return dataclasses.replace(job, **values)

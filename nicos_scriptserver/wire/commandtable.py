@@ -53,6 +53,7 @@ DICT = ArgKind('an object', (dict,))
 JOB = ArgKind('a job id', (int, str))
 POSITION = ArgKind('an index or a word', (int, str))
 MAYBE_NUMBER = ArgKind('a number or null', (int, float, type(None)))
+VERSION = ArgKind('a job version or null', (int, type(None)))
 ANY = ArgKind('any value', None)
 
 
@@ -194,16 +195,19 @@ _OURS = (
     _ours('ss_queue', 0x7002, GUEST, 'the current job, the waiting jobs, the hold'),
     _ours('ss_job', 0x7003, GUEST, 'one job in full', ('job_id', JOB)),
     _ours('ss_edit', 0x7004, USER, 'edit a waiting job', ('job_id', JOB),
-          ('changes', DICT)),
+          ('changes', DICT), ('version', VERSION, 'None')),
     _ours('ss_move', 0x7005, USER, 'move a waiting job', ('job_id', JOB),
-          ('to', POSITION)),
-    _ours('ss_skip', 0x7006, USER, 'skip a waiting job', ('job_id', JOB)),
-    _ours('ss_unskip', 0x7007, USER, 'let a skipped job run again', ('job_id', JOB)),
+          ('to', POSITION), ('version', VERSION, 'None')),
+    _ours('ss_skip', 0x7006, USER, 'skip a waiting job', ('job_id', JOB),
+          ('version', VERSION, 'None')),
+    _ours('ss_unskip', 0x7007, USER, 'let a skipped job run again', ('job_id', JOB),
+          ('version', VERSION, 'None')),
     _ours('ss_repeat', 0x7008, USER, 'queue copies of a job after it',
-          ('job_id', JOB), ('times', NUMBER, '1')),
+          ('job_id', JOB), ('times', NUMBER, '1'), ('version', VERSION, 'None')),
     _ours('ss_duplicate', 0x7009, USER, 'queue one copy of a job after it',
           ('job_id', JOB)),
-    _ours('ss_remove', 0x700A, USER, 'remove a waiting job', ('job_id', JOB)),
+    _ours('ss_remove', 0x700A, USER, 'remove a waiting job', ('job_id', JOB),
+          ('version', VERSION, 'None')),
     _ours('ss_clear', 0x700B, USER, 'remove every waiting job'),
     _ours('ss_requeue', 0x700C, USER, 'queue a finished job again, maybe edited',
           ('job_id', JOB), ('changes', ANY, 'None'), ('position', ANY, 'None')),
@@ -220,10 +224,12 @@ _OURS = (
           ('level', NUMBER, '2')),
     _ours('ss_catalog', 0x7013, GUEST, "the instrument's commands"),
     _ours('ss_confirm', 0x7014, USER, 'let a held-back job run in its turn',
-          ('job_id', JOB)),
+          ('job_id', JOB), ('version', VERSION, 'None')),
     _ours('ss_dryrun', 0x7015, USER, 'dry-run a job spec without queueing it',
           ('job', ANY)),
     _ours('ss_timeline', 0x7016, GUEST, 'expected times of the current and waiting jobs'),
+    _ours('ss_audit', 0x7017, USER, 'who changed the queue, when, from where, why',
+          ('limit', NUMBER, '50'), ('job_id', ANY, 'None')),
 )
 
 #: Every daemon command by name.

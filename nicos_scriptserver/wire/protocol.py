@@ -17,7 +17,7 @@ from nicos_scriptserver.wire.commandtable import CODES
 # script included, comes from ``ss_job``.
 LISTING_COLUMNS = ('id', 'kind', 'name', 'owner', 'state', 'batch_id',
                    'batch_index', 'batch_size', 'queued_at', 'estimate',
-                   'held', 'hold_reason', 'requeued_from')
+                   'held', 'hold_reason', 'requeued_from', 'version')
 
 EVENTS = {
     # the waiting list or the queue's hold state changed: queue summary

@@ -222,3 +222,45 @@ def test_console_commands_print_and_return_the_catalog(client):
     assert 'Positions the choppers' in message[3]
     catalog = client.eval_value('InstrumentCommands()')
     assert 'set_ei' in [entry['name'] for entry in catalog['commands']]
+
+
+def test_a_removed_command_holds_back_waiting_jobs_until_it_is_restored(client, extra):
+    source = '''
+        def beam_check(level: int = 1):
+            """Checks the beam.
+
+            Args:
+                level (1..3): how thoroughly.
+            """
+            print('beam ok', level)
+        '''
+    add_command(client, extra, 'beam.py', 'beam_check', source)
+    client.call('ss_hold')
+    job, = client.call('ss_submit', {'kind': 'generated', 'calls': [
+        {'command': 'beam_check', 'args': {'level': 2}}]})
+    aware, = client.call('ss_submit', {'source': 'beam_check(1)\n'})
+    client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == aware['id'] and
+                    (d['estimate'] or {}).get('state') == 'ok', 30)
+    mark = len(client.events)
+    (extra / 'beam.py').unlink()
+    _, held = client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                              and d['held'], 10, mark)
+    assert held['held_by_catalog'] and held['hold_reason'] == (
+        "commands changed: call 1 (beam_check): unknown command 'beam_check'")
+    assert held['version'] == job['version']
+    row, = [r for r in client.queue()['waiting'] if r['id'] == job['id']]
+    assert row['held'] and row['hold_reason'] == held['hold_reason']
+    # The aware job calling it gets a fresh dry run, which finds it gone.
+    _, redone = client.wait_for(lambda n, d: n == 'ss_job' and
+                                d['id'] == aware['id'] and d['held'], 30, mark)
+    assert 'NameError' in redone['hold_reason']
+
+    mark = len(client.events)
+    write(extra, 'beam.py', source)
+    _, ready = client.wait_for(lambda n, d: n == 'ss_job' and
+                               d['id'] == job['id'] and not d['held'], 10, mark)
+    assert not ready['held_by_catalog'] and ready['hold_reason'] == ''
+    client.call('ss_release')
+    _, done = client.wait_for(lambda n, d: n == 'ss_job' and d['id'] == job['id']
+                              and d['state'] in ('done', 'failed'), 30, mark)
+    assert done['state'] == 'done'

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -136,6 +137,47 @@ def test_edit_runs_the_editor_and_sends_the_change(server, client, tmp_path):
 
     assert ok(cli(server, 'edit', str(job_id), env={'EDITOR': 'true'})) == \
         f'job {job_id} unchanged\n'
+
+
+def test_edit_refuses_when_someone_changed_the_job_while_the_editor_was_open(
+        server, client, tmp_path):
+    client.call('ss_hold')
+    job_id = submit(client, 'edit me', 'x = 1\n')
+    opened, go = tmp_path / 'opened', tmp_path / 'go'
+    editor = tmp_path / 'editor.sh'
+    editor.write_text(f'#!/bin/sh\nsed -i "s/x = 1/x = 2/" "$1"\ntouch {opened}\n'
+                      f'while [ ! -e {go} ]; do sleep 0.05; done\n')
+    editor.chmod(0o755)
+    result = []
+    thread = threading.Thread(target=lambda: result.append(
+        cli(server, 'edit', str(job_id), env={'EDITOR': str(editor)})))
+    thread.start()
+    try:
+        wait_until(opened.exists, timeout=30)
+        client.call('ss_edit', job_id, {'source': 'x = 3\n'})
+    finally:
+        go.touch()
+        thread.join(60)
+    refused, = result
+    assert refused.returncode == 1
+    assert f'job {job_id} was changed after you saw it (version 1): user ' \
+        'edited its script (now version 2); nothing was changed' in refused.stderr
+    assert client.call('ss_job', job_id)['source'] == 'x = 3\n'
+
+
+def test_audit_shows_who_changed_a_job(server, client):
+    client.call('ss_hold')
+    job_id = submit(client, 'audited')
+    ok(cli(server, 'skip', str(job_id)))
+    table = ok(cli(server, 'audit', '--job', str(job_id)))
+    header, _, skipped, submitted = table.splitlines()[:4]
+    assert header.split()[:6] == ['when', 'who', 'client', 'action', 'jobs', 'why']
+    assert 'user' in skipped and 'skip' in skipped and 'ss_skip from' in skipped
+    assert f'job {job_id}: skipped it' in skipped
+    assert 'submit' in submitted
+    entries = json.loads(ok(cli(server, '--json', 'audit', '--job', str(job_id),
+                                '--limit', '1')))
+    assert [e['action'] for e in entries] == ['skip']
 
 
 def test_pause_resume_watch_and_abort_the_current_job(server, client):

@@ -61,7 +61,9 @@ def test_estimate_of_a_ramp_and_frames_is_within_ten_percent(client):
 
 
 def test_limit_violation_is_flagged_and_held_before_it_runs(client):
-    job = submit(client, 'move_sample(1, 2)\nset_temperature(1000)\n')
+    x_before = client.eval_value('sample_x.read(0)')
+    assert x_before != 13
+    job = submit(client, 'move_sample(13, 2)\nset_temperature(1000)\n')
     after = submit(client, 'print("after")')
     held = estimated(client, job['id'])
     assert held['held'] and held['state'] == 'queued' and not held['started_at']
@@ -69,9 +71,13 @@ def test_limit_violation_is_flagged_and_held_before_it_runs(client):
     assert problem['kind'] == 'limit' and problem['line'] == 2
     assert 'T_sample' in problem['message'] and '1000' in problem['message']
     assert held['hold_reason'].startswith('dry run: LimitError')
-    # The queue passes over it; nothing of it ran.
+    # The good script behind it is not held; the queue passes over the held
+    # one and runs it; nothing of the held one ran.
+    good = estimated(client, after['id'])
+    assert good['estimate']['state'] == 'ok' and not good['held']
     assert finished(client, after['id'])['state'] == 'done'
     assert client.call('ss_job', job['id'])['state'] == 'queued'
+    assert client.eval_value('sample_x.read(0)') == x_before
     listing = client.queue()['waiting']
     assert listing[0]['estimate']['state'] == 'failed'
     assert 'T_sample' in listing[0]['estimate']['problem']
@@ -189,6 +195,7 @@ def test_endless_dry_run_is_cut_off_and_a_crashed_one_changes_nothing(client):
     assert report['problems'][-1]['kind'] == 'timeout'
     assert f'{DRY_RUN_LIMIT:g} s' in report['problems'][-1]['message']
 
+    queue_before = client.call('ss_queue')
     report = client.call('ss_dryrun', {'source': 'import os\n'
                                        'os.kill(os.getpid(), 9)\n'})
     assert report['state'] == 'failed'
@@ -196,6 +203,9 @@ def test_endless_dry_run_is_cut_off_and_a_crashed_one_changes_nothing(client):
     # The daemon, its current job and the queue are untouched.
     assert client.call('ss_job', waiting['id'])['state'] == 'running'
     assert client.eval_value('1 + 1') == 2
+    queue_after = client.call('ss_queue')
+    assert queue_after['waiting'] == queue_before['waiting']
+    assert queue_after['held'] == queue_before['held']
     client.call('ss_abort')
 
 

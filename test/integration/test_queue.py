@@ -87,6 +87,24 @@ def test_a_scan_reports_its_points_with_the_measurements_within(client):
     assert any(m.startswith('point 2 of 2 · block ') for m in messages)
 
 
+def test_generated_jobs_report_each_call_as_a_step(client):
+    calls = [[{'command': 'move_sample', 'args': {'x': float(x), 'theta': 0.0}},
+              {'command': 'get_ei', 'args': {}}] for x in (4, 5)]
+    mark = len(client.events)
+    jobs = client.call('ss_submit', [{'kind': 'generated', 'calls': c}
+                                     for c in calls])
+    wait_finished(client, jobs[-1]['id'])
+    for number, (job, x) in enumerate(zip(jobs, (4, 5)), 1):
+        reports = [(d['progress'], d['progress_message'])
+                   for n, d in client.events[mark:] if n == 'ss_job' and
+                   d['id'] == job['id'] and d['state'] == 'running' and
+                   d['progress_message']]
+        assert list(dict.fromkeys(reports)) == [
+            (0.0, f'job {number} of 2: step 1 of 2: '
+                  f'move_sample(x={x}.0 mm, theta=0.0 deg)'),
+            (0.5, f'job {number} of 2: step 2 of 2: get_ei()')]
+
+
 def test_pause_keeps_manual_moves_and_resume_continues(client):
     job, = client.call('ss_submit', {'source': 'move_sample(0, 0)\n'
                                      + LOOP.format(n=200, dt=0.02)
@@ -167,6 +185,104 @@ def test_queue_edits_are_seen_by_a_second_client(server, client):
     client.call('ss_clear')
 
 
+def test_two_clients_edit_one_job_the_later_gets_a_conflict(server, client):
+    client.call('ss_hold')
+    job, other = client.call('ss_submit', [{'source': 'print(1)', 'name': 'a'},
+                                           {'source': 'print(2)', 'name': 'b'}])
+    admin = server.client('admin')
+    seen_by_admin = admin.call('ss_job', job['id'])['version']
+    seen_by_user = [row['version'] for row in client.queue()['waiting']
+                    if row['id'] == job['id']][0]
+    assert seen_by_admin == seen_by_user == 1
+
+    edited = admin.call('ss_edit', job['id'], {'source': 'print(10)'},
+                        seen_by_admin)
+    assert (edited['version'], edited['last_change']) == \
+        (2, {'by': 'admin', 'what': 'edited its script'})
+    before = client.call('ss_queue')
+    for command, args in [('ss_edit', [{'source': 'print(99)'}]),
+                          ('ss_move', ['bottom']), ('ss_skip', []),
+                          ('ss_repeat', [1]), ('ss_remove', [])]:
+        with pytest.raises(ServerError, match=(
+                rf"{command}: job {job['id']} was changed after you saw it "
+                r'\(version 1\): admin edited its script \(now version 2\); '
+                'nothing was changed')):
+            client.call(command, job['id'], *args, seen_by_user)
+    assert client.call('ss_queue') == before
+    assert client.call('ss_job', job['id'])['source'] == 'print(10)'
+
+    # With the version it sees now the change applies; a stock client,
+    # which sends no version, edits as it always did.
+    client.call('ss_move', job['id'], 'bottom', 2)
+    assert [row['id'] for row in client.queue()['waiting']] == \
+        [other['id'], job['id']]
+    stock = StockClient()
+    stock.connect(ConnectionData('127.0.0.1', server.instance.daemon_port,
+                                 'user', server.passwords['user']))
+    try:
+        assert stock.tell('update', 'print(11)', 'fix', str(job['id']))
+    finally:
+        stock.disconnect()
+    assert client.call('ss_job', job['id'])['source'] == 'print(11)'
+    client.call('ss_clear')
+
+
+def test_a_stock_update_of_a_generated_job_keeps_its_description_true(server, client):
+    client.call('ss_hold')
+    job, = client.call('ss_submit', {'kind': 'generated', 'calls': [
+        {'command': 'set_ei', 'args': {'energy': 25}}]})
+    stock = StockClient()
+    stock.connect(ConnectionData('127.0.0.1', server.instance.daemon_port,
+                                 'user', server.passwords['user']))
+    try:
+        assert stock.tell('update', 'set_ei(30)\nmove_sample(1, 2)\n', '',
+                          str(job['id']))
+        edited = client.call('ss_job', job['id'])
+        assert edited['kind'] == 'generated'
+        assert edited['call_lines'] == ['set_ei(energy=30 meV)',
+                                        'move_sample(x=1 mm, theta=2 deg)']
+        mark = len(client.events)
+        assert stock.tell('update', 'for e in (5, 10):\n    set_ei(e)\n', '',
+                          str(job['id']))
+    finally:
+        stock.disconnect()
+    edited = client.call('ss_job', job['id'])
+    assert (edited['kind'], edited['calls']) == ('aware', None)
+    assert 'which made it an aware job: its script is no longer only ' \
+        'command calls (line 1 is not a command call)' in \
+        edited['last_change']['what']
+    client.wait_for(lambda n, d: n == 'message' and
+                    f"Job {job['id']} is now an aware job" in d[3], 10, mark)
+    client.call('ss_clear')
+
+
+def test_the_audit_trail_names_who_changed_a_job_from_where_and_why(server, client):
+    client.call('ss_hold')
+    job, other = client.call('ss_submit', [{'source': 'print(1)'},
+                                           {'source': 'print(2)'}])
+    admin = server.client('admin')
+    admin.call('ss_move', job['id'], 'bottom')
+    stock = StockClient()
+    stock.connect(ConnectionData('127.0.0.1', server.instance.daemon_port,
+                                 'user', server.passwords['user']))
+    try:
+        assert stock.tell('update', 'print(3)', 'wrong number', str(job['id']))
+    finally:
+        stock.disconnect()
+    trail = client.call('ss_audit', 10, job['id'])
+    assert [(e['who'], e['action'], e['why']) for e in trail] == [
+        ('user', 'edit', 'wrong number'),
+        ('admin', 'move', f"job {job['id']}: moved it to position 1"),
+        ('user', 'submit', '')]
+    assert trail[0]['client'].startswith('update from ')
+    assert trail[1]['client'].startswith('ss_move from ')
+    assert trail[2]['jobs'] == [job['id'], other['id']]
+    assert trail[0]['at'] >= trail[1]['at'] >= trail[2]['at']
+    with pytest.raises(ServerError, match='guest logins can only watch'):
+        server.client('guest').call('ss_audit')
+    client.call('ss_clear')
+
+
 def test_bad_requests_get_clear_errors_and_change_nothing(client):
     client.call('ss_hold')
     job, = client.call('ss_submit', {'source': 'print(1)'})
@@ -187,7 +303,7 @@ def test_bad_requests_get_clear_errors_and_change_nothing(client):
         (('ss_move', job['id'], 'sideways'), 'sideways'),
         (('ss_skip', 'abc'), "'abc' is not a job id"),
         (('ss_repeat', job['id'], 0), 'repeat'),
-        (('ss_move', job['id']), r"ss_move: takes 2 arguments, got 1; usage: ss_move\(job_id, to\)"),
+        (('ss_move', job['id']), r"ss_move: takes 2 to 3 arguments, got 1; usage: ss_move\(job_id, to, version\)"),
         (('ss_move', job['id'], {'to': 1}), r"ss_move: to must be an index or a word, not dict"),
     ]
     for (command, *args), message in cases:

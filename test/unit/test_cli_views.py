@@ -228,3 +228,20 @@ def test_a_black_box_job_shows_progress_by_time():
         '42% of its estimated time'
     assert '42% of its estimated time' in watch_frame(queue, TIMELINE, NOW)
     assert field(status_text(QUEUE, TIMELINE, NOW), 'progress') == '25%'
+
+
+def test_audit_lists_when_who_where_what_and_why():
+    from nicos_scriptserver.clients.cli.views import audit_table
+    entries = [{'seq': 2, 'at': NOW, 'who': 'admin',
+                'client': 'ss_move from 127.0.0.1, connection 3',
+                'action': 'move', 'jobs': [5], 'why': 'job 5: moved it to '
+                                                      'position 0'},
+               {'seq': 1, 'at': NOW, 'who': 'server', 'client': '',
+                'action': 'start_next', 'jobs': [], 'why': ''}]
+    lines = audit_table(entries, NOW).splitlines()
+    assert lines[0].split() == ['when', 'who', 'client', 'action', 'jobs', 'why']
+    assert lines[2].split()[:9] == ['12:00:00', 'admin', 'ss_move', 'from',
+                                    '127.0.0.1,', 'connection', '3', 'move', '5']
+    assert lines[2].endswith('job 5: moved it to position 0')
+    assert lines[3].split() == ['12:00:00', 'server', '-', 'start_next', '-', '-']
+    assert audit_table([], NOW) == 'no queue changes recorded'

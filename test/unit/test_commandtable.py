@@ -79,11 +79,12 @@ def test_the_docs_show_the_table_as_it_is():
 
 
 @pytest.mark.parametrize('name, args, problem', [
-    ('ss_move', [1], 'takes 2 arguments, got 1'),
+    ('ss_move', [1], 'takes 2 to 3 arguments, got 1'),
+    ('ss_move', [1, 'top', 1.5], 'version must be a job version or null, not float'),
     ('ss_move', [1, {}], 'to must be an index or a word, not dict'),
     ('ss_job', [True], 'job_id must be a job id, not bool'),
     ('getstatus', ['x'], 'takes 0 arguments, got 1'),
-    ('ss_repeat', [1, 2, 3], 'takes 1 to 2 arguments, got 3'),
+    ('ss_repeat', [1, 2, 3, 4], 'takes 1 to 3 arguments, got 4'),
     ('eval', ['1'], 'takes 2 arguments, got 1'),
     ('queue', 'text', 'arguments must be a list'),
 ])
@@ -102,6 +103,7 @@ def test_arguments_of_the_right_kinds_pass(name, data):
                'a job id': st.integers() | st.text(),
                'an index or a word': st.integers() | st.text(),
                'a number or null': st.none() | st.integers(),
+               'a job version or null': st.none() | st.integers(),
                'any value': st.none() | st.text()}
     count = data.draw(st.integers(sum(a.required for a in command.args),
                                   len(command.args)))

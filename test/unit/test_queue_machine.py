@@ -180,7 +180,11 @@ def test_ids_are_never_reused(m):
     ({'kind': 'generated', 'source': 'x'},
      'the job: a generated job needs a non-empty list of command calls'),
     ({'kind': 'generated', 'source': 'x', 'calls': [{'cmd': 'x'}]},
-     'the job, call 1: a call is a dict with "command" and "args"'),
+     'the job, call 1: a call is a dict with "command", "args" and, for '
+     'positional-only arguments and *args, "posargs"'),
+    ({'kind': 'generated', 'source': 'x',
+      'calls': [{'command': 'x', 'posargs': 5}]},
+     'the job, call 1: "posargs" must be a list of values'),
     ({'kind': 'generated', 'source': 'x', 'calls': [{'command': ''}]},
      'the job, call 1: "command" must be a command name'),
     ({'kind': 'generated', 'source': 'x',
@@ -305,10 +309,15 @@ def test_estimate_must_be_a_json_dict(m):
     (3, [1, 2, 4, 3])])
 def test_move(m, to, expected):
     add(m, 4)
-    change = m.move(3, to)
+    change = m.move(3, to, by='bob')
     assert order(m) == expected
-    assert change.events == [('queue_changed', {'order': expected,
-                                                'removed': []})]
+    # One event; the moved job, and only it, is at its next version, saying
+    # who moved it.
+    assert change.events == [('queue_changed', {
+        'order': expected, 'removed': [], 'versions': [[3, 2]]})]
+    assert m.get(3).last_change == {
+        'by': 'bob', 'what': f'moved it to position {expected.index(3)}'}
+    assert [m.get(i).version for i in (1, 2, 3, 4)] == [1, 1, 2, 1]
 
 
 def test_move_to_own_place_changes_nothing(m):

@@ -134,6 +134,11 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
                                  'they took and error')
     history.add_argument('--limit', type=positive, default=20,
                          help='at most this many (default 20)')
+    audit = command('audit', 'who changed the queue, when, from where, why')
+    audit.add_argument('--limit', type=positive, default=20,
+                       help='at most this many entries (default 20)')
+    audit.add_argument('--job', type=job_id, metavar='ID',
+                       help='only the changes of this job')
     command('commands', 'the instrument commands: parameters and summary')
     watch = command('watch', 'live view of the current job until Ctrl-C')
     frames = watch.add_mutually_exclusive_group()

@@ -132,7 +132,9 @@ def edit(conn: Connection, args: argparse.Namespace, show: Show) -> None:
     if new == job['source']:
         show(job, f'job {args.id} unchanged')
         return
-    job = conn.call('ss_edit', args.id, {'source': new})
+    # The version seen before editing: if someone changed the job while
+    # the editor was open, the server refuses instead of overwriting.
+    job = conn.call('ss_edit', args.id, {'source': new}, job.get('version'))
     show(job, f'edited job {args.id} (estimate '
               f'{estimate_text(job.get("estimate"))})')
 
@@ -187,6 +189,12 @@ def history(conn: Connection, args: argparse.Namespace, show: Show) -> None:
     show(jobs, views.history_table(jobs, time.time()))
 
 
+def audit(conn: Connection, args: argparse.Namespace, show: Show) -> None:
+    """The queue's audit trail, newest first."""
+    entries = conn.call('ss_audit', args.limit, args.job)
+    show(entries, views.audit_table(entries, time.time()))
+
+
 def commands(conn: Connection, args: argparse.Namespace, show: Show) -> None:
     """The instrument's command catalog."""
     # ss_catalog replies with JSON text (see docs/PROTOCOL.md).
@@ -236,6 +244,7 @@ HANDLERS: Dict[str, Handler] = {
                               'nothing new starts'),
     'release': action('ss_release', 'the queue is released: waiting jobs run'),
     'history': history,
+    'audit': audit,
     'commands': commands,
     'watch': watch,
 }

@@ -256,6 +256,16 @@ def job_text(job: Dict[str, Any], now: float) -> str:
     return '\n'.join(out)
 
 
+def audit_table(entries: List[Dict[str, Any]], now: float) -> str:
+    """The `audit` subcommand: queue changes, newest first."""
+    if not entries:
+        return 'no queue changes recorded'
+    rows = [[clock(entry['at'], now), entry['who'], entry['client'] or NONE,
+             entry['action'], ', '.join(map(str, entry['jobs'])) or NONE,
+             entry['why'] or NONE] for entry in entries]
+    return table(['when', 'who', 'client', 'action', 'jobs', 'why'], rows)
+
+
 def limits_text(param: Dict[str, Any]) -> str:
     """``0.5..100``, ``>= 1``, ``< 10`` or '' for an unbounded parameter."""
     low, high = param.get('min'), param.get('max')
