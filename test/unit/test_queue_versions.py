@@ -77,7 +77,7 @@ def test_without_a_version_changes_apply_to_the_job_as_it_is(m):
 def test_what_does_not_change_a_job_leaves_its_version(m):
     first, second, third = submit(m)
     m.move(first, 0, 'bob')
-    m.edit(first, by=ALICE, name='')
+    m.edit(first, by=ALICE, name=m.get(first).name)
     m.set_estimate(first, {'state': 'ok'}, hold_reason='dry run: boom')
     m.repeat(first, 1, 2.0, 'bob', version=1)
     m.rearrange([third, second])
