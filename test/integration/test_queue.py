@@ -82,9 +82,15 @@ def test_a_scan_reports_its_points_with_the_measurements_within(client):
     messages = [data['progress_message'] for name, data in client.events
                 if name == 'ss_job' and data['id'] == job['id']
                 and data['state'] == 'running' and data['progress_message']]
-    assert messages[0] == 'point 1 of 2'
-    assert any(m.startswith('point 1 of 2 · block 1 of ') for m in messages)
-    assert any(m.startswith('point 2 of 2 · block ') for m in messages)
+    # The job's own step (its one call), then the scan's points within it.
+    call = ('step 1 of 1: scan_temperature(start=295 K, stop=296 K, step=1 K, '
+            'frames=400)')
+    assert messages[0] == call
+    assert f'{call} · point 1 of 2' in messages
+    assert any(m.startswith(f'{call} · point 1 of 2 · block 1 of ')
+               for m in messages)
+    assert any(m.startswith(f'{call} · point 2 of 2 · block ')
+               for m in messages)
 
 
 def test_generated_jobs_report_each_call_as_a_step(client):
