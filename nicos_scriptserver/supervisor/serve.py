@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 from nicos_scriptserver.instance.accounts import secrets_path
 from nicos_scriptserver.instance.config import REPO, Instance
@@ -70,7 +70,8 @@ def root_warning(euid: int, service_user: Optional[str],
             'unprivileged account, e.g. nobody) to run cache and daemon as NAME')
 
 
-def main(argv=None) -> int:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """The command line (also of the systemd unit, tools/systemd/)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--data', type=Path, default=REPO / 'run' / 'demo',
                         help='data directory (default: run/demo in the repository)')
@@ -98,6 +99,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.give_up_after < 1:
         parser.error('--give-up-after must be at least 1')
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
 
     instance = Instance(datadir=args.data.resolve(), daemon_port=args.port,
                         cache_port=args.cache_port, proxy_port=args.proxy_port,
