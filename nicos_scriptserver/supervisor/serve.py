@@ -92,6 +92,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='started as root: run cache and daemon as this '
                         'unprivileged account (the proxy stays yours, and '
                         'alone reads the secrets file)')
+    parser.add_argument('--token-reader', action='append', default=[],
+                        metavar='NAME', help='CA user name that may read the '
+                        'token PV, e.g. the IBEX GUI\'s account (repeatable; '
+                        'default: the account running the proxy)')
     parser.add_argument('--give-up-after', type=int, metavar='N',
                         default=RestartPolicy.give_up_after,
                         help='stop everything when a service fails N times in '
@@ -130,8 +134,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    servers = ServerProcesses(instance, allow_root=args.allow_root, proxy=True,
-                              service_user=args.service_user)
+    servers = ServerProcesses(
+        instance, allow_root=args.allow_root, proxy=True,
+        service_user=args.service_user,
+        proxy_args=[arg for name in args.token_reader
+                    for arg in ('--token-reader', name)])
     try:
         servers.make_datadir()
         setup_log(instance.logdir)

@@ -5,6 +5,7 @@ Each test starts the real supervisor on free ports and SIGKILLs one of its
 services, as a crash would.
 """
 
+import getpass
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from nicos_scriptserver.instance.accounts import read_secrets, secrets_path
 from nicos_scriptserver.instance.config import ENV_DATA, Instance
 from nicos_scriptserver.supervisor.processes import free_instance_ports
 from test_foundation import service_processes
-from test_proxy import credentials
+from test_proxy import credentials, read_pvs
 from waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -194,12 +195,16 @@ def _status(client: ProxyClient):
 
 
 def test_a_killed_proxy_comes_back_and_publishes_a_new_token(start_supervisor):
-    supervisor = start_supervisor()
+    me = getpass.getuser()
+    # The IBEX GUI's account reads the token too, also after the restart.
+    gui = 'nobody' if os.geteuid() == 0 else me
+    supervisor = start_supervisor('--token-reader', me, '--token-reader', gui)
     user, old = credentials(supervisor)
     supervisor.service('proxy').send_signal(signal.SIGKILL)
     supervisor.wait_line('the proxy was killed by signal 9 (SIGKILL)')
     supervisor.wait_line('restarted the proxy')
     new = wait_until(lambda: _new_token(supervisor, old), BACK_WITHIN)
+    assert read_pvs(supervisor, 'TOKEN', as_user=gui)['TOKEN']['value'] == new
     client = ProxyClient(supervisor.instance.host, supervisor.instance.proxy_port)
     with pytest.raises(ProxyError, match='Invalid'):
         client.login(user, old)
