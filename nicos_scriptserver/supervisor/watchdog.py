@@ -92,7 +92,7 @@ class Watchdog:
         out = self.servers.instance.logdir / f'{name}.out'
         if delay is None:
             log.error('the %s %s after %.1f s; it failed %d times in a row, '
-                      'none running for %.0f s: giving up, stopping '
+                      'no restart running for %.0f s: giving up, stopping '
                       'everything (see %s)', name, reason, ran_for,
                       self.policy.give_up_after, self.policy.healthy_after, out)
             return False
