@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Dict
 
 from nicos_scriptserver.supervisor.backoff import Backoff, RestartPolicy
 from nicos_scriptserver.supervisor.processes import ServerProcesses, \
@@ -55,11 +55,9 @@ class Watchdog:
     `Backoff` under *policy*."""
 
     def __init__(self, servers: ServerProcesses,
-                 policy: RestartPolicy = RestartPolicy(),
-                 clock: Callable[[], float] = time.monotonic):
+                 policy: RestartPolicy = RestartPolicy()):
         self.servers = servers
         self.policy = policy
-        self.clock = clock
         self.backoffs = {name: Backoff(policy) for name in servers.procs}
         #: Crashed processes and when to start them again.
         self.due: Dict[str, float] = {}
@@ -75,7 +73,7 @@ class Watchdog:
     def _check(self, name: str) -> bool:
         """Restart process *name* if due, or schedule its restart if it
         ended; False if it failed too often."""
-        now = self.clock()
+        now = time.monotonic()
         if name in self.due:
             if now >= self.due[name]:
                 del self.due[name]
@@ -99,7 +97,7 @@ class Watchdog:
         log.warning('the %s %s after %.1f s; restarting it in %.1f s '
                     '(failure %d in a row; see %s)', name, reason, ran_for,
                     delay, self.backoffs[name].failures, out)
-        self.due[name] = self.clock() + delay
+        self.due[name] = time.monotonic() + delay
         return True
 
     def _restart(self, name: str) -> bool:
