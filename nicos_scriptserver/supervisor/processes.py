@@ -12,7 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from pathlib import Path
+from typing import IO, Callable, Dict, List, Optional, Sequence
 
 from nicos_scriptserver.instance.accounts import ensure_accounts
 from nicos_scriptserver.runner.childenv import child_env
@@ -60,6 +61,17 @@ def free_instance_ports(host: str = '127.0.0.1') -> Dict[str, int]:
     return ports
 
 
+def open_private_log(path: Path, mode: str = 'ab') -> IO:
+    """Open log file *path* for appending, readable by this account only
+    (also when an older run left it readable), never through a symbolic
+    link; creates its directory (not the data directory above it)."""
+    path.parent.mkdir(exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
+                 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, mode)
+
+
 def port_open(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
@@ -89,6 +101,8 @@ class ServerProcesses:
         self.env['PYTHONPATH'] = os.pathsep.join(
             filter(None, [str(REPO), self.env.get('PYTHONPATH')]))
         self.procs: Dict[str, subprocess.Popen] = {}
+        #: When each process was started (`time.monotonic`).
+        self.started: Dict[str, float] = {}
         self.passwords: Dict[str, str] = {}
 
     def command(self, name: str, args: List[str]) -> List[str]:
@@ -99,14 +113,9 @@ class ServerProcesses:
     def _spawn(self, name: str, args: List[str],
                umask: Optional[int] = None) -> subprocess.Popen:
         try:
-            self.instance.logdir.mkdir(parents=True, exist_ok=True)
             # Private: the proxy's output is its log, and the daemon's may
             # hold whatever jobs print.
-            fd = os.open(self.instance.logdir / f'{name}.out',
-                         os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
-                         0o600)
-            os.fchmod(fd, 0o600)  # also when an older run left it readable
-            out = os.fdopen(fd, 'ab')
+            out = open_private_log(self.instance.logdir / f'{name}.out', 'ab')
         except OSError as err:
             raise StartupError(f'cannot write to the data directory '
                                f'{self.instance.datadir}: {err.strerror}') from None
@@ -122,6 +131,7 @@ class ServerProcesses:
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, preexec_fn=preexec)
         self.procs[name] = proc
+        self.started[name] = time.monotonic()
         return proc
 
     def start_service(self, service: str) -> subprocess.Popen:
@@ -134,17 +144,21 @@ class ServerProcesses:
             args.append('--allow-root')
         return self._spawn(service, args)
 
-    def start_proxy(self, timeout: float = 30.0) -> subprocess.Popen:
-        """Start the proxy and wait until it serves (token published)."""
+    def spawn_proxy(self) -> subprocess.Popen:
+        """Start the proxy, without waiting until it serves."""
         inst = self.instance
-        out = inst.logdir / 'proxy.out'
-        offset = out.stat().st_size if out.exists() else 0
-        proc = self._spawn('proxy', [
+        return self._spawn('proxy', [
             '-m', 'nicos_scriptserver.proxy', '--data', str(inst.datadir),
             '--listen', inst.proxy_address, '--daemon', inst.daemon_address,
             '--pv-port', str(inst.pv_port), '--pv-prefix', inst.pv_prefix,
             *(['--daemon-user', self.service_user] if self.service_user else []),
             *self.proxy_args], umask=0o077)
+
+    def start_proxy(self, timeout: float = 30.0) -> subprocess.Popen:
+        """Start the proxy and wait until it serves (token published)."""
+        out = self.instance.logdir / 'proxy.out'
+        offset = out.stat().st_size if out.exists() else 0
+        proc = self.spawn_proxy()
 
         def printed_ready() -> bool:
             with open(out, 'rb') as fp:
@@ -152,6 +166,11 @@ class ServerProcesses:
                 return b'proxy ready on' in fp.read()
         self._wait('proxy', printed_ready, 'did not get ready', timeout)
         return proc
+
+    def respawn(self, name: str) -> subprocess.Popen:
+        """Start process *name* (cache, daemon or proxy) again, without
+        waiting: the others reconnect to it by themselves."""
+        return self.spawn_proxy() if name == 'proxy' else self.start_service(name)
 
     def _wait_port(self, name: str, port: int, timeout: float) -> None:
         self._wait(name, lambda: port_open(self.instance.host, port),
@@ -173,13 +192,17 @@ class ServerProcesses:
                                    f'see {out}')
             time.sleep(0.05)
 
+    def make_datadir(self) -> None:
+        """Create the data directory, private from the start (the services
+        keep it so: service.py)."""
+        self.instance.datadir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
     def start(self, timeout: float = 60.0) -> 'ServerProcesses':
         """Start cache, daemon and proxy; wait until they serve the demo."""
         if self.service_user and os.geteuid() != 0:
             raise StartupError(f'only root can run the services as '
                                f'{self.service_user}')
-        # Private from the start; the services keep it so (service.py).
-        self.instance.datadir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.make_datadir()
         self.passwords = ensure_accounts(self.instance.datadir)
         try:
             self.start_service('cache')

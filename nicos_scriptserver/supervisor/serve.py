@@ -1,7 +1,9 @@
 """Start a script server (cache, daemon and proxy) in the foreground.
 
-Prints where to connect and how to log in, then waits; Ctrl-C or SIGTERM
-stops every process it started.
+Prints where to connect and how to log in, then keeps the services
+running: one that crashes is started again (`watchdog`), and one that keeps
+crashing stops everything. Ctrl-C or SIGTERM stops every process it
+started.
 """
 
 import argparse
@@ -10,11 +12,13 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 from nicos_scriptserver.instance.accounts import secrets_path
 from nicos_scriptserver.instance.config import REPO, Instance
+from nicos_scriptserver.supervisor.backoff import RestartPolicy
 from nicos_scriptserver.supervisor.processes import ServerProcesses, StartupError, port_open
+from nicos_scriptserver.supervisor.watchdog import Watchdog, log, setup_log
 
 
 def _banner(instance: Instance) -> str:
@@ -66,7 +70,8 @@ def root_warning(euid: int, service_user: Optional[str],
             'unprivileged account, e.g. nobody) to run cache and daemon as NAME')
 
 
-def main(argv=None) -> int:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """The command line (also of the systemd unit, tools/systemd/)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--data', type=Path, default=REPO / 'run' / 'demo',
                         help='data directory (default: run/demo in the repository)')
@@ -87,7 +92,22 @@ def main(argv=None) -> int:
                         help='started as root: run cache and daemon as this '
                         'unprivileged account (the proxy stays yours, and '
                         'alone reads the secrets file)')
+    parser.add_argument('--token-reader', action='append', default=[],
+                        metavar='NAME', help='CA user name that may read the '
+                        'token PV, e.g. the IBEX GUI\'s account (repeatable; '
+                        'default: the account running the proxy)')
+    parser.add_argument('--give-up-after', type=int, metavar='N',
+                        default=RestartPolicy.give_up_after,
+                        help='stop everything when a service fails N times in '
+                        'a row, none running for a minute (default %(default)s)')
     args = parser.parse_args(argv)
+    if args.give_up_after < 1:
+        parser.error('--give-up-after must be at least 1')
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
 
     instance = Instance(datadir=args.data.resolve(), daemon_port=args.port,
                         cache_port=args.cache_port, proxy_port=args.proxy_port,
@@ -114,27 +134,34 @@ def main(argv=None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    servers = ServerProcesses(instance, allow_root=args.allow_root, proxy=True,
-                              service_user=args.service_user)
+    servers = ServerProcesses(
+        instance, allow_root=args.allow_root, proxy=True,
+        service_user=args.service_user,
+        proxy_args=[arg for name in args.token_reader
+                    for arg in ('--token-reader', name)])
+    try:
+        servers.make_datadir()
+        setup_log(instance.logdir)
+    except OSError as err:
+        print(f'error: cannot write to the data directory {instance.datadir}: '
+              f'{err.strerror}', file=sys.stderr)
+        return 1
     print(f'starting the script server in {instance.datadir} ...', flush=True)
     try:
         servers.start()
     except StartupError as err:
-        print(f'error: {err}', file=sys.stderr)
+        log.error('%s', err)
         return 1
     try:
         print(_banner(instance), flush=True)
-        while not stop.wait(0.5):
-            for name, proc in servers.procs.items():
-                if proc.poll() is not None:
-                    print(f'error: the {name} exited (status {proc.returncode}); '
-                          f'see {instance.logdir}', file=sys.stderr)
-                    return 1
+        log.info('serving: %s', ', '.join(
+            f'{name} (pid {proc.pid})' for name, proc in servers.procs.items()))
+        policy = RestartPolicy(give_up_after=args.give_up_after)
+        return Watchdog(servers, policy).run(stop)
     finally:
         print('stopping ...', flush=True)
         servers.stop()
-    print('stopped.')
-    return 0
+        log.info('stopped')
 
 
 if __name__ == '__main__':

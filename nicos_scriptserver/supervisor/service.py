@@ -112,7 +112,8 @@ def prepare_datadir(datadir: Path, account: Account) -> None:
     files for the next start). Others may not even enter it. Directories of
     the starting user are created here first, so the account cannot create
     them in their place; log/ lets the account's group through to its own
-    subdirectories, and no further.
+    subdirectories, and etc/ to the account hashes (accounts.toml, mode
+    0640 in its group), and no further.
     """
     me = os.geteuid()
     datadir.mkdir(parents=True, exist_ok=True)
@@ -126,6 +127,16 @@ def prepare_datadir(datadir: Path, account: Account) -> None:
                              'remove it and start again')
     os.chown(datadir / 'log', -1, account.gid)
     os.chmod(datadir / 'log', 0o710)
+    # The account reads the hashes whatever umask the starting user had
+    # (systemd's UMask=0077 leaves etc/ and accounts.toml root's alone),
+    # and nothing else of etc/: through the group, as log/.
+    os.chown(datadir / 'etc', -1, account.gid)
+    os.chmod(datadir / 'etc', 0o710)
+    hashes = datadir / 'etc' / 'accounts.toml'
+    if hashes.exists() and hashes.lstat().st_uid == me and \
+            stat.S_ISREG(hashes.lstat().st_mode):
+        os.chown(hashes, -1, account.gid, follow_symlinks=False)
+        os.chmod(hashes, 0o640)
     # Files of the proxy and the supervisor (proxy.log, *.out) that a run
     # before the split may have left readable by others.
     for path in (datadir / 'log').iterdir():

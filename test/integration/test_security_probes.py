@@ -8,6 +8,7 @@ files, nor back to root. One test shows that the same probe does read the
 passwords when everything runs as one user, so the probes can fail.
 """
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import psutil
 import pytest
@@ -94,8 +95,8 @@ def read_token(instance: Instance) -> str:
     return token
 
 
-@pytest.fixture(scope='module')
-def split():
+@contextlib.contextmanager
+def split_instance() -> Iterator[SplitProcesses]:
     """An instance with cache and daemon as `SERVICE_USER`, and the proxy,
     in a fresh directory that the service user can reach (pytest's own
     temporary directories may be private to root)."""
@@ -124,6 +125,13 @@ def split():
     finally:
         processes.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope='module')
+def split():
+    """`split_instance`, shared by the module's tests."""
+    with split_instance() as processes:
+        yield processes
 
 
 @pytest.fixture(scope='module')
@@ -187,6 +195,22 @@ def test_services_run_as_the_service_user_and_the_proxy_does_not(split):
     assert psutil.Process(split.procs['proxy'].pid).uids().real == os.geteuid()
     secrets = secrets_path(split.instance.datadir).stat()
     assert secrets.st_uid == os.geteuid() and stat.S_IMODE(secrets.st_mode) == 0o600
+
+
+def test_the_split_serves_when_the_supervisor_has_a_private_umask():
+    """systemd's ``UMask=0077`` in the unit file: the supervisor then
+    creates etc/ and accounts.toml without group or other access, and the
+    daemon (the service account) must still read the account hashes."""
+    umask = os.umask(0o077)
+    try:
+        with split_instance() as processes:
+            client = ScriptServerClient().login(
+                processes.instance.host, processes.instance.daemon_port,
+                'user', processes.passwords['user'])
+            assert client.eval_value('1 + 1') == 2
+            client.disconnect()
+    finally:
+        os.umask(umask)
 
 
 @pytest.mark.parametrize('probe', PROBES)
