@@ -51,13 +51,34 @@ CREATE TABLE IF NOT EXISTS audit (
     jobs TEXT NOT NULL,
     why TEXT NOT NULL
 );
+-- The audit entries of each job, for ss_audit(job_id) at millions of rows.
+CREATE TABLE IF NOT EXISTS audit_jobs (
+    job INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (job, seq)
+) WITHOUT ROWID;
 """
 # The audit trail (see `audit`) needs no format change: older versions
-# leave the table alone.
+# leave its tables alone.
 
 
 def _json(value) -> str:
     return json.dumps(value, separators=(',', ':'), allow_nan=False)
+
+
+def write_audit(db: sqlite3.Connection, entries: List[Dict[str, Any]]
+                ) -> None:
+    """Append *entries* (see `audit.entry`) to the audit trail, in the
+    transaction *db* has open."""
+    for entry in entries:
+        seq = db.execute('INSERT INTO audit (at, who, client, action, jobs, '
+                         'why) VALUES (?, ?, ?, ?, ?, ?)',
+                         (entry['at'], entry['who'], entry['client'],
+                          entry['action'],
+                          ''.join(f',{i}' for i in entry['jobs']) + ',',
+                          entry['why'])).lastrowid
+        db.executemany('INSERT OR IGNORE INTO audit_jobs VALUES (?, ?)',
+                       [(job, seq) for job in entry['jobs']])
 
 
 class QueueStore:
@@ -206,12 +227,15 @@ class QueueStore:
               ) -> List[Dict[str, Any]]:
         """The newest *limit* entries of the audit trail (of *job_id*
         only, if given), newest first."""
-        where, args = '', ()
-        if job_id is not None:
-            where, args = 'WHERE instr(jobs, ?) ', (f',{job_id},',)
-        rows = self._read(f'SELECT seq, at, who, client, action, jobs, why '
-                          f'FROM audit {where}ORDER BY seq DESC LIMIT ?',
-                          args + (limit,))
+        columns = 'seq, at, who, client, action, jobs, why'
+        if job_id is None:
+            rows = self._read(f'SELECT {columns} FROM audit '
+                              'ORDER BY seq DESC LIMIT ?', (limit,))
+        else:
+            rows = self._read(f'SELECT {columns} FROM audit WHERE seq IN '
+                              '(SELECT seq FROM audit_jobs WHERE job = ? '
+                              'ORDER BY seq DESC LIMIT ?) ORDER BY seq DESC',
+                              (job_id, limit))
         return [{'seq': seq, 'at': at, 'who': who, 'client': client,
                  'action': action,
                  'jobs': [int(i) for i in jobs.strip(',').split(',') if i],
@@ -260,12 +284,7 @@ class QueueStore:
                 db.executemany('INSERT OR REPLACE INTO meta VALUES (?, ?)',
                                meta)
             if audit is not None:
-                db.execute('INSERT INTO audit (at, who, client, action, jobs, '
-                           'why) VALUES (?, ?, ?, ?, ?, ?)',
-                           (audit['at'], audit['who'], audit['client'],
-                            audit['action'],
-                            ''.join(f',{i}' for i in audit['jobs']) + ',',
-                            audit['why']))
+                write_audit(db, [audit])
             db.execute('COMMIT')
         except sqlite3.Error as err:
             with suppress(sqlite3.Error):

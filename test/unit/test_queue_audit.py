@@ -1,11 +1,15 @@
 """The queue's audit trail: every change written, with who, when, from
 which client, the operation and why, in the change's own transaction."""
 
+import sqlite3
+
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from nicos_scriptserver.app.spec import parse_spec
 from nicos_scriptserver.queue import Caller, JobQueue
 from nicos_scriptserver.queue.audit import Actor, acting
+from nicos_scriptserver.queue.store import QueueStore, write_audit
 
 BOB = Caller('bob', 20)   # an admin: may edit alice's jobs
 
@@ -66,3 +70,29 @@ def test_one_job_only_and_the_newest_first(path):
                                                              [ids[-2]]]
         assert [e['action'] for e in queue.audit(job_id=ids[1])] == [
             'skip', 'submit']
+
+
+entries = st.lists(st.lists(st.integers(1, 6), max_size=3, unique=True),
+                   max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(entries, st.integers(1, 7), st.integers(1, 10))
+def test_the_entries_of_one_job_are_the_trail_filtered(tmp_path_factory,
+                                                       jobs_of, job_id,
+                                                       limit):
+    # ss_audit(job_id) reads an index by job; it must say exactly what
+    # filtering the whole trail would, newest first, at most *limit*.
+    path = tmp_path_factory.mktemp('audit') / 'queue.db'
+    store = QueueStore(path)
+    db = sqlite3.connect(str(path), isolation_level=None)
+    db.execute('BEGIN')
+    write_audit(db, [{'at': float(n), 'who': 'alice', 'client': '',
+                      'action': 'move', 'jobs': jobs, 'why': str(n)}
+                     for n, jobs in enumerate(jobs_of)])
+    db.execute('COMMIT')
+    db.close()
+    whole = store.audit(len(jobs_of) + 1)
+    assert store.audit(limit, job_id) == \
+        [entry for entry in whole if job_id in entry['jobs']][:limit]
+    store.close()

@@ -54,11 +54,12 @@ def reopen(queue, path):
 
 def rows_written(queue, operation):
     """How many rows of jobs and queue state *operation* inserted, updated
-    or deleted (its one audit entry aside)."""
+    or deleted (its one audit entry and that entry's index rows aside)."""
     db = queue._store._db
 
     def audited():
-        return db.execute('SELECT count(*) FROM audit').fetchone()[0]
+        return sum(db.execute(f'SELECT count(*) FROM {table}').fetchone()[0]
+                   for table in ('audit', 'audit_jobs'))
 
     before, entries = db.total_changes, audited()
     operation()
