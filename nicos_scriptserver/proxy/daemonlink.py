@@ -25,6 +25,7 @@ import os
 import select
 import socket
 import threading
+import time
 import uuid
 from typing import Callable, Iterable, List, Optional
 
@@ -234,25 +235,67 @@ class DaemonLink:
         self._loop = None
 
 
+class Reopening:
+    """When the openers of daemon links try again: after their backoff, or
+    at once when another link has just reached the daemon. After a daemon
+    restart the mirror's link may get in first; a client that sees the
+    daemon's state through it must be able to act on it at once, not after
+    the other links' backoff (up to 5 s)."""
+
+    def __init__(self, stopping: threading.Event):
+        self.stopping = stopping
+        self._reached = threading.Condition()
+        self._count = 0
+
+    def count(self) -> int:
+        """How many links have reached the daemon so far (for `wait`)."""
+        with self._reached:
+            return self._count
+
+    def reached(self) -> None:
+        """A link reached the daemon: the openers that wait try now."""
+        with self._reached:
+            self._count += 1
+            self._reached.notify_all()
+
+    def wait(self, seconds: float, since: int) -> bool:
+        """Wait *seconds*, or less if a link reached the daemon after
+        `count` was *since*; whether the proxy is stopping."""
+        deadline = time.monotonic() + seconds
+        with self._reached:
+            while self._count == since and not self.stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                # Slices, so that stopping (an Event) is seen promptly too.
+                self._reached.wait(min(left, 0.1))
+        return self.stopping.is_set()
+
+
 def open_later(opener: Callable[[], DaemonLink], delay: float, loop: EventLoop,
-               stopping: threading.Event, opened: Callable[[DaemonLink], None],
+               reopening: Reopening, opened: Callable[[DaemonLink], None],
                failed: Callable[[LinkError], None], name: str) -> None:
     """Open a link in a thread named *name* (opening blocks) after *delay*
-    seconds, trying again after 0.2 s, doubling up to 5 s, until it opens
-    or *stopping* is set; *opened*(link) and *failed*(error) run on *loop*."""
+    seconds, trying again after 0.2 s, doubling up to 5 s (at once when
+    another link got in, see `Reopening`), until it opens or the proxy
+    stops; *opened*(link) and *failed*(error) run on *loop*."""
+    stopping = reopening.stopping
+
     def run() -> None:
         backoff = max(delay, 0.2)
         if stopping.wait(delay):
             return
         while not stopping.is_set():
+            since = reopening.count()
             try:
                 link = opener()
             except LinkError as err:
                 loop.post(lambda err=err: failed(err))
-                if stopping.wait(backoff):
+                if reopening.wait(backoff, since):
                     return
                 backoff = min(backoff * 2, 5.0)
                 continue
+            reopening.reached()
             loop.post(lambda: link.close() if stopping.is_set() else opened(link))
             return
     threading.Thread(target=run, daemon=True, name=name).start()

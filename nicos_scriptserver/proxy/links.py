@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import collections
 import logging
-import threading
 import time
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from nicos_scriptserver.proxy.classic import LinkError
 from nicos_scriptserver.proxy.connection import Failed, Forward, Outcome
-from nicos_scriptserver.proxy.daemonlink import DaemonLink, open_later
+from nicos_scriptserver.proxy.daemonlink import (DaemonLink, Reopening,
+                                                  open_later)
 from nicos_scriptserver.proxy.loop import EventLoop
 
 log = logging.getLogger('nicos_scriptserver.proxy')
@@ -33,13 +33,14 @@ class LinkPool:
     *finished* hears how each request ended (answered or failed)."""
 
     def __init__(self, role: str, opener: Callable[[], DaemonLink], size: int,
-                 loop: EventLoop, stopping: threading.Event,
+                 loop: EventLoop, reopening: Reopening,
                  finished: Callable[[Forward, Outcome], None]):
         self.role = role
         self._opener = opener
         self.size = size
         self.loop = loop
-        self._stopping = stopping
+        self._reopening = reopening
+        self._stopping = reopening.stopping
         self._finished = finished
         self.links: List[DaemonLink] = []
         self.in_flight: Dict[DaemonLink, Forward] = {}
@@ -56,7 +57,7 @@ class LinkPool:
             self._open_later(0.0)
 
     def _open_later(self, delay: float) -> None:
-        open_later(self._opener, delay, self.loop, self._stopping, self._add,
+        open_later(self._opener, delay, self.loop, self._reopening, self._add,
                    self._failed, f'proxy link opener ({self.role})')
 
     def _failed(self, err: LinkError) -> None:

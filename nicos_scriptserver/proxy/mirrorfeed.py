@@ -15,11 +15,11 @@ costs the daemon little; clients are answered by the daemon meanwhile.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any, Callable, Optional, Tuple
 
 from nicos_scriptserver.proxy.classic import LinkError, decode_event
-from nicos_scriptserver.proxy.daemonlink import DaemonLink, open_later
+from nicos_scriptserver.proxy.daemonlink import (DaemonLink, Reopening,
+                                                  open_later)
 from nicos_scriptserver.proxy.logquota import LogQuota
 from nicos_scriptserver.proxy.loop import EventLoop
 from nicos_scriptserver.proxy.mirror import MESSAGES_KEPT, MIRROR_EVENTS, \
@@ -41,11 +41,12 @@ class MirrorFeed:
     """Keeps `mirror` up to date over a link of its own."""
 
     def __init__(self, opener: Callable[[], DaemonLink], loop: EventLoop,
-                 stopping: threading.Event,
+                 reopening: Reopening,
                  publish: Callable[[str, Any], None]):
         self._opener = opener
         self.loop = loop
-        self._stopping = stopping
+        self._reopening = reopening
+        self._stopping = reopening.stopping
         self._publish = publish
         self.mirror = Mirror()
         self.link: Optional[DaemonLink] = None
@@ -62,8 +63,8 @@ class MirrorFeed:
         self._open_later(0.0)
 
     def _open_later(self, delay: float) -> None:
-        open_later(self._opener, delay, self.loop, self._stopping, self._attach,
-                   lambda err: self._warnings.warning('mirror link: %s', err),
+        open_later(self._opener, delay, self.loop, self._reopening,
+                   self._attach, lambda err: self._warnings.warning('mirror link: %s', err),
                    'proxy mirror link opener')
 
     def _attach(self, link: DaemonLink) -> None:

@@ -29,7 +29,7 @@ from nicos_scriptserver.proxy.config import ConfigError, ProxyConfig
 from nicos_scriptserver.proxy.connection import Action, CheckLogin, Close, \
     ConnectionMachine, Doubt, Forward, LogIn, LoginResult, LogOut, \
     MirrorAnswers, Outcome, Reply
-from nicos_scriptserver.proxy.daemonlink import DaemonLink
+from nicos_scriptserver.proxy.daemonlink import DaemonLink, Reopening
 from nicos_scriptserver.proxy.links import LinkPool
 from nicos_scriptserver.proxy.login import Handshake, TokenLogin
 from nicos_scriptserver.proxy.loop import EventLoop
@@ -56,13 +56,14 @@ class ProxyServer:
         self.config = config
         self.login = login
         self._stopping = threading.Event()
+        reopening = Reopening(self._stopping)
         self._login_checks = ThreadPoolExecutor(2, 'proxy login check')
         self.loop = EventLoop()
         self.transport = Transport(self.loop, config.limits, self._opened,
                                    self._serve_message, self._closed)
         self.pools = {role: LinkPool(role, self._opener(login_name, password),
                                      config.links_per_role, self.loop,
-                                     self._stopping, self._forwarded)
+                                     reopening, self._forwarded)
                       for role, (login_name, password) in config.accounts.items()}
         self.access = EventAccess(self.post)
         self.publisher = Publisher(self.loop, self.access,
@@ -71,7 +72,7 @@ class ProxyServer:
         # The mirror only reads: the viewers' account if there is one.
         mirror_account = config.accounts.get(VIEWER, config.accounts[WRITER])
         self.feed = MirrorFeed(self._opener(*mirror_account, PUBLISHED_EVENTS),
-                               self.loop, self._stopping, self.publisher.publish)
+                               self.loop, reopening, self.publisher.publish)
         self.connections = ConnectionMachine(
             SessionTable(config.max_sessions, config.handshake_timeout,
                          config.idle_timeout),
