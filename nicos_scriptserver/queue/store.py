@@ -218,11 +218,25 @@ class QueueStore:
                  'why': why}
                 for seq, at, who, client, action, jobs, why in rows]
 
+    def last_seq(self) -> int:
+        """The sequence number of the newest audit entry (0: none)."""
+        return self._read('SELECT max(seq) FROM audit', ())[0][0] or 0
+
+    def changed_since(self, seq: int, limit: int) -> Optional[List[int]]:
+        """The ids of the jobs changed after audit entry *seq*, or None if
+        more than *limit* entries followed it."""
+        rows = self._read('SELECT jobs FROM audit WHERE seq > ? ORDER BY seq '
+                          'LIMIT ?', (seq, limit + 1))
+        if len(rows) > limit:
+            return None
+        return sorted({int(i) for jobs, in rows
+                       for i in jobs.strip(',').split(',') if i})
+
     def commit(self, change: Change,
-               audit: Optional[Dict[str, Any]] = None) -> None:
+               audit: Optional[Dict[str, Any]] = None) -> Optional[int]:
         """Write *change*, and its *audit* entry (see `audit.entry`), in one
-        transaction; raise `StoreError` (and write nothing) if that
-        fails."""
+        transaction; return the entry's sequence number (None without
+        one). Raise `StoreError` (and write nothing) if that fails."""
         rows = [(job.id, job.state.value,
                  change.keys.get(job.id) if job.state.waiting else None,
                  change.history.get(job.id), _json(job.to_dict()))
@@ -259,13 +273,14 @@ class QueueStore:
             if meta:
                 db.executemany('INSERT OR REPLACE INTO meta VALUES (?, ?)',
                                meta)
+            seq = None
             if audit is not None:
-                db.execute('INSERT INTO audit (at, who, client, action, jobs, '
+                seq = db.execute('INSERT INTO audit (at, who, client, action, jobs, '
                            'why) VALUES (?, ?, ?, ?, ?, ?)',
                            (audit['at'], audit['who'], audit['client'],
                             audit['action'],
                             ''.join(f',{i}' for i in audit['jobs']) + ',',
-                            audit['why']))
+                            audit['why'])).lastrowid
             db.execute('COMMIT')
         except sqlite3.Error as err:
             with suppress(sqlite3.Error):
@@ -274,6 +289,7 @@ class QueueStore:
             raise StoreError(f'could not save to the queue database '
                              f'{self.path}: {err}; nothing was changed'
                              ) from None
+        return seq
 
     def close(self) -> None:
         """Close the file; further commits fail with `StoreError`."""
