@@ -14,6 +14,7 @@ from gui_panels.jobdialog import JobEditDialog
 from gui_panels.layout import keep_in_splitters, lower_bottom_docks
 from gui_panels.queuemodel import COLUMNS, NAME_COLUMN, PROGRESS_COLUMN, \
     STATE_COLUMN, ProgressDelegate, QueueModel
+from nicos_scriptserver.clients.queueview import QueueView
 from nicos_scriptserver.queue import JobState
 
 COMMANDS_PANEL = 'Script-server commands'
@@ -42,6 +43,9 @@ class QueuePanel(Panel):
     def __init__(self, parent, client, options):
         Panel.__init__(self, parent, client, options)
         self.summary: dict = {}
+        # The listing as of a change number: a refresh fetches only what
+        # changed since, also after the connection was down.
+        self.view = QueueView()
         self.viewonly = False
         self.model = QueueModel(self)
         self.model.moveRequested.connect(self.move_job)
@@ -225,17 +229,17 @@ class QueuePanel(Panel):
         self.status.setText('Not connected.')
 
     def refresh(self) -> None:
-        """Fetch the queue listing and show it, keeping the selection."""
+        """Bring the queue listing up to date (what changed since the
+        one shown) and show it, keeping the selection."""
         try:
-            reply = request(self.client, 'ss_queue')
+            self.view.apply(request(self.client, 'ss_changes', self.view.seq))
         except Refused as err:
             self.status.setText(str(err))
             return
-        waiting = [dict(zip(reply['columns'], row)) for row in reply['waiting']]
         selected = [job['id'] for job in self.selected_jobs()]
-        self.summary = reply
-        self.model.set_queue(reply.get('current'), waiting)
-        self._show_hold(reply)
+        self.summary = self.view.listing()
+        self.model.set_queue(self.view.current, self.view.waiting())
+        self._show_hold(self.summary)
         self.select_jobs(selected)
 
     def on_client_ss_queue(self, _summary: dict) -> None:
@@ -245,6 +249,12 @@ class QueuePanel(Panel):
         finished = JobState(job['state']).finished
         if finished and not self.historyTimer.isActive():
             self.historyTimer.start()
+        if self.view.missed(job.get('seq')):
+            # Changes were missed: the events alone would leave the table
+            # stale.
+            self.refresh()
+            return
+        self.view.note(job.get('seq'))
         if self.model.update_job(job):
             return
         # A job started, appeared or finished: its row comes from a new

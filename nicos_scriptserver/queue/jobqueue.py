@@ -60,6 +60,10 @@ class JobQueue:
         self._store = QueueStore(path)
         # The number of the last change (see `listing`): its audit entry's.
         self._seq = self._store.last_seq()
+        # Jobs changed in memory only (a dry run pending, a pause asked
+        # for), which the audit trail does not name: the number of the
+        # last change before, until a numbered change names them.
+        self._unnumbered: Dict[int, int] = {}
         try:
             self._action = 'recover'
             self._now = clock()
@@ -105,7 +109,10 @@ class JobQueue:
             # class (or of the machine) that made *operation*.
             self._action = operation.__qualname__.split('.')[1]
             self._now = self._clock()
+            seq = self._seq
             change = operation(self._now)
+            if change.put and self._seq == seq:
+                self._unnumbered.update(dict.fromkeys(change.put, seq))
             if change.events:
                 self._pending.append((self._seq, change.events))
         self._deliver()
@@ -121,6 +128,8 @@ class JobQueue:
             audit_entry(change, self._machine.jobs, self._action, self._now))
         if seq is not None:
             self._seq = seq
+            for job_id in [*change.put, *change.deleted]:
+                self._unnumbered.pop(job_id, None)
 
     def _deliver(self) -> None:
         # Whoever holds `_delivering` delivers everything pending, also
@@ -205,6 +214,9 @@ class JobQueue:
             changed = None
             if since is not None and 0 <= since <= self._seq:
                 changed = self._store.changed_since(since, KEEP_CHANGES)
+            if changed is not None:
+                changed += [job_id for job_id, seq in self._unnumbered.items()
+                            if seq >= since]
             return listing(self._seq, since, changed,
                            self._machine.current(), self._machine.waiting(),
                            self._machine.queue)

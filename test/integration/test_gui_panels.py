@@ -261,6 +261,29 @@ def test_queue_panel_shows_jobs_of_other_clients_and_reorders_them(
     other.disconnect()
 
 
+def test_queue_panel_catches_up_when_the_change_numbers_jump(
+        window, client, qtbot):
+    queue = panel(window, 'Script-server queue')
+    client.call('ss_hold')
+    first, second = submit(client, 'print(1)', 'print(2)')
+    # Their dry runs are over: no later event shows the first job again.
+    qtbot.waitUntil(lambda: table_ids(queue) == [first['id'], second['id']]
+                    and all((queue.model.job_at(row)['estimate'] or {})
+                            .get('state') == 'ok' for row in (0, 1)),
+                    timeout=30000)
+    shown = lambda: [(queue.model.job_at(row)['name'],  # noqa: E731
+                      queue.model.job_at(row)['state'])
+                     for row in range(queue.model.rowCount())]
+    watched = ['ss_queue', 'ss_job']
+    window.client.ask('eventmask', watched)  # as if these were lost
+    client.call('ss_skip', first['id'])
+    window.client.ask('eventunmask', watched)
+    client.call('ss_edit', second['id'], {'name': 'renamed'})
+    # Only the second job's event arrives; its number shows one was missed.
+    qtbot.waitUntil(lambda: shown() == [('job 1', 'skipped'),
+                                        ('renamed', 'queued')], timeout=10000)
+
+
 def test_queue_panel_confirms_a_held_back_job(window, client, qtbot):
     queue = panel(window, 'Script-server queue')
     client.call('ss_hold')

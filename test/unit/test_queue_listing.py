@@ -4,13 +4,13 @@ The property: a client holding the listing as of change N that applies
 the changes since N (`JobQueue.listing(N)`, as `ss_changes` sends them)
 holds the listing of now, whatever happened in between, reopening the
 queue (after a crash too) included. The random operations are those of
-`test_queue_properties`.
+`test_queue_properties`; changes kept in memory only (a dry run
+pending) are tested on their own, as reopening loses them.
 """
 
 import copy
 
 from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule
 
 from nicos_scriptserver.app.listing import reply
@@ -82,6 +82,21 @@ def test_events_carry_the_number_of_the_change_progress_keeps_it(tmp_path):
         assert changes.current.progress == 0.5
         assert (changes.waiting, changes.order) == ([], [first.id])
         assert changes.removed == []
+
+
+def test_changes_kept_in_memory_only_are_among_the_changes_since(tmp_path):
+    with JobQueue(tmp_path / 'q.db') as queue:
+        first, second = queue.submit(jobs(2), 'alice')
+        view = view_of(queue)
+        queue.mark_unestimated({'state': 'pending', 'seconds': None})
+        assert queue.listing().seq == view.seq  # no number of its own
+        changes = as_sent(queue, view.seq)
+        assert [row[0] for row in changes['waiting']] == [first.id, second.id]
+        view.apply(changes)
+        assert view.listing() == view_of(queue).listing()
+        # Once a numbered change names the job, the audit trail has it.
+        queue.move(second.id, 'top')
+        assert queue.listing(view.seq + 1).waiting == []
 
 
 def test_numbers_go_on_after_a_restart(tmp_path):
