@@ -476,7 +476,8 @@ class CommandsPanel(Panel):
                 changes = {'calls': spec['calls']}
                 if spec.get('name', '') != (self.editing.get('name') or ''):
                     changes['name'] = spec.get('name', '')
-                job = request(self.client, 'ss_edit', self.editing['id'], changes)
+                job = request(self.client, 'ss_edit', self.editing['id'],
+                              changes, self.editing.get('version'))
             else:
                 job, = request(self.client, 'ss_submit', spec,
                                self.position.currentData())

@@ -1,18 +1,32 @@
 """Talking to the script server from panels: requests whose refusals the
 panel shows itself, and the event subscription."""
 
-from typing import Any
+from typing import Any, Tuple
 
 from nicos.core.utils import GUEST
 
+from nicos_scriptserver.queue.versions import CHANGED_SINCE
 from nicos_scriptserver.wire import protocol
-from nicos_scriptserver.wire.commandtable import needs_user
+from nicos_scriptserver.wire.commandtable import COMMANDS, needs_user
 
 SS_EVENTS = sorted(protocol.EVENTS)
 
 
 class Refused(Exception):
     """The daemon refused a request; the text says why."""
+
+
+class Conflict(Refused):
+    """Refused because someone changed the job since the panel showed it;
+    the text says who and what."""
+
+
+def version_of(command: str, job: dict) -> Tuple:
+    """The last argument of *command* for *job* as the panel shows it: its
+    version if the command takes one (the server then refuses the change
+    if someone changed the job since), else nothing."""
+    takes = any(arg.name == 'version' for arg in COMMANDS[command].args)
+    return (job.get('version'),) if takes else ()
 
 
 def request(client, command: str, *args) -> Any:
@@ -35,7 +49,7 @@ def request(client, command: str, *args) -> Any:
         client.handle_error(err)
         raise Refused(f'connection to the server broke: {err}') from err
     if not ok:
-        raise Refused(str(data))
+        raise (Conflict if CHANGED_SINCE in str(data) else Refused)(str(data))
     return data
 
 
@@ -52,4 +66,5 @@ def subscribe(client) -> None:
     client.ask('eventunmask', SS_EVENTS, quiet=True)
 
 
-__all__ = ['Refused', 'request', 'subscribe', 'watching_only']
+__all__ = ['Conflict', 'Refused', 'request', 'subscribe', 'version_of',
+           'watching_only']

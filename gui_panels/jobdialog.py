@@ -112,12 +112,14 @@ class JobEditDialog(QDialog):
         if self.requeue:
             if self._send('ss_requeue', self.job['id'], changes or None):
                 self.accept()
-        elif not changes or self._send('ss_edit', self.job['id'], changes):
+        # With the version shown: refused if someone changed the job since.
+        elif not changes or self._send('ss_edit', self.job['id'], changes,
+                                       self.job.get('version')):
             self.accept()
 
     def confirm(self) -> None:
         """Let the held-back job run as it is (unsaved changes are lost)."""
-        if self._send('ss_confirm', self.job['id']):
+        if self._send('ss_confirm', self.job['id'], self.job.get('version')):
             self.accept()
 
     def edit_calls(self) -> None:

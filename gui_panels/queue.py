@@ -5,15 +5,17 @@ from typing import List, Optional
 from nicos.clients.gui.panels import Panel
 from nicos.guisupport.qt import QAbstractItemView, QAction, QHBoxLayout, \
     QHeaderView, QInputDialog, QItemSelection, QItemSelectionModel, \
-    QKeySequence, QLabel, QMenu, QPushButton, QSize, QTableView, QTabWidget, \
+    QKeySequence, QLabel, QMenu, QMessageBox, QPushButton, QSize, QTableView, QTabWidget, \
     QTimer, QToolButton, Qt, QVBoxLayout, QWidget
 
-from gui_panels.daemon import Refused, request, subscribe, watching_only
+from gui_panels.daemon import Conflict, Refused, request, subscribe, \
+    version_of, watching_only
 from gui_panels.history import HistoryView
 from gui_panels.jobdialog import JobEditDialog
 from gui_panels.layout import keep_in_splitters, lower_bottom_docks
 from gui_panels.queuemodel import COLUMNS, NAME_COLUMN, PROGRESS_COLUMN, \
     STATE_COLUMN, ProgressDelegate, QueueModel
+from nicos_scriptserver.clients.queueview import QueueView
 from nicos_scriptserver.queue import JobState
 
 COMMANDS_PANEL = 'Script-server commands'
@@ -42,6 +44,9 @@ class QueuePanel(Panel):
     def __init__(self, parent, client, options):
         Panel.__init__(self, parent, client, options)
         self.summary: dict = {}
+        # The listing as of a change number: a refresh fetches only what
+        # changed since, also after the connection was down.
+        self.view = QueueView()
         self.viewonly = False
         self.model = QueueModel(self)
         self.model.moveRequested.connect(self.move_job)
@@ -74,6 +79,12 @@ class QueuePanel(Panel):
     # layout
 
     def _build(self) -> None:
+        self.conflictBox = QMessageBox(
+            QMessageBox.Warning, 'Job changed by someone else', '',
+            QMessageBox.Ok, self)
+        self.conflictBox.setInformativeText(
+            'Nothing was changed. The queue now shows the job as it is; '
+            'look at it again before you change it.')
         self.table = QTableView(self)
         self.table.setModel(self.model)
         self.table.setItemDelegateForColumn(PROGRESS_COLUMN,
@@ -225,17 +236,17 @@ class QueuePanel(Panel):
         self.status.setText('Not connected.')
 
     def refresh(self) -> None:
-        """Fetch the queue listing and show it, keeping the selection."""
+        """Bring the queue listing up to date (what changed since the
+        one shown) and show it, keeping the selection."""
         try:
-            reply = request(self.client, 'ss_queue')
+            self.view.apply(request(self.client, 'ss_changes', self.view.seq))
         except Refused as err:
             self.status.setText(str(err))
             return
-        waiting = [dict(zip(reply['columns'], row)) for row in reply['waiting']]
         selected = [job['id'] for job in self.selected_jobs()]
-        self.summary = reply
-        self.model.set_queue(reply.get('current'), waiting)
-        self._show_hold(reply)
+        self.summary = self.view.listing()
+        self.model.set_queue(self.view.current, self.view.waiting())
+        self._show_hold(self.summary)
         self.select_jobs(selected)
 
     def on_client_ss_queue(self, _summary: dict) -> None:
@@ -245,6 +256,12 @@ class QueuePanel(Panel):
         finished = JobState(job['state']).finished
         if finished and not self.historyTimer.isActive():
             self.historyTimer.start()
+        if self.view.missed(job.get('seq')):
+            # Changes were missed: the events alone would leave the table
+            # stale.
+            self.refresh()
+            return
+        self.view.note(job.get('seq'))
         if self.model.update_job(job):
             return
         # A job started, appeared or finished: its row comes from a new
@@ -340,18 +357,40 @@ class QueuePanel(Panel):
     def _do(self, command: str, *args) -> bool:
         try:
             request(self.client, command, *args)
+        except Conflict as err:
+            self.show_conflict(str(err))
+            return False
         except Refused as err:
             self.status.setText(str(err))
             return False
         self.status.clear()
         return True
 
+    def _do_job(self, command: str, job: dict, *args) -> bool:
+        """*command* for *job* as the table shows it: with its version,
+        so that a change meant for what the user saw is refused if
+        someone changed the job since."""
+        return self._do(command, job['id'], *args,
+                        *version_of(command, job))
+
     def _for_each(self, command: str, jobs: List[dict], *args) -> None:
         """*command* for each job in turn; stops at the first refusal,
-        which is shown."""
+        which is shown. Then the table shows the jobs' new versions at
+        once, so that the user's next change is not refused as if someone
+        else had made this one."""
         for job in jobs:
-            if not self._do(command, job['id'], *args):
+            if not self._do_job(command, job, *args):
                 return
+        self.refresh()
+
+    def show_conflict(self, message: str) -> None:
+        """Someone changed a job since the table showed it: say who and
+        what (the server's message) in the status line and in a message
+        box that does not block, and show the queue as it is now."""
+        self.status.setText(message)
+        self.conflictBox.setText(message)
+        self.conflictBox.open()
+        self.refresh()
 
     def _for_selected(self, command: str, *args) -> None:
         self._for_each(command, self.selected_jobs(), *args)
@@ -359,7 +398,9 @@ class QueuePanel(Panel):
     def move_job(self, job_id: int, to) -> None:
         """Move a job to a waiting-list index or to ``up``, ``down``,
         ``top``, ``bottom`` (a drop); it is selected."""
-        if self._do('ss_move', job_id, to):
+        row = self.model.row_of(job_id)
+        job = self.model.job_at(row) if row is not None else {'id': job_id}
+        if self._do_job('ss_move', job, to):
             self.refresh()
             self.select_job(job_id)
 
@@ -372,7 +413,6 @@ class QueuePanel(Panel):
             jobs.reverse()
         self._for_each('ss_move', jobs, to)
         # select them now; the ss_queue event's listing keeps them selected
-        self.refresh()
         self.select_jobs([job['id'] for job in jobs])
 
     def repeat_job(self) -> None:

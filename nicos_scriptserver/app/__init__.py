@@ -6,4 +6,5 @@ cores (`queue`, `catalog`, `estimates`).
   into the typed values the queue takes
 - `revalidation`: waiting jobs checked again when command files change
 - `callsteps`: what a generated job reports as it reaches each call
+- `listing`: the queue listing as ``ss_queue`` and ``ss_changes`` send it
 """

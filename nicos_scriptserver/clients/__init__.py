@@ -4,5 +4,7 @@
   ``ss_*`` commands
 - `proxyclient`: `ProxyClient`, speaking to the proxy what the IBEX GUI speaks
 - `cli`: the ``nicos-scriptserver`` command line
+- `queueview`: `QueueView`, a listing of the queue kept up to date by
+  change numbers (``ss_changes``)
 - `timefmt`: times of day and durations as every client shows them
 """

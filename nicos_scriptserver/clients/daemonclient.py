@@ -15,6 +15,7 @@ from nicos.clients.proto import classic as classic_client
 from nicos.protocols.daemon import ProtocolError
 from nicos.protocols.daemon.classic import LENGTH
 
+from nicos_scriptserver.clients.queueview import QueueView
 from nicos_scriptserver.wire import protocol
 
 protocol.register()
@@ -65,6 +66,11 @@ class ScriptServerClient(NicosClient):
     ``events`` is the list of ``(name, data)`` received so far; `wait_for`
     blocks until an event matching a predicate has arrived. The script
     server's own events (``ss_*``) are unmasked at login.
+
+    ``queue_view`` is the queue listing as of the last `sync_queue`. Once
+    synced, it is brought up to date by itself when the client logs in
+    again (after a broken connection) and when an event's change number
+    shows that changes were missed.
     """
 
     def __init__(self, keep_events: bool = True):
@@ -73,6 +79,8 @@ class ScriptServerClient(NicosClient):
         self.events: List[Tuple[str, Any]] = []
         self.keep_events = keep_events
         self.problems: List[str] = []
+        self.queue_view = QueueView()
+        self._syncing = threading.Lock()  # the event thread syncs too
         self._cond = threading.Condition()
 
     def _log(self, msg, *args):
@@ -82,6 +90,8 @@ class ScriptServerClient(NicosClient):
         data = args[0] if args else None
         if name in ('error', 'failed', 'broken'):
             self.problems.append(str(data))
+        if name in ('ss_queue', 'ss_job') and isinstance(data, dict):
+            self._check_seq(data.get('seq'))
         with self._cond:
             if self.keep_events:
                 self.events.append((name, data))
@@ -89,17 +99,49 @@ class ScriptServerClient(NicosClient):
 
     def login(self, host: str, port: int, user: str, password: str,
               eventmask=None) -> 'ScriptServerClient':
-        """Connect and log in; raise `ServerError` with the daemon's reason."""
+        """Connect and log in; raise `ServerError` with the daemon's reason.
+
+        Once only: NICOS's client then sets ``login`` to the user name. To
+        connect again, call `connect`."""
         self.problems.clear()
         self.connect(ConnectionData(host, port, user, password), eventmask)
         if not self.isconnected:
             raise ServerError(self.problems[-1] if self.problems
                               else 'login failed')
+        return self
+
+    def connect(self, conndata: ConnectionData, eventmask=None) -> None:
+        """NICOS's connect, then: the ss_* events unmasked, the stock ones
+        they replace masked, and `queue_view`, if synced before, brought
+        up to date (the connection may have been down for a while)."""
+        NicosClient.connect(self, conndata, eventmask)
+        if not self.isconnected:
+            return
         self.call('eventunmask', sorted(protocol.EVENTS))
         # The ss_* events say everything these stock ones say about the
         # queue; one event per change is enough.
         self.call('eventmask', list(STOCK_QUEUE_EVENTS))
-        return self
+        if self.queue_view.seq is not None:
+            self.sync_queue()
+
+    def sync_queue(self) -> dict:
+        """Bring `queue_view` up to date (only what changed since it was,
+        see ``ss_changes``); return the queue as `queue` does."""
+        view = self.queue_view
+        with self._syncing:
+            view.apply(self.call('ss_changes', view.seq))
+            return dict(view.listing(), waiting=view.waiting())
+
+    def _check_seq(self, seq) -> None:
+        # Called in the event thread: the reply comes on the command
+        # connection, so syncing here cannot wait for this thread.
+        view = self.queue_view
+        if view.seq is not None and view.missed(seq):
+            try:
+                self.sync_queue()
+            except ServerError:
+                return  # the connection broke: login syncs again
+        view.note(seq)
 
     def call(self, command: str, *args) -> Any:
         """Send a daemon command and return its reply; errors raise."""

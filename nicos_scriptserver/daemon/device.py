@@ -90,7 +90,7 @@ class ScriptServerDaemon(NicosDaemon):
         self._controller.serve(self._app)
         self._stock.attach(self._controller)
         self._controller_replaced.set()
-        jobs.add_listener(EventRelay(jobs, self.emit_event))
+        jobs.add_numbered_listener(EventRelay(jobs, self.emit_event))
         jobs.add_listener(self._stock)
         self._timeline_events = TimelineEmitter(self._app.timeline,
                                                 self.emit_event)

@@ -13,9 +13,9 @@ import inspect
 from nicos.services.daemon.handler import command_wrappers
 
 from nicos_scriptserver.wire import protocol
+from nicos_scriptserver.app import listing
 from nicos_scriptserver.app.server import ScriptServer
 from nicos_scriptserver.daemon.catalogdev import find_command_catalog
-from nicos_scriptserver.estimates import summary
 from nicos_scriptserver.queue import Caller, QueueError
 
 
@@ -70,20 +70,24 @@ def ss_submit(self, jobs, position=None):
 @queue_command('ss_queue')
 def ss_queue(self):
     """The queue: current job, waiting jobs in order (rows), the hold: held,
-    its reason, its kind and the jobs a safety hold protects."""
-    app = _app(self)
-    current = app.queue.current()
-    return dict(app.queue.state.to_dict(),
-                current=app.job_view(current) if current else None,
-                columns=protocol.LISTING_COLUMNS,
-                waiting=[_row(job) for job in app.queue.waiting()])
+    its reason, its kind and the jobs a safety hold protects; seq: the
+    number of the last change (see ss_changes)."""
+    return _listing(self, None)
 
 
-def _row(job) -> list:
-    return [job.id, job.kind.value, job.name, job.owner, job.state.value,
-            job.batch_id, job.batch_index, job.batch_size, job.queued_at,
-            summary(job.estimate), job.held, job.hold_reason,
-            job.requeued_from, job.version]
+@queue_command('ss_changes')
+def ss_changes(self, since=None):
+    """What changed in the queue after change number since (the seq of an
+    ss_queue reply or event): the changed waiting jobs (rows), the ids of
+    changed jobs that left, the order, the current job and the hold in
+    full. full is true when since is too far back (or null, or a number
+    the queue never gave): then every waiting job is listed."""
+    return _listing(self, since)
+
+
+def _listing(handler, since):
+    app = _app(handler)
+    return listing.reply(app.queue.listing(since), app.job_view)
 
 
 @queue_command('ss_job')

@@ -19,6 +19,8 @@ It never imports NICOS, zmq, EPICS or Qt: the daemon adapter drives it.
   command catalog does to them (hold back, release, re-estimate)
 - `audit`: the audit trail's entries (who, when, from where, why) and
   the `Actor` of the changes made now
+- `listing`: the queue for a client, whole or the changes since a
+  change number (the audit entry's), for clients that missed events
 - `order`: order keys that make moving a job a one-row write
 - `store`: `QueueStore`, the SQLite file (also the archive of old
   finished jobs, which are not kept in memory)

@@ -15,11 +15,12 @@ import threading
 import time
 from pathlib import Path
 from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
-                    Union)
+                    Tuple, Union)
 
 from nicos_scriptserver.queue.audit import entry as audit_entry
 from nicos_scriptserver.queue.change import Change, Event
 from nicos_scriptserver.queue.checks import Verdict
+from nicos_scriptserver.queue.listing import KEEP_CHANGES, Listing, listing
 from nicos_scriptserver.queue.waiting import Position
 from nicos_scriptserver.queue.machine import KEEP_HISTORY, QueueMachine
 from nicos_scriptserver.queue.model import (Job, JobKind, JobSpec, JobState,
@@ -34,6 +35,9 @@ _UNAUDITED = frozenset({'report_progress'})
 
 #: Called with the events of one operation.
 Listener = Callable[[List[Event]], None]
+#: Called with the sequence number of the queue after an operation (see
+#: `listing`) and its events.
+NumberedListener = Callable[[int, List[Event]], None]
 
 
 class JobQueue:
@@ -54,6 +58,12 @@ class JobQueue:
         self._clock = clock
         self._lock = threading.Lock()
         self._store = QueueStore(path)
+        # The number of the last change (see `listing`): its audit entry's.
+        self._seq = self._store.last_seq()
+        # Jobs changed in memory only (a dry run pending, a pause asked
+        # for), which the audit trail does not name: the number of the
+        # last change before, until a numbered change names them.
+        self._unnumbered: Dict[int, int] = {}
         try:
             self._action = 'recover'
             self._now = clock()
@@ -64,7 +74,7 @@ class JobQueue:
         except BaseException:
             self._store.close()
             raise
-        self._listeners: List[Listener] = []
+        self._listeners: List[Tuple[Callable, bool]] = []
         self._pending: collections.deque = collections.deque()
         self._delivering = threading.Lock()
 
@@ -78,12 +88,18 @@ class JobQueue:
         delivering at the time (then possibly just after the operation
         returned). A listener that raises is logged and skipped.
         """
-        self._listeners = self._listeners + [listener]
+        self._listeners = self._listeners + [(listener, False)]
 
-    def remove_listener(self, listener: Listener) -> None:
+    def add_numbered_listener(self, listener: NumberedListener) -> None:
+        """As `add_listener`, but call *listener* also with the sequence
+        number of the queue after the operation (unchanged by operations
+        that are no change of the queue, such as progress reports)."""
+        self._listeners = self._listeners + [(listener, True)]
+
+    def remove_listener(self, listener: Callable) -> None:
         """Stop calling *listener*."""
         self._listeners = [item for item in self._listeners
-                           if item is not listener]
+                           if item[0] is not listener]
 
     def _do(self, operation: Callable[[float], Change]) -> Any:
         """Run *operation* (given the time) under the lock; deliver its
@@ -93,9 +109,12 @@ class JobQueue:
             # class (or of the machine) that made *operation*.
             self._action = operation.__qualname__.split('.')[1]
             self._now = self._clock()
+            seq = self._seq
             change = operation(self._now)
+            if change.put and self._seq == seq:
+                self._unnumbered.update(dict.fromkeys(change.put, seq))
             if change.events:
-                self._pending.append(change.events)
+                self._pending.append((self._seq, change.events))
         self._deliver()
         return change.result
 
@@ -104,9 +123,13 @@ class JobQueue:
 
         A running job's progress reports are its own notes, not changes of
         the queue: they get no entry (there may be many a second)."""
-        self._store.commit(change, None if self._action in _UNAUDITED else
-                           audit_entry(change, self._machine.jobs,
-                                       self._action, self._now))
+        seq = self._store.commit(
+            change, None if self._action in _UNAUDITED else
+            audit_entry(change, self._machine.jobs, self._action, self._now))
+        if seq is not None:
+            self._seq = seq
+            for job_id in [*change.put, *change.deleted]:
+                self._unnumbered.pop(job_id, None)
 
     def _deliver(self) -> None:
         # Whoever holds `_delivering` delivers everything pending, also
@@ -119,10 +142,13 @@ class JobQueue:
                 return
             try:
                 while self._pending:
-                    events = self._pending.popleft()
-                    for listener in self._listeners:
+                    seq, events = self._pending.popleft()
+                    for listener, numbered in self._listeners:
                         try:
-                            listener(list(events))
+                            if numbered:
+                                listener(seq, list(events))
+                            else:
+                                listener(list(events))
                         except Exception:
                             log.exception('queue event listener %r failed',
                                           listener)
@@ -180,6 +206,20 @@ class JobQueue:
         return {'current': current.to_dict() if current else None,
                 'waiting': [job.to_dict() for job in waiting],
                 **queue.to_dict()}
+
+    def listing(self, since: Optional[int] = None) -> Listing:
+        """The queue for a client that saw change *since*: what changed
+        after it, or everything (None, or too far back; see `listing`)."""
+        with self._lock:
+            changed = None
+            if since is not None and 0 <= since <= self._seq:
+                changed = self._store.changed_since(since, KEEP_CHANGES)
+            if changed is not None:
+                changed += [job_id for job_id, seq in self._unnumbered.items()
+                            if seq >= since]
+            return listing(self._seq, since, changed,
+                           self._machine.current(), self._machine.waiting(),
+                           self._machine.queue)
 
     def audit(self, limit: int = 50, job_id: Optional[int] = None
               ) -> List[Dict[str, Any]]:

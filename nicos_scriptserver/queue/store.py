@@ -67,9 +67,10 @@ def _json(value) -> str:
 
 
 def write_audit(db: sqlite3.Connection, entries: List[Dict[str, Any]]
-                ) -> None:
+                ) -> Optional[int]:
     """Append *entries* (see `audit.entry`) to the audit trail, in the
-    transaction *db* has open."""
+    transaction *db* has open; the number (`seq`) of the last one."""
+    seq = None
     for entry in entries:
         seq = db.execute('INSERT INTO audit (at, who, client, action, jobs, '
                          'why) VALUES (?, ?, ?, ?, ?, ?)',
@@ -79,6 +80,7 @@ def write_audit(db: sqlite3.Connection, entries: List[Dict[str, Any]]
                           entry['why'])).lastrowid
         db.executemany('INSERT OR IGNORE INTO audit_jobs VALUES (?, ?)',
                        [(job, seq) for job in entry['jobs']])
+    return seq
 
 
 class QueueStore:
@@ -242,11 +244,25 @@ class QueueStore:
                  'why': why}
                 for seq, at, who, client, action, jobs, why in rows]
 
+    def last_seq(self) -> int:
+        """The sequence number of the newest audit entry (0: none)."""
+        return self._read('SELECT max(seq) FROM audit', ())[0][0] or 0
+
+    def changed_since(self, seq: int, limit: int) -> Optional[List[int]]:
+        """The ids of the jobs changed after audit entry *seq*, or None if
+        more than *limit* entries followed it."""
+        rows = self._read('SELECT jobs FROM audit WHERE seq > ? ORDER BY seq '
+                          'LIMIT ?', (seq, limit + 1))
+        if len(rows) > limit:
+            return None
+        return sorted({int(i) for jobs, in rows
+                       for i in jobs.strip(',').split(',') if i})
+
     def commit(self, change: Change,
-               audit: Optional[Dict[str, Any]] = None) -> None:
+               audit: Optional[Dict[str, Any]] = None) -> Optional[int]:
         """Write *change*, and its *audit* entry (see `audit.entry`), in one
-        transaction; raise `StoreError` (and write nothing) if that
-        fails."""
+        transaction; return the entry's sequence number (None without
+        one). Raise `StoreError` (and write nothing) if that fails."""
         rows = [(job.id, job.state.value,
                  change.keys.get(job.id) if job.state.waiting else None,
                  change.history.get(job.id), _json(job.to_dict()))
@@ -283,8 +299,9 @@ class QueueStore:
             if meta:
                 db.executemany('INSERT OR REPLACE INTO meta VALUES (?, ?)',
                                meta)
+            seq = None
             if audit is not None:
-                write_audit(db, [audit])
+                seq = write_audit(db, [audit])
             db.execute('COMMIT')
         except sqlite3.Error as err:
             with suppress(sqlite3.Error):
@@ -293,6 +310,7 @@ class QueueStore:
             raise StoreError(f'could not save to the queue database '
                              f'{self.path}: {err}; nothing was changed'
                              ) from None
+        return seq
 
     def close(self) -> None:
         """Close the file; further commits fail with `StoreError`."""

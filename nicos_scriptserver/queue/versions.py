@@ -16,6 +16,9 @@ from typing import Any, Optional
 from nicos_scriptserver.queue.errors import Conflict, InvalidValue
 from nicos_scriptserver.queue.model import Job
 
+#: What every `Conflict` says, for clients to tell it from other refusals.
+CHANGED_SINCE = 'was changed after you saw it'
+
 
 def check_version(job: Job, version: Optional[int]) -> None:
     """Refuse (`Conflict`) a change meant for *job* at *version*, the
@@ -31,7 +34,7 @@ def check_version(job: Job, version: Optional[int]) -> None:
         change = job.last_change or {}
         who = change.get('by') or 'someone'
         what = change.get('what') or 'changed it'
-        raise Conflict(f'job {job.id} was changed after you saw it (version '
+        raise Conflict(f'job {job.id} {CHANGED_SINCE} (version '
                        f'{version}): {who} {what} (now version '
                        f'{job.version}); nothing was changed, look at the '
                        'job again')

@@ -54,6 +54,7 @@ JOB = ArgKind('a job id', (int, str))
 POSITION = ArgKind('an index or a word', (int, str))
 MAYBE_NUMBER = ArgKind('a number or null', (int, float, type(None)))
 VERSION = ArgKind('a job version or null', (int, type(None)))
+MAYBE_INT = ArgKind('an integer or null', (int, type(None)))
 ANY = ArgKind('any value', None)
 
 
@@ -230,6 +231,8 @@ _OURS = (
     _ours('ss_timeline', 0x7016, GUEST, 'expected times of the current and waiting jobs'),
     _ours('ss_audit', 0x7017, USER, 'who changed the queue, when, from where, why',
           ('limit', NUMBER, '50'), ('job_id', ANY, 'None')),
+    _ours('ss_changes', 0x7018, GUEST, 'what changed in the queue since a change '
+          'number (all of it if too far back)', ('since', MAYBE_INT, 'None')),
 )
 
 #: Every daemon command by name.

@@ -261,6 +261,66 @@ def test_queue_panel_shows_jobs_of_other_clients_and_reorders_them(
     other.disconnect()
 
 
+def test_queue_panel_catches_up_when_the_change_numbers_jump(
+        window, client, qtbot):
+    queue = panel(window, 'Script-server queue')
+    client.call('ss_hold')
+    first, second = submit(client, 'print(1)', 'print(2)')
+    # Their dry runs are over: no later event shows the first job again.
+    qtbot.waitUntil(lambda: table_ids(queue) == [first['id'], second['id']]
+                    and all((queue.model.job_at(row)['estimate'] or {})
+                            .get('state') == 'ok' for row in (0, 1)),
+                    timeout=30000)
+    shown = lambda: [(queue.model.job_at(row)['name'],  # noqa: E731
+                      queue.model.job_at(row)['state'])
+                     for row in range(queue.model.rowCount())]
+    watched = ['ss_queue', 'ss_job']
+    window.client.ask('eventmask', watched)  # as if these were lost
+    client.call('ss_skip', first['id'])
+    window.client.ask('eventunmask', watched)
+    client.call('ss_edit', second['id'], {'name': 'renamed'})
+    # Only the second job's event arrives; its number shows one was missed.
+    qtbot.waitUntil(lambda: shown() == [('job 1', 'skipped'),
+                                        ('renamed', 'queued')], timeout=10000)
+
+
+def test_queue_panel_changes_only_the_job_it_showed_and_says_who_changed_it(
+        window, client, server, qtbot):
+    queue = panel(window, 'Script-server queue')
+    other = server.client('admin')
+    client.call('ss_hold')
+    first, second = submit(client, 'print(1)', 'print(2)')
+    qtbot.waitUntil(lambda: table_ids(queue) == [first['id'], second['id']],
+                    timeout=10000)
+    stale = client.call('ss_job', second['id'])  # as an open edit dialog has it
+    watched = ['ss_queue', 'ss_job']
+    window.client.ask('eventmask', watched)  # the panel has not seen it yet
+    other.call('ss_edit', second['id'], {'source': 'print(20)'})
+    conflict = (f"job {second['id']} was changed after you saw it "
+                '(version 1): admin edited its script (now version 2)')
+
+    queue.move_job(second['id'], 'top')
+    assert conflict in queue.status.text()
+    assert queue.conflictBox.isVisible()
+    assert conflict in queue.conflictBox.text()
+    assert waiting_ids(client) == [first['id'], second['id']]
+    # It shows the job as it is now: a second try would be meant for it.
+    row = queue.model.row_of(second['id'])
+    assert queue.model.job_at(row)['version'] == 2
+    queue.conflictBox.close()
+
+    window.client.ask('eventunmask', watched)
+    dialog = JobEditDialog(queue, window.client, stale, None)
+    dialog.source.setPlainText('print(99)')
+    dialog.save()
+    assert conflict in dialog.error.text()
+    assert client.call('ss_job', second['id'])['source'] == 'print(20)'
+    dialog.reject()
+    dialog.setParent(None)  # later tests look for the panel's dialog
+    other.disconnect()
+    client.call('ss_clear')
+
+
 def test_queue_panel_confirms_a_held_back_job(window, client, qtbot):
     queue = panel(window, 'Script-server queue')
     client.call('ss_hold')

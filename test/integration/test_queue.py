@@ -233,6 +233,60 @@ def test_two_clients_edit_one_job_the_later_gets_a_conflict(server, client):
     client.call('ss_clear')
 
 
+def listing(reply):
+    """What a client shows of the queue: the hold, the current job (its
+    live line aside) and the waiting jobs in order."""
+    current = dict(reply['current'] or {}, current_line=None)
+    return (reply['held'], reply['hold_reason'], current,
+            [dict(job) for job in reply['waiting']])
+
+
+def test_a_client_that_was_away_catches_up_with_the_changes_on_login(
+        server, client):
+    client.call('ss_hold')
+    a, b, c = client.call('ss_submit', [{'source': f'print({i})'}
+                                         for i in range(3)])
+    watcher = server.client('guest')
+    seen = watcher.sync_queue()
+    watcher.disconnect()
+
+    client.call('ss_edit', a['id'], {'name': 'renamed'})
+    client.call('ss_move', c['id'], 'top')
+    client.call('ss_remove', b['id'])
+    client.call('ss_submit', {'source': 'print(3)'})
+    client.call('ss_skip', a['id'])
+
+    watcher.connect(ConnectionData(server.instance.host,
+                                   server.instance.daemon_port, 'guest',
+                                   server.passwords['guest']))
+    view = watcher.queue_view
+    now = client.queue()
+    assert view.seq == now['seq'] == seen['seq'] + 5
+    assert listing(dict(view.listing(), waiting=view.waiting())) == \
+        listing(now)
+    assert {job['id']: job['name'] for job in view.waiting()}[a['id']] == \
+        'renamed'
+    client.call('ss_clear')
+
+
+def test_a_client_that_sees_a_jump_in_the_change_numbers_resyncs(
+        server, client):
+    client.call('ss_hold')
+    watcher = server.client('guest')
+    watcher.sync_queue()
+    watched = ['ss_queue', 'ss_job']
+    watcher.call('eventmask', watched)  # as if these events were lost
+    x, y = client.call('ss_submit', [{'source': 'print(1)'},
+                                     {'source': 'print(2)'}])
+    watcher.call('eventunmask', watched)
+    client.call('ss_move', y['id'], 'top')
+    seq = client.call('ss_queue')['seq']
+    wait_until(lambda: watcher.queue_view.seq == seq, timeout=10)
+    assert [job['id'] for job in watcher.queue_view.waiting()] == \
+        [y['id'], x['id']]
+    client.call('ss_clear')
+
+
 def test_a_stock_update_of_a_generated_job_keeps_its_description_true(server, client):
     client.call('ss_hold')
     job, = client.call('ss_submit', {'kind': 'generated', 'calls': [

@@ -25,7 +25,7 @@ WATCHING = {
     'getmessages', 'getscript', 'gethistory', 'getcachekeys', 'gettrace',
     'getdataset', 'authenticate', 'eventmask', 'eventunmask', 'unlock',
     'keepalive', 'quit', 'ss_queue', 'ss_job', 'ss_history', 'ss_catalog',
-    'ss_timeline',
+    'ss_timeline', 'ss_changes',
 }
 
 

@@ -21,6 +21,7 @@ from nicos_scriptserver.clients.cli.connection import Connection
 from nicos_scriptserver.clients.cli.errors import RequestRefused, UsageError
 from nicos_scriptserver.clients.cli.formatting import estimate_text
 from nicos_scriptserver.clients.cli.values import call_args, position
+from nicos_scriptserver.clients.queueview import QueueView
 from nicos_scriptserver.queue.lifecycle import not_waiting_reason
 
 Show = Callable[[Any, str], None]
@@ -203,14 +204,19 @@ def commands(conn: Connection, args: argparse.Namespace, show: Show) -> None:
 
 
 def watch(conn: Connection, args: argparse.Namespace, show: Show) -> None:
-    """Redraw the current job and the queue's end until Ctrl-C."""
+    """Redraw the current job and the queue's end until Ctrl-C.
+
+    Each frame asks only for what changed since the last one
+    (``ss_changes``): a long queue is not sent twice a second."""
     count = 1 if args.once else args.count
     drawn = 0
+    view = QueueView()
     try:
         while count is None or drawn < count:
             if drawn:
                 time.sleep(WATCH_INTERVAL)
-            queue, timeline = conn.call('ss_queue'), conn.call('ss_timeline')
+            view.apply(conn.call('ss_changes', view.seq))
+            queue, timeline = view.listing(), conn.call('ss_timeline')
             frame = views.watch_frame(queue, timeline, time.time())
             if sys.stdout.isatty():
                 frame = '\033[H\033[J' + frame  # home and clear the terminal
