@@ -276,8 +276,16 @@ def test_a_client_that_sees_a_jump_in_the_change_numbers_resyncs(
     watcher.sync_queue()
     watched = ['ss_queue', 'ss_job']
     watcher.call('eventmask', watched)  # as if these events were lost
+    # NICOS applies a mask when it sends an event, not when it queues it:
+    # the stock 'request' of the last job, queued after the ss_* events
+    # of the same change, shows that they were dropped.
+    watcher.call('eventunmask', ['request'])
+    mark = len(watcher.events)
     x, y = client.call('ss_submit', [{'source': 'print(1)'},
                                      {'source': 'print(2)'}])
+    watcher.wait_for(lambda name, data: name == 'request' and
+                     data['reqid'] == str(y['id']), 10, mark)
+    watcher.call('eventmask', ['request'])
     watcher.call('eventunmask', watched)
     client.call('ss_move', y['id'], 'top')
     seq = client.call('ss_queue')['seq']
