@@ -20,6 +20,9 @@ from nicos_scriptserver.supervisor.processes import ServerProcesses, free_instan
 ALLOW_ROOT = os.geteuid() == 0
 # Demo devices run this many times faster than real in tests.
 TEST_TIMESCALE = 20.0
+# Black-box test scripts that sleep in plain Python (to be aborted, paused
+# or killed) would otherwise wait the default 30 s for their dry run.
+TEST_BRIDGED_DRY_RUN_LIMIT = 2.0
 
 
 @dataclass
@@ -57,6 +60,8 @@ def start_server(datadir: Path, proxy: bool = False, proxy_args=(),
     """Start cache and daemon (and the proxy with its PVs if *proxy*)."""
     instance = Instance(datadir=datadir, **free_instance_ports(),
                         timescale=instance_args.pop('timescale', TEST_TIMESCALE),
+                        bridged_dry_run_limit=instance_args.pop(
+                            'bridged_dry_run_limit', TEST_BRIDGED_DRY_RUN_LIMIT),
                         **instance_args)
     return RunningServer(ServerProcesses(
         instance, allow_root=ALLOW_ROOT, proxy=proxy,

@@ -8,12 +8,16 @@ number of worker threads, those nearest to the front of the queue first
 once; the report goes on the job (the queue then sends it to clients as
 an ``ss_job`` event). Editing, removing or finishing a job cancels its
 dry run. Explicit checks of scripts that are not queued (``ss_dryrun``)
-go before queued jobs. The dry runs themselves are the `DryRunner`'s.
+go before queued jobs. The dry runs themselves are the `DryRunner`'s;
+black-box and isolated jobs are dry-run as they run, through the bridge
+(`bridged_kind`).
 
 With the policy 'hold' (the default) a job starts only once its dry run
 has given its verdict (`ready`), and a job whose dry run found a problem
 is held back until a user confirms it, or edits it and its new dry run
-passes. With 'mark' jobs never wait; problems are only reported.
+passes. A "not possible" report (a bridged dry run over its own limit)
+holds nothing back. With 'mark' jobs never wait; problems are only
+reported.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from nicos_scriptserver.app.ports import DryRun, DryRunner, LevelOf
-from nicos_scriptserver.estimates import (blackbox_report, build_report,
-                                          not_possible, pending, running)
+from nicos_scriptserver.app.ports import (BRIDGED_KINDS, DryRun, DryRunner,
+                                          LevelOf)
+from nicos_scriptserver.estimates import (DryRunFacts, build_report,
+                                          not_possible, pending, running,
+                                          with_declared)
 from nicos_scriptserver.queue import (Caller, Job, JobKind, JobNotFound,
                                       JobQueue, JobState, NotEditable,
                                       UnknownAccount, runs_as)
@@ -34,7 +40,8 @@ from nicos_scriptserver.queue.change import JOB_CHANGED, QUEUE_CHANGED
 from nicos_scriptserver.queue.lifecycle import (DryRunState, dry_run_done,
                                                 waits_for_dry_run)
 
-Check = Tuple[str, Caller, Future]   # a script, its user, its report
+# A script, its user, how it is bridged (if it is), its report.
+Check = Tuple[str, Caller, Optional[str], Future]
 
 
 @dataclass(frozen=True)
@@ -98,11 +105,13 @@ class DryRuns:
         runs, for its estimate)."""
         self._unchecked.add(job_id)
 
-    def check(self, script: str, user: Caller) -> Dict[str, Any]:
-        """Dry-run a script that is not queued; blocks until the report."""
+    def check(self, script: str, user: Caller,
+              bridged: Optional[str] = None) -> Dict[str, Any]:
+        """Dry-run a script that is not queued (*bridged*: as that kind of
+        bridged job); blocks until the report."""
         future: Future = Future()
         with self._cond:
-            self._checks.append((script, user, future))
+            self._checks.append((script, user, bridged, future))
             self._cond.notify()
         return future.result(self.settings.time_limit + 30)
 
@@ -187,17 +196,14 @@ class DryRuns:
         if job is None:
             return False
         script = job.source
-        report = blackbox_report(script) \
-            if job.kind is JobKind.BLACKBOX else None
-        if report is None:
-            try:
-                user = runs_as(job, self.level_of)
-            except UnknownAccount as err:
-                report = not_possible(str(err))   # it fails when it starts
-        if report is not None:
-            self._store(job.id, script, report)
+        try:
+            user = runs_as(job, self.level_of)
+        except UnknownAccount as err:
+            # It fails when it starts.
+            self._store(job.id, script, not_possible(str(err)))
             return True
-        dry_run = self.runner(script, user)
+        dry_run = self.runner(script, user,
+                              bridged_kind(job.kind, job.isolated))
         with self._cond:
             if job.id in self._active:
                 return True   # another worker took it meanwhile
@@ -210,10 +216,14 @@ class DryRuns:
             facts = dry_run.run()
             if dry_run.cancelled:
                 return True
-            report = build_report(script, facts, self.settings.time_limit)
+            report = _report(script, facts, self.settings.time_limit,
+                             bridged_kind(job.kind, job.isolated))
             passed = report['state'] == DryRunState.OK
             hold = None
-            if self.settings.policy == 'hold' and not passed:
+            # "not possible" (a bridged dry run over its limit) holds
+            # nothing back, as for a job that gets no dry run.
+            if self.settings.policy == 'hold' and \
+                    report['state'] == DryRunState.FAILED:
                 hold = 'dry run: ' + _first_problem(report)
             stored = self._store(job.id, script, report, hold, passed)
         finally:
@@ -227,11 +237,12 @@ class DryRuns:
                           'back', job.id)
         return True
 
-    def _check(self, script: str, user: Caller, future: Future) -> None:
+    def _check(self, script: str, user: Caller, bridged: Optional[str],
+               future: Future) -> None:
         try:
-            facts = self.runner(script, user).run()
-            future.set_result(build_report(script, facts,
-                                           self.settings.time_limit))
+            facts = self.runner(script, user, bridged).run()
+            future.set_result(_report(script, facts, self.settings.time_limit,
+                                      bridged))
         except Exception as err:
             future.set_exception(err)
 
@@ -243,6 +254,22 @@ class DryRuns:
             return True
         except (NotEditable, JobNotFound):
             return False   # edited, finished or removed meanwhile
+
+
+def bridged_kind(kind: JobKind, isolated: bool) -> Optional[str]:
+    """How a job of *kind* is dry-run: through the bridge as it runs (one
+    of `BRIDGED_KINDS`), or None for a script NICOS runs itself."""
+    if kind is JobKind.BLACKBOX:
+        return BRIDGED_KINDS[0]
+    return BRIDGED_KINDS[1] if isolated else None
+
+
+def _report(script: str, facts: DryRunFacts, time_limit: float,
+            bridged: Optional[str]) -> Dict[str, Any]:
+    report = build_report(script, facts, time_limit)
+    # A black-box script's "# estimate:" line overrides its dry run's figure.
+    return with_declared(report, script) \
+        if bridged == BRIDGED_KINDS[0] else report
 
 
 def _first_problem(report: Dict[str, Any]) -> str:

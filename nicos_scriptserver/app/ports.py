@@ -80,8 +80,17 @@ class DryRun(Protocol):
         """Stop the dry run; `run` returns soon after."""
 
 
-#: A dry run of a script as the given account (not started yet).
-DryRunner = Callable[[str, Caller], DryRun]
+#: How a bridged job's script is dry-run: in a child, through the bridge.
+BRIDGED_KINDS = ('black-box', 'isolated')
+
+
+class DryRunner(Protocol):
+    """Makes dry runs."""
+
+    def __call__(self, script: str, user: Caller,
+                 bridged: Optional[str] = None) -> DryRun:
+        """A dry run of *script* as *user* (not started yet); *bridged*
+        (one of `BRIDGED_KINDS`) runs it as that kind of bridged job."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from nicos_scriptserver.app.attention import HELD, Attention, attention
 from nicos_scriptserver.app.callsteps import step_messages
-from nicos_scriptserver.app.dryruns import DryRuns
+from nicos_scriptserver.app.dryruns import DryRuns, bridged_kind
 from nicos_scriptserver.app.ports import Ports
 from nicos_scriptserver.app.progress import ProgressStack
 from nicos_scriptserver.app.revalidation import changed_commands, revalidate
@@ -28,8 +28,7 @@ from nicos_scriptserver.app.spec import (parse_edits, parse_job_id,
                                          parse_version, read_back)
 from nicos_scriptserver.catalog import CatalogChanges, describe_calls
 from nicos_scriptserver.catalog.validate import CommandLookup
-from nicos_scriptserver.estimates import (blackbox_report, not_possible,
-                                          timeline)
+from nicos_scriptserver.estimates import not_possible, timeline
 from nicos_scriptserver.estimates.timeline import (paused_for,
                                                    progress_by_time)
 from nicos_scriptserver.queue import (Caller, InvalidTransition, InvalidValue,
@@ -250,12 +249,12 @@ class ScriptServer:
         """Check and dry-run a job spec that is not queued, as *by*;
         returns the report."""
         checked = parse_spec(spec, self._catalog(),
-                             default_kind=JobKind.AWARE)
-        if checked.kind is JobKind.BLACKBOX:
-            return blackbox_report(checked.source)
+                             default_kind=JobKind.AWARE,
+                             isolated=self._isolate)
         if self._dry_runs is None:
             return not_possible('dry runs are off (dryrunpolicy)')
-        return self._dry_runs.check(checked.source, by)
+        return self._dry_runs.check(
+            checked.source, by, bridged_kind(checked.kind, checked.isolated))
 
     # -- the current job ------------------------------------------------------
 

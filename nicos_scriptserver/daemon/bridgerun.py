@@ -68,11 +68,17 @@ def _moving() -> Set[str]:
 
 
 class Bridge:
-    """One bridged job: its child, its channel, and the calls it makes."""
+    """One bridged job: its child, its channel, and the calls it makes.
 
-    def __init__(self, request, isolated: bool, controller):
+    *env* adds to the child's allowlisted environment. What concerns the
+    clients (`_output`, `_line_changed`) and pausing (`_pause_point`) are
+    methods of their own: a dry run (`bridgedryrun`) has neither.
+    """
+
+    def __init__(self, script: str, job_id: Optional[int], isolated: bool,
+                 controller, env: Optional[Dict[str, str]] = None):
         self.controller = controller
-        self.job_id = request.job_id
+        self.job_id = job_id
         self.ours, theirs = socket.socketpair()
         self.ours.settimeout(SEND_TIMEOUT)
         self._theirs: Optional[socket.socket] = theirs
@@ -85,7 +91,7 @@ class Bridge:
         self._busy_at_start: Set[str] = set()
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.ours, selectors.EVENT_READ)
-        self.run = BlackBoxRun(request.text, cwd=os.getcwd(), env=child_env(),
+        self.run = BlackBoxRun(script, cwd=os.getcwd(), env=child_env(env),
                                on_output=self._output,
                                launcher=['-m', CHILD_MODULE,
                                          str(theirs.fileno())],
@@ -150,9 +156,7 @@ class Bridge:
         line = request.get('line')
         if isinstance(line, int) and line != self.line:
             self.line = line
-            # What stock clients highlight: the child's line, as NICOS's
-            # own status event gives an aware job's.
-            self.controller.eventfunc('status', (self.controller.status, line))
+            self._line_changed(line)
         try:
             reply = {'id': call_id, 'result': self.calls.run(request)}
         except RefusedCall as err:
@@ -165,6 +169,11 @@ class Bridge:
             self._send(reply)
         except WireError as err:   # a result too large for a frame
             self._send({'id': call_id, 'error': describe(err)})
+
+    def _line_changed(self, line: int) -> None:
+        # What stock clients highlight: the child's line, as NICOS's own
+        # status event gives an aware job's.
+        self.controller.eventfunc('status', (self.controller.status, line))
 
     def _pause_point(self) -> None:
         """``pause_point()`` of an isolated job: pause here if wanted."""
@@ -229,7 +238,7 @@ def run_bridged(request, controller, isolated: bool
     """
     session.log.log(INPUT, formatScript(
         request, 'isolated' if isolated else 'black-box'))
-    bridge = Bridge(request, isolated, controller)
+    bridge = Bridge(request.text, request.job_id, isolated, controller)
     controller.bridge = bridge
     aborted = True
     try:

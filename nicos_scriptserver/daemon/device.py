@@ -50,6 +50,12 @@ class ScriptServerDaemon(NicosDaemon):
         'dryrunlimit': Param('Wall time after which a dry run is cut off and '
                              'reported as failed', type=floatrange(1, 3600),
                              default=60, unit='s'),
+        'bridgeddryrunlimit': Param('Wall time after which the dry run of a '
+                                    'black-box or isolated job is cut off '
+                                    'and its child killed; the job then has '
+                                    'no estimate of its dry run ("not '
+                                    'possible")', type=floatrange(1, 3600),
+                                    default=30, unit='s'),
         'isolateaware': Param('Whether aware jobs run isolated, in their own '
                               'process through the bridge, unless submitted '
                               'with isolated: false (lines typed at a console '
@@ -80,10 +86,11 @@ class ScriptServerDaemon(NicosDaemon):
             self.log, self._stock, self.simmode, self.autosimulate)
         dry_runs = None
         if self.dryrunpolicy != 'off':
-            dry_runs = DryRuns(jobs, SessionDryRunner(self.dryrunlimit),
-                               self.level_of, DryRunSettings(
-                                   self.dryrunpolicy, self.dryrunworkers,
-                                   self.dryrunlimit), self.log)
+            runner = SessionDryRunner(self.dryrunlimit,
+                                      self.bridgeddryrunlimit)
+            dry_runs = DryRuns(jobs, runner, self.level_of, DryRunSettings(
+                self.dryrunpolicy, self.dryrunworkers, self.dryrunlimit),
+                self.log)
         self._app = ScriptServer(jobs, Ports(
             self._controller, SessionCommands(), self.level_of,
             lambda: session.log), dry_runs, self.isolateaware)

@@ -42,6 +42,7 @@ from nicos.utils.messaging import nicos_zmq_ctx
 
 from nicos_scriptserver.wire import plainpickle
 from nicos_scriptserver.runner.childenv import child_env
+from nicos_scriptserver.daemon.bridgedryrun import OPTION, OVER_LIMIT
 from nicos_scriptserver.daemon.catalogdev import find_command_catalog
 from nicos_scriptserver.estimates import DryRunFacts
 from nicos_scriptserver.instance.config import ENV_COMMANDS
@@ -57,6 +58,8 @@ _POLL_MS = 50
 class DryRunProcess:
     """Dry-runs *script* as *user* (``'name,level'``) with *setups*,
     starting from device *values*; *env* adds to the child's environment.
+    *bridged* (``'black-box,30'``, ``'isolated,30'``: kind and wall-time
+    limit) runs a bridged job's script through the bridge (`bridgedryrun`).
 
     `run` blocks until the result, the *time_limit* (wall seconds) or
     `cancel`; it never raises for what happens in the child.
@@ -64,8 +67,10 @@ class DryRunProcess:
 
     def __init__(self, script: str, setups: List[str], user: str,
                  values: Dict[str, Any], time_limit: float,
-                 env: Optional[Dict[str, str]] = None):
+                 env: Optional[Dict[str, str]] = None,
+                 bridged: Optional[str] = None):
         self.script = script
+        self.bridged = bridged
         self.env = env
         self.setups = setups
         self.user = user
@@ -109,6 +114,7 @@ class DryRunProcess:
     def _spawn(self, address: str, stderr) -> subprocess.Popen:
         proc = subprocess.Popen(
             [sys.executable, '-m', 'nicos_scriptserver.daemon.dryrunchild',
+             *([OPTION + self.bridged] if self.bridged else []),
              address, uuid.uuid4().hex,
              ','.join(self.setups), self.user],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
@@ -149,6 +155,9 @@ class DryRunProcess:
                 facts.block_seconds[message[0]] = message[1]
                 block = message[0] + 1
             elif kind == SIM_RESULT and isinstance(message, dict) \
+                    and OVER_LIMIT in message:
+                facts.over_limit = float(message[OVER_LIMIT])
+            elif kind == SIM_RESULT and isinstance(message, dict) \
                     and 'estimate_function' in message:
                 facts.function_estimates.setdefault(block, []).append(
                     {'command': message['estimate_function'],
@@ -160,20 +169,24 @@ class DryRunProcess:
 
 class SessionDryRunner:
     """Dry runs of scripts with the session's setups, device values and
-    command files, cut off after *time_limit* wall seconds (the
-    application's `DryRunner`)."""
+    command files, cut off after *time_limit* wall seconds, those of
+    bridged jobs after *bridged_limit* (the application's `DryRunner`)."""
 
-    def __init__(self, time_limit: float):
+    def __init__(self, time_limit: float, bridged_limit: float):
         self.time_limit = time_limit
+        self.bridged_limit = bridged_limit
 
-    def __call__(self, script: str, user: Caller) -> DryRunProcess:
+    def __call__(self, script: str, user: Caller,
+                 bridged: Optional[str] = None) -> DryRunProcess:
         env = {}
         catalog = find_command_catalog()
         if catalog is not None:
             env[ENV_COMMANDS] = os.pathsep.join(catalog.dry_run_folders())
         return DryRunProcess(script, list(session.explicit_setups),
                              f'{user.name},{user.level}', device_values(),
-                             self.time_limit, env)
+                             self.time_limit, env,
+                             f'{bridged},{self.bridged_limit:g}'
+                             if bridged else None)
 
 
 def device_values() -> Dict[str, Any]:

@@ -2,7 +2,7 @@
 
 - `report`: turns what a dry run produced into the report stored on a
   job (state, estimate and where each figure came from, devices touched,
-  problems with their lines); black-box jobs' declared estimates
+  problems with their lines); a black-box job's ``# estimate:`` line
 - `timeline`: expected end of the current job and expected start and end
   of every waiting job
 
@@ -10,15 +10,15 @@ The application (`nicos_scriptserver.app.dryruns`) schedules the dry runs,
 the daemon adapter (`nicos_scriptserver.daemon.simulation`) runs them.
 """
 
-from nicos_scriptserver.estimates.report import (DryRunFacts, blackbox_report,
-                                                 build_report,
+from nicos_scriptserver.estimates.report import (DryRunFacts, build_report,
                                                  declared_estimate, not_possible,
-                                                 pending, running, summary)
+                                                 pending, running, summary,
+                                                 with_declared)
 from nicos_scriptserver.estimates.timeline import (current_times,
                                                    remaining_seconds, timeline)
 
 __all__ = [
-    'DryRunFacts', 'blackbox_report', 'build_report',
+    'DryRunFacts', 'build_report',
     'current_times', 'declared_estimate', 'not_possible', 'pending',
-    'remaining_seconds', 'running', 'summary', 'timeline',
+    'remaining_seconds', 'running', 'summary', 'timeline', 'with_declared',
 ]

@@ -60,7 +60,8 @@ class DryRunFacts:
     functions replaced (dicts with ``command``, ``seconds``); ``records``
     are log records ``(levelno, text, exc_text)``; ``end`` is
     ``(stoptime, devinfo)`` from the simulation's final message, with
-    ``stoptime == -1`` when the script raised.
+    ``stoptime == -1`` when the script raised; ``over_limit`` is the
+    wall-time limit of a bridged job's dry run that cut it off.
     """
 
     block_seconds: Dict[int, float] = field(default_factory=dict)
@@ -69,6 +70,8 @@ class DryRunFacts:
     end: Optional[Tuple[float, Dict[str, Any]]] = None
     exit_code: Optional[int] = None
     timed_out: bool = False
+    # A bridged dry run cut off at its own limit (seconds): not possible.
+    over_limit: Optional[float] = None
     wall_seconds: float = 0.0
 
 
@@ -102,14 +105,22 @@ def declared_estimate(script: str) -> Optional[float]:
     return None
 
 
-def blackbox_report(script: str) -> Dict[str, Any]:
-    """Black-box scripts are opaque: only a declared estimate is known."""
+def _declared_not_possible(script: str, reason: str) -> Dict[str, Any]:
     seconds = declared_estimate(script)
     if seconds is None:
-        return not_possible('black-box scripts are not dry-run; declare an '
-                            'estimate with a "# estimate: 10 min" line')
-    return not_possible('black-box scripts are not dry-run', seconds,
-                        SOURCE_DECLARED)
+        return not_possible(f'{reason}; declare an estimate with a '
+                            '"# estimate: 10 min" line')
+    return not_possible(reason, seconds, SOURCE_DECLARED)
+
+
+def with_declared(report: Dict[str, Any], script: str) -> Dict[str, Any]:
+    """A black-box job's passed dry run with its ``# estimate:`` line, if
+    it has one, as its estimate (the author knows what the dry run cannot
+    see: waiting on something outside the instrument)."""
+    seconds = declared_estimate(script)
+    if report['state'] != OK or seconds is None:
+        return report
+    return dict(report, seconds=seconds, sources={SOURCE_DECLARED: seconds})
 
 
 def block_lines(script: str) -> List[int]:
@@ -129,6 +140,10 @@ def block_lines(script: str) -> List[int]:
 def build_report(script: str, facts: DryRunFacts, time_limit: float
                  ) -> Dict[str, Any]:
     """The report of a finished (or cut off) dry run of *script*."""
+    if facts.over_limit is not None:
+        return dict(_declared_not_possible(
+            script, f'the dry run took longer than {facts.over_limit:g} s'),
+            wall_seconds=round(facts.wall_seconds, 3))
     lines = block_lines(script)
     problems = _problems(facts, time_limit)
     failed = facts.end is None or facts.end[0] < 0 or \

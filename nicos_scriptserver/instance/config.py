@@ -21,6 +21,7 @@ ENV_TIMESCALE = 'SCRIPTSERVER_TIMESCALE'
 ENV_COMMANDS = 'SCRIPTSERVER_COMMANDS'
 ENV_DRY_RUN_POLICY = 'SCRIPTSERVER_DRY_RUN_POLICY'
 ENV_DRY_RUN_LIMIT = 'SCRIPTSERVER_DRY_RUN_LIMIT'
+ENV_BRIDGED_DRY_RUN_LIMIT = 'SCRIPTSERVER_BRIDGED_DRY_RUN_LIMIT'
 INSTRUMENT = 'nicos_scriptserver.demo'
 
 
@@ -40,6 +41,8 @@ class Instance:
     dry_run_policy: str = 'hold'
     # Wall seconds after which a dry run is cut off.
     dry_run_limit: float = 60.0
+    # Wall seconds after which a black-box or isolated job's dry run is cut off.
+    bridged_dry_run_limit: float = 30.0
     # The proxy owns the port the IBEX GUI connects to, and the next one
     # (its event socket, where NICOS's ZeroMQ clients look); the daemon moved.
     proxy_port: int = 1301
@@ -61,6 +64,8 @@ class Instance:
             timescale=float(environ.get(ENV_TIMESCALE, cls.timescale)),
             dry_run_policy=environ.get(ENV_DRY_RUN_POLICY, cls.dry_run_policy),
             dry_run_limit=float(environ.get(ENV_DRY_RUN_LIMIT, cls.dry_run_limit)),
+            bridged_dry_run_limit=float(environ.get(
+                ENV_BRIDGED_DRY_RUN_LIMIT, cls.bridged_dry_run_limit)),
             **({'command_folders': [Path(p) for p in folders.split(os.pathsep)]}
                if folders else {}))
 
@@ -76,6 +81,7 @@ class Instance:
             ENV_COMMANDS: os.pathsep.join(str(p) for p in self.command_folders),
             ENV_DRY_RUN_POLICY: self.dry_run_policy,
             ENV_DRY_RUN_LIMIT: repr(self.dry_run_limit),
+            ENV_BRIDGED_DRY_RUN_LIMIT: repr(self.bridged_dry_run_limit),
         }
 
     @property

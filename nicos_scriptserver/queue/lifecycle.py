@@ -33,7 +33,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from nicos_scriptserver.queue.errors import (InvalidTransition, JobNotFound,
                                              NotEditable)
-from nicos_scriptserver.queue.model import (REQUEUEABLE, Job, JobKind,
+from nicos_scriptserver.queue.model import (REQUEUEABLE, Job,
                                             JobState, Request)
 from nicos_scriptserver.queue.view import QueueView
 
@@ -175,8 +175,8 @@ def dry_run_done(job: Job) -> bool:
 
 def waits_for_dry_run(job: Job) -> bool:
     """Whether *job* may not start yet where jobs wait for their dry run:
-    it has no verdict yet (black-box jobs are never dry-run)."""
-    return job.kind is not JobKind.BLACKBOX and not dry_run_done(job)
+    it has no verdict yet."""
+    return not dry_run_done(job)
 
 
 # How each operation on a waiting job reads in a refusal, and what to tell

@@ -16,6 +16,7 @@ devices = dict(
         queuefile = str(instance.datadir / 'queue.sqlite'),
         dryrunpolicy = instance.dry_run_policy,
         dryrunlimit = instance.dry_run_limit,
+        bridgeddryrunlimit = instance.bridged_dry_run_limit,
         loglevel = 'info',
     ),
 )

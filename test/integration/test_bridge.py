@@ -6,6 +6,7 @@ import textwrap
 import pytest
 
 from nicos_scriptserver.clients.daemonclient import ServerError
+from test_dryrun import estimated
 from test_queue import gone, job_event, wait_finished
 from waiting import wait_until
 
@@ -60,6 +61,10 @@ def test_failed_call_names_the_line_and_the_daemon_message(client):
             print('caught', type(err).__name__)
         move(sample_x, 900)
     ''')
+    # Its dry run (through the bridge too) fails the same way: held back.
+    held = estimated(client, job['id'])
+    assert held['held'] and held['hold_reason'].startswith('dry run: LimitError')
+    client.call('ss_confirm', job['id'])
     failed = wait_finished(client, job['id'])
     assert failed['state'] == 'failed'
     error = failed['error']
@@ -264,12 +269,15 @@ def test_isolated_job_pauses_at_its_pause_point_and_keeps_manual_moves(
 def test_isolated_jobs_share_nothing_and_copies_stay_isolated(client):
     first, = client.call('ss_submit', {'isolated': True,
                                        'source': 'shared = 1\nprint("set")'})
-    # Fails only through the bridge (its dry run, in NICOS, passes).
+    # Fails only through the bridge (its dry run, through the bridge too,
+    # fails first and holds it back).
     second, = client.call('ss_submit', {'isolated': True, 'source':
                                         'print("shared" in globals())\n'
                                         'if type(sample_x).__name__ == '
                                         '"Device": raise ValueError("bridged")'})
     assert wait_finished(client, first['id'])['state'] == 'done'
+    assert estimated(client, second['id'])['held']
+    client.call('ss_confirm', second['id'])
     failed = wait_finished(client, second['id'])
     assert failed['state'] == 'failed' and failed['error']['line'] == 2
     assert output(client, second['id']).startswith('False\n')

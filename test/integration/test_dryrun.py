@@ -209,15 +209,6 @@ def test_endless_dry_run_is_cut_off_and_a_crashed_one_changes_nothing(client):
     client.call('ss_abort')
 
 
-def test_blackbox_jobs_get_their_declared_estimate(client):
-    job = submit(client, '# estimate: 2 min\nprint("hi")\n', kind='blackbox')
-    report = estimated(client, job['id'])['estimate']
-    assert report['state'] == 'not possible'
-    assert report['seconds'] == 120 and report['sources'] == {'declared': 120}
-    plain = client.call('ss_dryrun', {'kind': 'blackbox', 'source': 'print(1)'})
-    assert plain['seconds'] is None and 'declare' in plain['reason']
-
-
 def test_a_copy_made_while_the_dry_run_runs_gets_its_own(client):
     # Found by the soak: a copy inherited the "running" estimate of its
     # original, no dry run was ever started for it, and under the 'hold'

@@ -582,6 +582,9 @@ def test_blackbox_output_streams_and_abort_kills_a_stubborn_tree(server, client)
 def test_blackbox_failure_reports_the_line(client):
     job, = client.call('ss_submit', {'kind': 'blackbox', 'source':
                                      'print("working")\nx = 1\nraise KeyError("oops")\n'})
+    # Its dry run fails the same way and holds it back.
+    wait_until(lambda: client.call('ss_job', job['id'])['held'])
+    client.call('ss_confirm', job['id'])
     failed = wait_finished(client, job['id'])
     assert failed['state'] == 'failed'
     assert failed['error']['type'] == 'KeyError'

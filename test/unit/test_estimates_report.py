@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nicos_scriptserver.estimates import (DryRunFacts, blackbox_report,
-                                          build_report, declared_estimate,
-                                          summary)
+from nicos_scriptserver.estimates import (DryRunFacts, build_report,
+                                          declared_estimate, summary,
+                                          with_declared)
 from nicos_scriptserver.estimates.report import block_lines
 
 SCRIPT = 'set_temperature(305)\nmeasure(frames=400)\nprint("done")\n'
@@ -102,11 +102,25 @@ def test_no_declared_estimate(script):
     assert declared_estimate(script) is None
 
 
-def test_blackbox_reports():
-    without = blackbox_report('print(1)\n')
+def test_a_declared_estimate_overrides_a_passed_dry_run_only():
+    facts = DryRunFacts(block_seconds={0: 4.0}, end=(4.0, {}))
+    script = '# estimate: 2 min\nprint(1)\n'
+    declared = with_declared(build_report(script, facts, 60), script)
+    assert declared['seconds'] == 120 and declared['sources'] == {'declared': 120}
+    plain = with_declared(build_report('print(1)\n', facts, 60), 'print(1)\n')
+    assert plain['seconds'] == 4.0
+    failed = build_report(script, DryRunFacts(end=(-1, {})), 60)
+    assert with_declared(failed, script)['seconds'] is None
+
+
+def test_a_bridged_dry_run_over_its_limit_is_not_possible():
+    facts = DryRunFacts(over_limit=30.0, wall_seconds=30.4)
+    without = build_report('print(1)\n', facts, 60)
     assert without['state'] == 'not possible' and without['seconds'] is None
+    assert without['reason'].startswith('the dry run took longer than 30 s;')
     assert '# estimate:' in without['reason']
-    declared = blackbox_report('# estimate: 2 min\nprint(1)\n')
+    declared = build_report('# estimate: 2 min\nprint(1)\n', facts, 60)
+    assert declared['reason'] == 'the dry run took longer than 30 s'
     assert declared['seconds'] == 120 and declared['sources'] == {'declared': 120}
 
 
