@@ -12,12 +12,11 @@ import re
 
 import pytest
 
-from nicos.clients.base import ConnectionData
 from nicos.core import ADMIN, USER
 
 from nicos_scriptserver.instance.accounts import accounts_path, ensure_accounts
 from nicos_scriptserver.clients.daemonclient import ServerError
-from test_queue import StockClient, wait_finished
+from test_queue import stock_login, wait_finished
 
 pytestmark = pytest.mark.integration
 
@@ -60,10 +59,7 @@ def test_user_cannot_edit_an_admin_job_and_its_copies_run_as_user(server,
             problems.append(f'ss_edit refused without saying why: {err}')
 
     # stock update, as NICOS's GUI and IBEX send it
-    stock = StockClient()
-    stock.connect(ConnectionData('127.0.0.1', server.instance.daemon_port,
-                                 'user', server.passwords['user']))
-    try:
+    with stock_login(server) as stock:
         if stock.tell('update', WHO.format(tag='updated'), 'probe',
                       str(job['id'])):
             problems.append('stock update by user was accepted')
@@ -73,8 +69,6 @@ def test_user_cannot_edit_an_admin_job_and_its_copies_run_as_user(server,
                        for error in stock.errors):
                 problems.append(f'stock update refused without saying why: '
                                 f'{stock.errors}')
-    finally:
-        stock.disconnect()
 
     source = client.call('ss_job', job['id'])['source']
     if source != WHO.format(tag='admin'):

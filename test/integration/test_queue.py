@@ -1,5 +1,6 @@
 """The unified job queue in a real daemon, seen by real clients."""
 
+import contextlib
 import os
 import signal
 import threading
@@ -222,13 +223,8 @@ def test_two_clients_edit_one_job_the_later_gets_a_conflict(server, client):
     client.call('ss_move', job['id'], 'bottom', 2)
     assert [row['id'] for row in client.queue()['waiting']] == \
         [other['id'], job['id']]
-    stock = StockClient()
-    stock.connect(ConnectionData('127.0.0.1', server.instance.daemon_port,
-                                 'user', server.passwords['user']))
-    try:
+    with stock_login(server) as stock:
         assert stock.tell('update', 'print(11)', 'fix', str(job['id']))
-    finally:
-        stock.disconnect()
     assert client.call('ss_job', job['id'])['source'] == 'print(11)'
     client.call('ss_clear')
 
@@ -299,10 +295,7 @@ def test_a_stock_update_of_a_generated_job_keeps_its_description_true(server, cl
     client.call('ss_hold')
     job, = client.call('ss_submit', {'kind': 'generated', 'calls': [
         {'command': 'set_ei', 'args': {'energy': 25}}]})
-    stock = StockClient()
-    stock.connect(ConnectionData('127.0.0.1', server.instance.daemon_port,
-                                 'user', server.passwords['user']))
-    try:
+    with stock_login(server) as stock:
         assert stock.tell('update', 'set_ei(30)\nmove_sample(1, 2)\n', '',
                           str(job['id']))
         edited = client.call('ss_job', job['id'])
@@ -312,8 +305,6 @@ def test_a_stock_update_of_a_generated_job_keeps_its_description_true(server, cl
         mark = len(client.events)
         assert stock.tell('update', 'for e in (5, 10):\n    set_ei(e)\n', '',
                           str(job['id']))
-    finally:
-        stock.disconnect()
     edited = client.call('ss_job', job['id'])
     assert (edited['kind'], edited['calls']) == ('aware', None)
     assert 'which made it an aware job: its script is no longer only ' \
@@ -330,13 +321,8 @@ def test_the_audit_trail_names_who_changed_a_job_from_where_and_why(server, clie
                                            {'source': 'print(2)'}])
     admin = server.client('admin')
     admin.call('ss_move', job['id'], 'bottom')
-    stock = StockClient()
-    stock.connect(ConnectionData('127.0.0.1', server.instance.daemon_port,
-                                 'user', server.passwords['user']))
-    try:
+    with stock_login(server) as stock:
         assert stock.tell('update', 'print(3)', 'wrong number', str(job['id']))
-    finally:
-        stock.disconnect()
     trail = client.call('ss_audit', 10, job['id'])
     assert [(e['who'], e['action'], e['why']) for e in trail] == [
         ('user', 'edit', 'wrong number'),
@@ -469,12 +455,21 @@ class StockClient(NicosClient):
             self.changed.notify_all()
 
 
-def test_stock_client_queue_rearrange_unqueue_act_on_the_unified_queue(server, client):
-    client.call('ss_hold')
+@contextlib.contextmanager
+def stock_login(server, account: str = 'user'):
+    """A `StockClient` logged in to *server*'s daemon as *account*."""
     stock = StockClient()
     stock.connect(ConnectionData('127.0.0.1', server.instance.daemon_port,
-                                 'user', server.passwords['user']))
+                                 account, server.passwords[account]))
     try:
+        yield stock
+    finally:
+        stock.disconnect()
+
+
+def test_stock_client_queue_rearrange_unqueue_act_on_the_unified_queue(server, client):
+    client.call('ss_hold')
+    with stock_login(server) as stock:
         ids = [stock.run(f'print("stock {i}")', f'stock{i}.py') for i in range(3)]
         assert all(i and i.isdigit() for i in ids)
         queued = client.queue()['waiting']
@@ -498,8 +493,6 @@ def test_stock_client_queue_rearrange_unqueue_act_on_the_unified_queue(server, c
                 n == 'done' and d['reqid'] == ids[2] for n, d in stock.events), 30)
         assert not stock.errors
         assert stock.isconnected
-    finally:
-        stock.disconnect()
         client.call('ss_clear')
 
 
