@@ -82,6 +82,9 @@ class Mirror:
         self._confirmed = False
         #: Where the last seed differed from the state before it.
         self.differences: List[str] = []
+        #: Whether the last seed could be compared with the state before
+        #: it (else it says nothing about the mirror keeping up).
+        self.compared = False
         self._epoch = 0
         self._position = 0
         self._log: Deque[Tuple[int, str, Any]] = collections.deque()
@@ -142,6 +145,7 @@ class Mirror:
     def seed_status(self, mark: Mark, reply: dict) -> bool:
         """A ``getstatus`` reply sent at *mark*; whether it confirmed the
         mirror (`ValueError` if it is not a status)."""
+        self.compared = False
         if mark not in self._marks:
             return False   # void: too many events since
         self._marks.discard(mark)
@@ -159,7 +163,9 @@ class Mirror:
                 clean &= _apply(fields, requests, name, data) \
                     and name not in STATUS_DOUBTS
         self._trim_log()
-        if self._fields is not None and clean and mark.epoch == self._epoch:
+        self.compared = self._fields is not None and clean \
+            and mark.epoch == self._epoch
+        if self.compared:
             self.differences = _differences(fields, requests, self._fields,
                                             self._requests)
         else:

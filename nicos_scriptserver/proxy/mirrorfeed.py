@@ -35,6 +35,9 @@ PUBLISHED_EVENTS = MIRROR_EVENTS | frozenset({
     'prompt', 'promptdone', 'watchdog', 'plugplay', 'debugging'})
 # After a seed that disagreed, the next waits this long, doubling.
 FIRST_RETRY, LAST_RETRY = 0.002, 0.5
+# After a seed that events overtook while the state changed, the next
+# waits at most this long: clients get the mirror soon after a burst.
+CHURN_RETRY = 0.02
 
 
 class MirrorFeed:
@@ -174,10 +177,16 @@ class MirrorFeed:
 
     def _seeded(self, confirmed: bool) -> None:
         """After a status seed: go on at once, or wait a little longer
-        each time seeds keep disagreeing."""
+        each time seeds keep disagreeing. A seed that events overtook
+        (or that a doubt made void) was compared with nothing: it says
+        nothing about the mirror keeping up, so it does not lengthen the
+        wait, and the next follows within `CHURN_RETRY`."""
         if confirmed or not self._retry:
             self._retry = 0.0 if confirmed else FIRST_RETRY / 2
             self._seed()
+            return
+        if not self.mirror.compared:
+            self._seed_later(min(self._retry, CHURN_RETRY))
             return
         self._retry = min(self._retry * 2, LAST_RETRY)
         if self._retry == LAST_RETRY:
@@ -186,9 +195,12 @@ class MirrorFeed:
                 'the mirror keeps differing from the daemon in %s; getstatus '
                 'goes to the daemon until they agree',
                 ', '.join(self.mirror.differences))
+        self._seed_later(self._retry)
+
+    def _seed_later(self, delay: float) -> None:
         self._retry_timer = True
 
         def retry() -> None:
             self._retry_timer = False
             self._seed()
-        self.loop.call_later(self._retry, retry)
+        self.loop.call_later(delay, retry)

@@ -262,6 +262,7 @@ def test_a_seed_that_disagrees_is_taken_and_asked_again():
     assert mirror.status() is None and mirror.wants_status
     assert not mirror.seed_status(mirror.mark(), wire(daemon.state))
     assert mirror.differences == ['devicefailures']   # for the log
+    assert mirror.compared   # a real difference: the feed waits longer
     assert mirror.seed_status(mirror.mark(), wire(daemon.state))
     assert mirror.status()['devicefailures'] == {'m1': 'not reachable'}
     assert mirror.differences == []
@@ -272,6 +273,7 @@ def test_a_seed_sent_before_a_doubt_does_not_confirm():
     mark = mirror.mark()
     mirror.doubt()   # e.g. a client's queue() was sent meanwhile
     assert not mirror.seed_status(mark, daemon.snapshots[-1][0])
+    assert not mirror.compared   # says nothing: the feed asks again soon
     assert mirror.seed_status(mirror.mark(), daemon.snapshots[-1][0])
 
 
