@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from nicos_scriptserver.clients.daemonclient import ServerError
 from nicos_scriptserver.supervisor.processes import free_port
 from waiting import wait_until
 
@@ -219,6 +220,39 @@ def test_history_shows_outcomes_and_the_failing_line(server, client):
     assert len(lines) == 3
     assert lines[2].split()[:4] == [str(job_id), 'broken', 'user', 'failed']
     assert 'line 2: ZeroDivisionError' in lines[2]
+
+
+def test_history_filters_by_owner_state_and_time_and_pages(server, client):
+    admin = server.client('admin')
+    mine = [submit(client, 'mine'), submit(client, 'mine too')]
+    theirs = submit(admin, 'theirs')
+    for job_id in (*mine, theirs):
+        wait_until(lambda: client.call('ss_job', job_id)['state'] == 'done')
+    # Straight to the daemon, as any client calls it.
+    by_admin = client.call('ss_history', 50, None, 'admin')
+    assert by_admin and {job['owner'] for job in by_admin} == {'admin'}
+    assert by_admin[0]['id'] == theirs
+    assert [job['id'] for job in client.call(
+        'ss_history', 2, None, 'user', ['done'])] == mine[::-1]
+    assert [job['id'] for job in client.call(
+        'ss_history', 1, mine[1], 'user', 'done')] == [mine[0]]
+    finished_at = client.call('ss_job', theirs)['finished_at']
+    assert client.call('ss_history', 50, None, None, None,
+                       finished_at + 1) == []
+    with pytest.raises(ServerError, match='the history state must be'):
+        client.call('ss_history', 5, None, None, 'queued')
+    # And from the command line.
+    lines = ok(cli(server, 'history', '--owner', 'user', '--state', 'done',
+                   '--limit', '1', '--before', str(mine[1]))).splitlines()
+    assert [line.split()[0] for line in lines[2:]] == [str(mine[0])]
+    shown = ok(cli(server, 'history', '--owner', 'admin', '--since',
+                   '2000-01-01')).splitlines()
+    assert shown[2].split()[0] == str(theirs)
+    assert str(mine[0]) not in [line.split()[0] for line in shown[2:]]
+    assert len(ok(cli(server, 'history', '--until',
+                      '2000-01-01')).splitlines()) <= 2
+    refused = cli(server, 'history', '--state', 'queued')
+    assert refused.returncode == 2 and 'invalid choice' in refused.stderr
 
 
 def test_commands_lists_the_catalog(server, client):
