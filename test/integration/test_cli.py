@@ -2,13 +2,17 @@
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
+from contextlib import closing
 
 import pytest
 
 from nicos_scriptserver.clients.daemonclient import ServerError
+from nicos_scriptserver.queue import (Change, Job, JobKind, JobState,
+                                      QueueStore)
 from nicos_scriptserver.supervisor.processes import free_port
 from waiting import wait_until
 
@@ -443,3 +447,36 @@ def test_status_shows_paused_for_and_a_black_box_jobs_progress_by_time(
     current = client.queue()['current']
     assert current['paused_for'] is None and 0 < current['progress_by_time'] < 1
     assert 'of its estimated time' in ok(cli(server, 'status'))
+
+
+def test_a_daemon_with_historydays_archives_old_jobs_at_start(
+        server_factory, tmp_path):
+    datadir = tmp_path / 'archiving'
+    datadir.mkdir(mode=0o700)
+    # 1,100 jobs that finished in 2001: all but the newest 1,000 move.
+    store = QueueStore(datadir / 'queue.sqlite')
+    change = Change(next_id=1101)
+    for job_id in range(1, 1101):
+        change.put[job_id] = Job(
+            id=job_id, kind=JobKind.AWARE, source='pass', owner='user',
+            changed_by='user', state=JobState.DONE, created=1e9,
+            started_at=1e9, finished_at=1e9 + job_id)
+        change.history[job_id] = job_id - 1
+    store.commit(change)
+    store.close()
+    running = server_factory(datadir=datadir, history_days=30)
+    archive = datadir / 'queue-archive.sqlite'
+    client = running.client('user')
+
+    def archived():
+        if not archive.exists():
+            return None
+        with closing(sqlite3.connect(str(archive))) as db:
+            return [row[0] for row in db.execute('SELECT id FROM jobs ORDER '
+                                                 'BY id')]
+    wait_until(lambda: archived() == list(range(1, 101)))
+    assert archive.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(ServerError, match='no job 100'):
+        client.call('ss_job', 100)
+    oldest = client.call('ss_history', 1, 102)
+    assert [job['id'] for job in oldest] == [101]
