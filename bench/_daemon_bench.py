@@ -4,7 +4,8 @@ The stock twin is an instance of the same setups whose daemon is NICOS's own
 `NicosDaemon`. Nothing in the repository changes: the setups are copied into
 a temporary directory next to a throw-away setup package whose
 ``demo/nicos.conf`` points at them, and the daemon setup of the copy names
-the stock class (without our ``queuefile`` parameter). NICOS finds setups at
+the stock class (without our ``queuefile`` and ``historydays``
+parameters). NICOS finds setups at
 ``<setup package dir>/<setup_subdirs>/setups``, so the layout is::
 
     <tmp>/<package>/__init__.py
@@ -59,9 +60,11 @@ def make_stock_setups(root: Path, package: str = 'ssbench_stock') -> str:
         raise RuntimeError(f'{daemon_setup}: daemon class {OUR_DAEMON_CLASS} '
                            'not found; cannot build the stock twin')
     text = text.replace(OUR_DAEMON_CLASS, STOCK_DAEMON_CLASS)
-    text, removed = re.subn(r'^\s*queuefile\s*=.*\n', '', text, flags=re.M)
-    if removed != 1:
-        raise RuntimeError(f'{daemon_setup}: expected one queuefile line')
+    text, removed = re.subn(r'^\s*(queuefile|historydays)\s*=.*\n', '', text,
+                            flags=re.M)
+    if removed != 2:
+        raise RuntimeError(f'{daemon_setup}: expected a queuefile and a '
+                           f'historydays line')
     daemon_setup.write_text(text)
     return f'{package}.demo'
 

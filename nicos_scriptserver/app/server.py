@@ -34,6 +34,7 @@ from nicos_scriptserver.estimates.timeline import (paused_for,
 from nicos_scriptserver.queue import (Caller, InvalidTransition, InvalidValue,
                                       Job, JobKind, JobNotFound, JobQueue,
                                       JobState, UnknownAccount, runs_as)
+from nicos_scriptserver.queue.historyfilter import HistoryFilter
 from nicos_scriptserver.queue.lifecycle import advance
 from nicos_scriptserver.queue.model import SAFETY
 from nicos_scriptserver.queue.naming import job_name
@@ -82,11 +83,15 @@ class ScriptServer:
                                                 self._catalog())
         return data
 
-    def history(self, limit: Any = 50, before: Any = None) -> List[Job]:
+    def history(self, limit: Any = 50, before: Any = None, user: Any = None,
+                state: Any = None, since: Any = None, until: Any = None
+                ) -> List[Job]:
         """Finished jobs, the last finished first; *before*: a job id, for
-        the page before it."""
+        the page before it; only those of *user*, in *state* (one or a
+        list) and finished in [*since*, *until*) if given."""
         return self.queue.history(
-            int(limit), None if before is None else parse_job_id(before))
+            int(limit), None if before is None else parse_job_id(before),
+            HistoryFilter.parse(user, state, since, until))
 
     def audit(self, limit: Any = 50, job_id: Any = None
               ) -> List[Dict[str, Any]]:

@@ -1,6 +1,7 @@
 """The script server's NICOS daemon device: it builds the application."""
 
 import threading
+from pathlib import Path
 from typing import Optional
 
 from nicos.core import Override, Param, floatrange, intrange, oneof
@@ -21,7 +22,10 @@ from nicos_scriptserver.daemon.events import EventRelay
 from nicos_scriptserver.daemon.execution import ScriptServerController
 from nicos_scriptserver.daemon.stockview import StockView
 from nicos_scriptserver.daemon.timelineevents import TimelineEmitter
-from nicos_scriptserver.queue import JobQueue
+from nicos_scriptserver.queue import JobQueue, QueueError
+
+#: Seconds between two looks for finished jobs to archive.
+ARCHIVE_INTERVAL = 3600
 
 
 class ScriptServerDaemon(NicosDaemon):
@@ -36,6 +40,12 @@ class ScriptServerDaemon(NicosDaemon):
     parameters = {
         'queuefile': Param('SQLite file that keeps the queue and its history',
                            type=str, mandatory=True),
+        'historydays': Param('Finished jobs that finished more than this '
+                             'many days ago move to the archive file next '
+                             'to queuefile (<name>-archive.sqlite; checked '
+                             'at start and hourly); 0: keep them all in '
+                             'queuefile', type=floatrange(0, 36500),
+                             default=0, unit='d'),
         'failurepolicy': Param('What the queue does after a job failed: hold '
                                '(start nothing until released) or continue',
                                type=oneof('hold', 'continue'), default='hold'),
@@ -73,6 +83,7 @@ class ScriptServerDaemon(NicosDaemon):
     }
 
     def doInit(self, mode):
+        self._quitting = threading.Event()
         access.install()
         plaindata.install()
         use_private_channel_for_stock_dry_runs()
@@ -102,6 +113,24 @@ class ScriptServerDaemon(NicosDaemon):
         self._timeline_events = TimelineEmitter(self._app.timeline,
                                                 self.emit_event)
         jobs.add_listener(self._timeline_events)
+        if self.historydays:
+            threading.Thread(target=self._archive_history, args=(jobs,),
+                             daemon=True, name='history archive').start()
+
+    def _archive_history(self, jobs: JobQueue) -> None:
+        queuefile = Path(self.queuefile)
+        archive = queuefile.with_name(f'{queuefile.stem}-archive.sqlite')
+        while True:
+            try:
+                moved = jobs.archive_history(self.historydays, archive)
+            except QueueError as err:
+                self.log.warning('history archive: %s', err)
+            else:
+                if moved:
+                    self.log.info('moved %d finished jobs older than %g days '
+                                  'to %s', moved, self.historydays, archive)
+            if self._quitting.wait(ARCHIVE_INTERVAL):
+                return
 
     def _watch_entry(self):
         # NICOS's watch loop reads the controller once, as its thread
@@ -111,6 +140,7 @@ class ScriptServerDaemon(NicosDaemon):
         NicosDaemon._watch_entry(self)
 
     def quit(self, signum=None):
+        self._quitting.set()
         self._timeline_events.stop()
         self._app.close()
         NicosDaemon.quit(self, signum)

@@ -159,9 +159,13 @@ def ss_requeue(self, job_id, changes=None, position=None):
 
 
 @queue_command('ss_history')
-def ss_history(self, limit=50, before=None):
-    """Finished jobs, newest first, with their results and error reports."""
-    return [job.to_dict() for job in _app(self).history(limit, before)]
+def ss_history(self, limit=50, before=None, user=None, state=None,
+               since=None, until=None):
+    """Finished jobs, newest first, with their results and error reports;
+    optionally only those of one user, in one state (or a list), finished
+    in [since, until) (epoch seconds)."""
+    return [job.to_dict() for job in
+            _app(self).history(limit, before, user, state, since, until)]
 
 
 @queue_command('ss_audit')

@@ -22,6 +22,7 @@ ENV_COMMANDS = 'SCRIPTSERVER_COMMANDS'
 ENV_DRY_RUN_POLICY = 'SCRIPTSERVER_DRY_RUN_POLICY'
 ENV_DRY_RUN_LIMIT = 'SCRIPTSERVER_DRY_RUN_LIMIT'
 ENV_BRIDGED_DRY_RUN_LIMIT = 'SCRIPTSERVER_BRIDGED_DRY_RUN_LIMIT'
+ENV_HISTORY_DAYS = 'SCRIPTSERVER_HISTORY_DAYS'
 INSTRUMENT = 'nicos_scriptserver.demo'
 
 
@@ -43,6 +44,9 @@ class Instance:
     dry_run_limit: float = 60.0
     # Wall seconds after which a black-box or isolated job's dry run is cut off.
     bridged_dry_run_limit: float = 30.0
+    # The daemon's historydays: finished jobs older than this many days
+    # move to the archive file (0: never).
+    history_days: float = 0.0
     # The proxy owns the port the IBEX GUI connects to, and the next one
     # (its event socket, where NICOS's ZeroMQ clients look); the daemon moved.
     proxy_port: int = 1301
@@ -66,6 +70,8 @@ class Instance:
             dry_run_limit=float(environ.get(ENV_DRY_RUN_LIMIT, cls.dry_run_limit)),
             bridged_dry_run_limit=float(environ.get(
                 ENV_BRIDGED_DRY_RUN_LIMIT, cls.bridged_dry_run_limit)),
+            history_days=float(environ.get(ENV_HISTORY_DAYS,
+                                           cls.history_days)),
             **({'command_folders': [Path(p) for p in folders.split(os.pathsep)]}
                if folders else {}))
 
@@ -82,6 +88,7 @@ class Instance:
             ENV_DRY_RUN_POLICY: self.dry_run_policy,
             ENV_DRY_RUN_LIMIT: repr(self.dry_run_limit),
             ENV_BRIDGED_DRY_RUN_LIMIT: repr(self.bridged_dry_run_limit),
+            ENV_HISTORY_DAYS: repr(self.history_days),
         }
 
     @property

@@ -20,13 +20,15 @@ from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
 from nicos_scriptserver.queue.audit import entry as audit_entry
 from nicos_scriptserver.queue.change import Change, Event
 from nicos_scriptserver.queue.checks import Verdict
+from nicos_scriptserver.queue.errors import InvalidValue
+from nicos_scriptserver.queue.historyfilter import HistoryFilter
 from nicos_scriptserver.queue.listing import KEEP_CHANGES, Listing, listing
 from nicos_scriptserver.queue.waiting import Position
 from nicos_scriptserver.queue.machine import KEEP_HISTORY, QueueMachine
 from nicos_scriptserver.queue.model import (Job, JobKind, JobSpec, JobState,
                                             QueueData, QueueState)
 from nicos_scriptserver.queue.rights import Caller
-from nicos_scriptserver.queue.store import QueueStore
+from nicos_scriptserver.queue.store import ARCHIVE_BATCH, QueueStore
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class JobQueue:
                  clock: Callable[[], float] = time.time,
                  keep_history: int = KEEP_HISTORY):
         self._clock = clock
+        self._keep_history = keep_history
         self._lock = threading.Lock()
         self._store = QueueStore(path)
         # The number of the last change (see `listing`): its audit entry's.
@@ -178,12 +181,34 @@ class JobQueue:
         with self._lock:
             return self._machine.get(job_id)
 
-    def history(self, limit: int = 50, before_id: Optional[int] = None
-                ) -> List[Job]:
+    def history(self, limit: int = 50, before_id: Optional[int] = None,
+                where: HistoryFilter = HistoryFilter()) -> List[Job]:
         """Finished jobs, the last finished first (see
-        `QueueMachine.history`)."""
+        `QueueMachine.history`); only those *where* lets through, read
+        from the store by its indexes (see `QueueStore.history_page`)."""
         with self._lock:
-            return self._machine.history(limit, before_id)
+            if where.empty:
+                return self._machine.history(limit, before_id)
+            if isinstance(limit, bool) or not isinstance(limit, int) or \
+                    limit < 1:
+                raise InvalidValue(f'the history limit must be a positive '
+                                   f'number, not {limit!r}')
+            return self._store.history_page(limit, before_id, where)
+
+    def archive_history(self, days: float, archive: Union[str, Path]) -> int:
+        """Move the finished jobs that finished more than *days* ago to
+        the SQLite file *archive*, one transaction per batch (the queue
+        is locked for one batch at a time), except the newest finished
+        jobs kept in memory; how many were moved."""
+        before = self._clock() - days * 86400
+        moved = 0
+        while True:
+            with self._lock:
+                count = self._store.archive_finished(
+                    before, self._keep_history, Path(archive))
+            moved += count
+            if count < ARCHIVE_BATCH:
+                return moved
 
     def next_job(self) -> Optional[Job]:
         """The job that `start_next` would start now, if any."""

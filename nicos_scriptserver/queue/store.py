@@ -15,13 +15,15 @@ Not thread-safe by itself: `service.JobQueue` serializes all calls.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
-from contextlib import suppress
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from nicos_scriptserver.queue.change import Change
-from nicos_scriptserver.queue.errors import StoreError
+from nicos_scriptserver.queue.errors import JobNotFound, StoreError
+from nicos_scriptserver.queue.historyfilter import HistoryFilter
 from nicos_scriptserver.queue.model import MANUAL, Job, QueueData, QueueState
 
 # 2: jobs record ``changed_by``. 3: a hold records its kind (a person's or
@@ -41,6 +43,18 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_history ON jobs (hist) WHERE hist IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_live ON jobs (id) WHERE hist IS NULL;
+-- History pages filtered by owner, by state or by time, in the order of
+-- (finish time, history position) (see history_page).
+CREATE INDEX IF NOT EXISTS jobs_history_finished
+    ON jobs (json_extract(data, '$.finished_at'), hist)
+    WHERE hist IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_history_owner
+    ON jobs (json_extract(data, '$.owner'),
+             json_extract(data, '$.finished_at'), hist)
+    WHERE hist IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_history_state
+    ON jobs (state, json_extract(data, '$.finished_at'), hist)
+    WHERE hist IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
@@ -58,8 +72,27 @@ CREATE TABLE IF NOT EXISTS audit_jobs (
     PRIMARY KEY (job, seq)
 ) WITHOUT ROWID;
 """
-# The audit trail (see `audit`) needs no format change: older versions
-# leave its tables alone.
+# The archive of old finished jobs (see `archive_finished`): the columns
+# of ``jobs`` that a finished job uses.
+_ARCHIVE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    state TEXT NOT NULL,
+    hist INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_history ON jobs (hist);
+"""
+#: Finished jobs moved to the archive per transaction.
+ARCHIVE_BATCH = 1000
+# The audit trail (see `audit`) and the history's indexes need no format
+# change: older versions leave its tables alone, and SQLite keeps the
+# indexes up to date whoever writes.
+
+# The indexed expressions, written as in the indexes (SQLite uses an index
+# on an expression only for the same expression).
+_OWNER = "json_extract(data, '$.owner')"
+_FINISHED = "json_extract(data, '$.finished_at')"
 
 
 def _json(value) -> str:
@@ -217,6 +250,98 @@ class QueueStore:
                           'hist < ? ORDER BY hist DESC LIMIT ?',
                           (position, limit))
         return [Job.from_dict(json.loads(text)) for text, in rows]
+
+    def history_page(self, limit: int, before_id: Optional[int],
+                     where: HistoryFilter) -> List[Job]:
+        """Up to *limit* finished jobs that *where* lets through, newest
+        first; *before_id*: the last job of the previous page.
+
+        Keyset paging on an index, so a deep page costs what the first
+        one does. The order is that of (finish time, history position):
+        the history's unless the clock was set back, and one index per
+        filter serves it for any time range.
+        """
+        terms, args = ['hist IS NOT NULL'], []
+        if before_id is not None:
+            row = self._read(f'SELECT {_FINISHED}, hist FROM jobs WHERE '
+                             'id = ? AND hist IS NOT NULL', (before_id,))
+            if not row:
+                raise JobNotFound(f'no job {before_id} in the history')
+            # Written so that the first term bounds the index range.
+            terms.append(f'{_FINISHED} <= ? AND ({_FINISHED} < ? OR hist < ?)')
+            args.extend((row[0][0], row[0][0], row[0][1]))
+        if where.owner is not None:
+            terms.append(f'{_OWNER} = ?')
+            args.append(where.owner)
+        if where.since is not None:
+            terms.append(f'{_FINISHED} >= ?')
+            args.append(where.since)
+        if where.until is not None:
+            terms.append(f'{_FINISHED} < ?')
+            args.append(where.until)
+        query = (f'SELECT {_FINISHED}, hist, data FROM jobs WHERE '
+                 f'{" AND ".join(terms)}')
+        if where.states is None:
+            rows = self._page(query, args, limit)
+        else:
+            # One index range per state, merged: "state IN (...)" would
+            # sort all jobs of those states.
+            rows = sorted((row for state in where.states for row in
+                           self._page(f'{query} AND state = ?',
+                                      [*args, state], limit)),
+                          key=lambda row: (row[0], row[1]),
+                          reverse=True)[:limit]
+        return [Job.from_dict(json.loads(text)) for _, _, text in rows]
+
+    def _page(self, query: str, args: list, limit: int) -> list:
+        return self._read(f'{query} ORDER BY {_FINISHED} DESC, hist DESC '
+                          'LIMIT ?', (*args, limit))
+
+    def archive_finished(self, before: float, keep: int, archive: Path,
+                         batch: int = ARCHIVE_BATCH) -> int:
+        """Move up to *batch* of the finished jobs that finished before
+        *before* (epoch seconds), oldest first and never the newest *keep*
+        (those the queue holds in memory), to the SQLite file *archive*
+        (created private); how many were moved.
+
+        The archive commits first, then the jobs leave this file: a crash
+        between leaves a job in both (the next run settles it), never in
+        neither.
+        """
+        total = self._read('SELECT max(hist) + 1 FROM jobs WHERE hist IS NOT '
+                           'NULL', ())[0][0] or 0
+        rows = self._read(f'SELECT id, state, hist, data FROM jobs WHERE '
+                          f'hist IS NOT NULL AND {_FINISHED} < ? AND hist < ? '
+                          'ORDER BY hist LIMIT ?',
+                          (before, total - keep, batch))
+        if not rows:
+            return 0
+        try:
+            os.close(os.open(archive, os.O_CREAT | os.O_RDWR, 0o600))
+            with closing(sqlite3.connect(str(archive), isolation_level=None)
+                         ) as db:
+                db.execute('PRAGMA synchronous=FULL')
+                db.executescript(_ARCHIVE_SCHEMA)
+                db.execute('BEGIN IMMEDIATE')
+                db.executemany('INSERT OR REPLACE INTO jobs VALUES '
+                               '(?, ?, ?, ?)', rows)
+                db.execute('COMMIT')
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f'could not write the history archive {archive}: '
+                             f'{err}; nothing was moved') from None
+        try:
+            self._db.execute('BEGIN IMMEDIATE')
+            self._db.executemany('DELETE FROM jobs WHERE id = ?',
+                                 [(row[0],) for row in rows])
+            self._db.execute('COMMIT')
+        except sqlite3.Error as err:
+            with suppress(sqlite3.Error):
+                if self._db.in_transaction:
+                    self._db.execute('ROLLBACK')
+            raise StoreError(f'could not remove archived jobs from the queue '
+                             f'database {self.path}: {err}; they are in both '
+                             f'files') from None
+        return len(rows)
 
     def _read(self, query: str, args: tuple) -> list:
         try:

@@ -213,7 +213,9 @@ _OURS = (
     _ours('ss_requeue', 0x700C, USER, 'queue a finished job again, maybe edited',
           ('job_id', JOB), ('changes', ANY, 'None'), ('position', ANY, 'None')),
     _ours('ss_history', 0x700D, GUEST, 'finished jobs, newest first',
-          ('limit', NUMBER, '50'), ('before', ANY, 'None')),
+          ('limit', NUMBER, '50'), ('before', ANY, 'None'),
+          ('user', ANY, 'None'), ('state', ANY, 'None'),
+          ('since', MAYBE_NUMBER, 'None'), ('until', MAYBE_NUMBER, 'None')),
     _ours('ss_hold', 0x700E, USER, 'start nothing new, also jobs queued later, '
           'until released'),
     _ours('ss_release', 0x700F, USER, 'run waiting jobs again (ends any hold)'),

@@ -17,6 +17,7 @@ devices = dict(
         dryrunpolicy = instance.dry_run_policy,
         dryrunlimit = instance.dry_run_limit,
         bridgeddryrunlimit = instance.bridged_dry_run_limit,
+        historydays = instance.history_days,
         loglevel = 'info',
     ),
 )

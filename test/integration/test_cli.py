@@ -2,12 +2,17 @@
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
+from contextlib import closing
 
 import pytest
 
+from nicos_scriptserver.clients.daemonclient import ServerError
+from nicos_scriptserver.queue import (Change, Job, JobKind, JobState,
+                                      QueueStore)
 from nicos_scriptserver.supervisor.processes import free_port
 from waiting import wait_until
 
@@ -221,6 +226,39 @@ def test_history_shows_outcomes_and_the_failing_line(server, client):
     assert 'line 2: ZeroDivisionError' in lines[2]
 
 
+def test_history_filters_by_owner_state_and_time_and_pages(server, client):
+    admin = server.client('admin')
+    mine = [submit(client, 'mine'), submit(client, 'mine too')]
+    theirs = submit(admin, 'theirs')
+    for job_id in (*mine, theirs):
+        wait_until(lambda: client.call('ss_job', job_id)['state'] == 'done')
+    # Straight to the daemon, as any client calls it.
+    by_admin = client.call('ss_history', 50, None, 'admin')
+    assert by_admin and {job['owner'] for job in by_admin} == {'admin'}
+    assert by_admin[0]['id'] == theirs
+    assert [job['id'] for job in client.call(
+        'ss_history', 2, None, 'user', ['done'])] == mine[::-1]
+    assert [job['id'] for job in client.call(
+        'ss_history', 1, mine[1], 'user', 'done')] == [mine[0]]
+    finished_at = client.call('ss_job', theirs)['finished_at']
+    assert client.call('ss_history', 50, None, None, None,
+                       finished_at + 1) == []
+    with pytest.raises(ServerError, match='the history state must be'):
+        client.call('ss_history', 5, None, None, 'queued')
+    # And from the command line.
+    lines = ok(cli(server, 'history', '--owner', 'user', '--state', 'done',
+                   '--limit', '1', '--before', str(mine[1]))).splitlines()
+    assert [line.split()[0] for line in lines[2:]] == [str(mine[0])]
+    shown = ok(cli(server, 'history', '--owner', 'admin', '--since',
+                   '2000-01-01')).splitlines()
+    assert shown[2].split()[0] == str(theirs)
+    assert str(mine[0]) not in [line.split()[0] for line in shown[2:]]
+    assert len(ok(cli(server, 'history', '--until',
+                      '2000-01-01')).splitlines()) <= 2
+    refused = cli(server, 'history', '--state', 'queued')
+    assert refused.returncode == 2 and 'invalid choice' in refused.stderr
+
+
 def test_commands_lists_the_catalog(server, client):
     out = ok(cli(server, 'commands'))
     assert 'set_ei(energy: float [meV] (0.5..100), wait_for_choppers: bool ' \
@@ -409,3 +447,36 @@ def test_status_shows_paused_for_and_a_black_box_jobs_progress_by_time(
     current = client.queue()['current']
     assert current['paused_for'] is None and 0 < current['progress_by_time'] < 1
     assert 'of its estimated time' in ok(cli(server, 'status'))
+
+
+def test_a_daemon_with_historydays_archives_old_jobs_at_start(
+        server_factory, tmp_path):
+    datadir = tmp_path / 'archiving'
+    datadir.mkdir(mode=0o700)
+    # 1,100 jobs that finished in 2001: all but the newest 1,000 move.
+    store = QueueStore(datadir / 'queue.sqlite')
+    change = Change(next_id=1101)
+    for job_id in range(1, 1101):
+        change.put[job_id] = Job(
+            id=job_id, kind=JobKind.AWARE, source='pass', owner='user',
+            changed_by='user', state=JobState.DONE, created=1e9,
+            started_at=1e9, finished_at=1e9 + job_id)
+        change.history[job_id] = job_id - 1
+    store.commit(change)
+    store.close()
+    running = server_factory(datadir=datadir, history_days=30)
+    archive = datadir / 'queue-archive.sqlite'
+    client = running.client('user')
+
+    def archived():
+        if not archive.exists():
+            return None
+        with closing(sqlite3.connect(str(archive))) as db:
+            return [row[0] for row in db.execute('SELECT id FROM jobs ORDER '
+                                                 'BY id')]
+    wait_until(lambda: archived() == list(range(1, 101)))
+    assert archive.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(ServerError, match='no job 100'):
+        client.call('ss_job', 100)
+    oldest = client.call('ss_history', 1, 102)
+    assert [job['id'] for job in oldest] == [101]

@@ -104,6 +104,7 @@ def test_arguments_of_the_right_kinds_pass(name, data):
                'an index or a word': st.integers() | st.text(),
                'a number or null': st.none() | st.integers(),
                'a job version or null': st.none() | st.integers(),
+               'an integer or null': st.none() | st.integers(),
                'any value': st.none() | st.text()}
     count = data.draw(st.integers(sum(a.required for a in command.args),
                                   len(command.args)))

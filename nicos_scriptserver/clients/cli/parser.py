@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 
 from nicos_scriptserver.clients.cli.credentials import PASSWORD_ENV, TOKEN_ENV
+from nicos_scriptserver.queue.historyfilter import FINISHED_STATES
 
 DESCRIPTION = """\
 Command-line client of the NICOS script server: look at and steer the job
@@ -48,6 +50,16 @@ def positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f'{text!r} is not a positive integer')
     return int(text)
+
+
+def moment(text: str) -> float:
+    """An ISO date or date and time (local time) as epoch seconds."""
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not a date (2026-12-06 or 2026-12-06T14:30)'
+        ) from None
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
@@ -134,6 +146,19 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
                                  'they took and error')
     history.add_argument('--limit', type=positive, default=20,
                          help='at most this many (default 20)')
+    history.add_argument('--owner', metavar='NAME',
+                         help='only the jobs this account submitted')
+    history.add_argument('--state', action='append',
+                         choices=FINISHED_STATES,
+                         help='only jobs that ended so (repeat for several)')
+    history.add_argument('--since', type=moment, metavar='TIME',
+                         help='only jobs that finished at or after TIME '
+                              '(ISO date or date and time, local time)')
+    history.add_argument('--until', type=moment, metavar='TIME',
+                         help='only jobs that finished before TIME')
+    history.add_argument('--before', type=job_id, metavar='ID',
+                         help='the next page: jobs that finished before job '
+                              'ID (the last one shown)')
     audit = command('audit', 'who changed the queue, when, from where, why')
     audit.add_argument('--limit', type=positive, default=20,
                        help='at most this many entries (default 20)')

@@ -186,7 +186,8 @@ def confirm(conn: Connection, args: argparse.Namespace, show: Show) -> None:
 
 def history(conn: Connection, args: argparse.Namespace, show: Show) -> None:
     """Finished jobs with their outcome and error, last finished first."""
-    jobs = conn.call('ss_history', args.limit)
+    jobs = conn.call('ss_history', args.limit, args.before, args.owner,
+                     args.state, args.since, args.until)
     show(jobs, views.history_table(jobs, time.time()))
 
 
