@@ -25,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))   # this checkout's package, not an installed one
 sys.path.insert(0, str(HERE.parent / 'test'))
 sys.path.insert(0, str(HERE.parent / 'test' / 'integration'))
 
