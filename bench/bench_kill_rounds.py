@@ -44,10 +44,12 @@ sys.path.insert(0, str(HERE.parent / 'test' / 'integration'))
 from crashloop import crash_round  # noqa: E402
 from test_self_healing import (BACK_WITHIN, Supervisor, proxy_writer,  # noqa: E402
                                reconnect)
+from test_proxy import credentials  # noqa: E402
 from waiting import wait_until  # noqa: E402
 from _daemon_bench import pct  # noqa: E402
 
-from nicos_scriptserver.clients.proxyclient import ProxyError  # noqa: E402
+from nicos_scriptserver.clients.daemonclient import ServerError  # noqa: E402
+from nicos_scriptserver.clients.proxyclient import ProxyClient, ProxyError  # noqa: E402
 
 VICTIMS = ('daemon', 'proxy', 'dry run', 'black box')
 # Runs until killed; its own dry run (SCRIPTSERVER_DRY_RUN=1) ends at once.
@@ -129,7 +131,12 @@ class Rounds:
 
     def _proxy_login(self):
         try:
-            client = proxy_writer(self.supervisor)
+            user, token = credentials(self.supervisor)
+            if not token:   # the restarted proxy has not published it yet
+                return None
+            client = ProxyClient(self.supervisor.instance.host,
+                                 self.supervisor.instance.proxy_port)
+            client.login(user, token)
             client.call('getstatus')
             return client
         except (ProxyError, OSError, AssertionError, KeyError):
@@ -160,12 +167,21 @@ def main(rounds: int) -> int:
     problems = []
     begun = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
-        supervisor = Supervisor(Path(tmp) / 'data')
+        # Kills seconds apart look like a crash loop to the supervisor,
+        # which gives up after 8 in a row by default: not here.
+        supervisor = Supervisor(Path(tmp) / 'data', '--give-up-after', str(rounds + 1))
         try:
             bench = Rounds(supervisor)
             for index in range(rounds):
                 victim = VICTIMS[index % len(VICTIMS)]
-                result = bench.run(victim, rng)
+                try:
+                    result = bench.run(victim, rng)
+                except (AssertionError, ProxyError, ServerError, OSError) as err:
+                    # Not back in time: a failure of its own, with what the
+                    # supervisor said last.
+                    problems.append(f'round {index} ({victim}): not back: {err!r}; '
+                                    f'supervisor: {"".join(supervisor.lines[-5:])}')
+                    break
                 done[victim] += 1
                 acked[victim] += result.ops_acknowledged
                 lost[victim] += len(result.lost)
