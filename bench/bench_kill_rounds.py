@@ -124,7 +124,9 @@ class Rounds:
     @staticmethod
     def _serves(client) -> bool:
         try:
-            client.call('getstatus')
+            # Forwarded to the daemon (getstatus may be answered from the
+            # proxy's own mirror while its link is still down).
+            client.call('ss_queue')
             return True
         except ProxyError:
             return False
