@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from nicos_scriptserver.app.attention import HELD, Attention, attention
@@ -33,12 +34,16 @@ from nicos_scriptserver.estimates.timeline import (paused_for,
                                                    progress_by_time)
 from nicos_scriptserver.queue import (Caller, InvalidTransition, InvalidValue,
                                       Job, JobKind, JobNotFound, JobQueue,
-                                      JobState, UnknownAccount, runs_as)
+                                      JobState, StoreError, UnknownAccount,
+                                      runs_as)
 from nicos_scriptserver.queue.historyfilter import HistoryFilter
 from nicos_scriptserver.queue.lifecycle import advance
 from nicos_scriptserver.queue.model import SAFETY
 from nicos_scriptserver.queue.naming import job_name
 
+#: Seconds between attempts to save what must not be lost (a job's end)
+#: while the disk fails: doubling from the first to the last.
+RETRY_FIRST, RETRY_LAST = 0.05, 1.0
 
 class ScriptServer:
     """The job queue's use cases over *queue*, reaching NICOS through
@@ -363,14 +368,24 @@ class ScriptServer:
         *fraction* done (see `ProgressStack`), with a note."""
         stack = self._progress_stack()
         if stack is not None:
-            self.queue.report_progress(*stack.progress(fraction, message))
+            self._note_progress(*stack.progress(fraction, message))
 
     def report_step(self, number: int, total: int, message: str) -> None:
         """Step *number* of *total* of the running job's script, or of the
         command it is in, begins."""
         stack = self._progress_stack()
         if stack is not None:
-            self.queue.report_progress(*stack.step(number, total, message))
+            self._note_progress(*stack.step(number, total, message))
+
+    def _note_progress(self, fraction: Optional[float], message: str) -> None:
+        """Save a progress report of the running job. One that cannot be
+        saved (the disk fails) is dropped: the next one replaces it, and
+        the job must not fail for a note."""
+        try:
+            self.queue.report_progress(fraction, message)
+        except StoreError as err:
+            self._log().warning('Progress of the running job not saved: %s',
+                                err)
 
     def enter_command(self) -> None:
         """The running job calls an instrument command: its progress
@@ -387,7 +402,7 @@ class ScriptServer:
         report = None if stack is None else stack.leave()
         if report is not None:
             with contextlib.suppress(InvalidTransition):  # no longer running
-                self.queue.report_progress(*report)
+                self._note_progress(*report)
 
     def _progress_stack(self) -> Optional[ProgressStack]:
         """The current job's progress scopes (new for each job); None
@@ -474,8 +489,20 @@ class ScriptServer:
 
     def finished(self, outcome: str, error: Optional[dict]) -> None:
         """The current job ended: 'done', 'failed' (with its error report)
-        or 'aborted'."""
-        self.queue.finish(outcome, error=error)
+        or 'aborted'. Saved however long the disk takes to take it: until
+        then the job stays the current one and no other starts."""
+        delay = RETRY_FIRST
+        while True:
+            try:
+                self.queue.finish(outcome, error=error)
+                return
+            except StoreError as err:
+                if delay == RETRY_FIRST:
+                    self._log().error('The end of the running job cannot be '
+                                      'saved yet (%s); retrying until it is.',
+                                      err)
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_LAST)
 
     def close(self) -> None:
         """Stop the dry runs (the daemon is ending)."""

@@ -38,10 +38,13 @@ from nicos.services.daemon.script import EmergencyStopRequest, \
 from nicos_scriptserver.daemon.bridgerun import run_bridged
 from nicos_scriptserver.daemon.jobapi import step
 from nicos_scriptserver.queue import (Caller, InvalidTransition, Job, JobKind,
-                                      QueueError)
+                                      QueueError, StoreError)
 
 _STOP_MODES = ('stop', 'emergency stop')
 INTERRUPT_RETRY_SECONDS = 2.0
+#: Seconds until the script thread tries again to start the next job when
+#: the queue database could not save its start.
+STORE_RETRY = 0.2
 
 
 def error_report(exc_info, script_file: str = '<script>') -> dict:
@@ -150,7 +153,13 @@ class JobFeed:
             while True:
                 if self._internal:
                     return self._internal.popleft()
-                started = self.app.next_job()
+                try:
+                    started = self.app.next_job()
+                except StoreError as err:
+                    # The disk fails: the job stays waiting; look again.
+                    session.log.warning('Next job not started: %s', err)
+                    self._wakeup.wait(STORE_RETRY)
+                    continue
                 if started is None:
                     self._wakeup.wait()
                     continue

@@ -98,8 +98,9 @@ class DryRunProcess:
             address = f'ipc://{channel_dir}/channel'
             socket.bind(address)
             proc = self._spawn(address, stderr)
-            socket.send(pickle.dumps(self.values, 2))
-            self._receive(socket, proc, facts, started)
+            if self._connected(socket, proc, facts, started):
+                socket.send(pickle.dumps(self.values, 2))
+                self._receive(socket, proc, facts, started)
         finally:
             socket.close(linger=0)
             shutil.rmtree(channel_dir, ignore_errors=True)
@@ -128,6 +129,20 @@ class DryRunProcess:
         except BrokenPipeError:
             pass
         return proc
+
+    def _connected(self, socket, proc, facts: DryRunFacts,
+                   started: float) -> bool:
+        """Wait until the child has connected (a send before would block
+        for good if it died first: the worker, and with it every later dry
+        run, would hang); False if it ended, or the run was cancelled or
+        over its limit, before."""
+        while not socket.poll(_POLL_MS, zmq.POLLOUT):
+            if self.cancelled or proc.poll() is not None:
+                return False
+            if time.monotonic() - started > self.time_limit:
+                facts.timed_out = True
+                return False
+        return True
 
     def _receive(self, socket, proc, facts: DryRunFacts, started: float):
         block = 0

@@ -145,16 +145,23 @@ def _moved(jobs: Listing, source: int, target: int) -> Listing:
 
 def crash_round(client: Client, kill: Callable[[], None],
                 restart: Callable[[], Client], rng: random.Random,
-                max_delay: float = 0.4, interrupts: bool = True
-                ) -> Tuple[RoundResult, Client]:
+                max_delay: float = 0.4, interrupts: bool = True,
+                long_job: Optional[dict] = None, ends_as: Optional[str] = None,
+                breaks: bool = True) -> Tuple[RoundResult, Client]:
     """One round (see the module docstring); returns the result and the
     client connected again after the restart. *interrupts*: whether the
-    kill interrupts the running job (the daemon's does, the proxy's not)."""
+    kill interrupts the running job (the daemon's does, the proxy's not).
+    *long_job* (default: an aware loop) is the job that runs meanwhile,
+    *ends_as* the state it must be in after the round (default:
+    interrupted or running, after *interrupts*); *breaks*: whether the
+    kill breaks the client's connection (the killed process is the one it
+    talks to), else the client goes on until the kill is done."""
     result = RoundResult()
+    ends_as = ends_as or ('interrupted' if interrupts else 'running')
     # A long job first in line, then let it run (after a restart the queue
     # is held): it is what the kill interrupts, and the short jobs behind
     # it stay waiting.
-    current, = client.call('ss_submit', {'source': LONG_JOB, 'name': 'long'},
+    current, = client.call('ss_submit', long_job or {'source': LONG_JOB, 'name': 'long'},
                            'top')
     client.call('ss_release')
     wait_until(lambda: (queue(client)['current'] or {}).get('id') == current['id'])
@@ -163,7 +170,7 @@ def crash_round(client: Client, kill: Callable[[], None],
     serial = [0]
     killer = threading.Timer(rng.uniform(0.0, max_delay), kill)
     killer.start()
-    while True:
+    while breaks or killer.is_alive():
         name, request, apply = _operation(rng, model, serial)
         try:
             reply = client.call(*request)
@@ -185,10 +192,9 @@ def crash_round(client: Client, kill: Callable[[], None],
         result.lost.append(f'waiting list differs after {result.in_flight!r} in '
                            f'flight:\n  told  {expected}\n  found {after}')
     was_running = client.call('ss_job', current['id'])
-    expected_state = 'interrupted' if interrupts else 'running'
-    if was_running['state'] != expected_state:
+    if was_running['state'] != ends_as:
         result.lost.append(f"job {current['id']} is {was_running['state']}, "
-                           f'not {expected_state}')
+                           f'not {ends_as}')
     now = queue(client)
     history = client.call('ss_history', 1000)
     every = [job[0] for job in after] + [job['id'] for job in history] + \
@@ -197,11 +203,11 @@ def crash_round(client: Client, kill: Callable[[], None],
         result.lost.append(f'a job id appears twice: {sorted(every)}')
     # An interrupted job holds the jobs queued then (skipped ones do not
     # run anyway), if there are any.
-    held = interrupts and any(state == 'queued' for _, state, _ in after)
+    held = ends_as != 'running' and any(state == 'queued' for _, state, _ in after)
     if now['held'] != held:
         result.lost.append(f"the queue is {'' if now['held'] else 'not '}held "
                            'after the restart')
-    if not interrupts:   # the next round brings its own long job
+    if ends_as == 'running':   # the next round brings its own long job
         client.call('ss_abort')
         wait_until(lambda: client.call('ss_job', current['id'])['state'] == 'aborted')
     return result, client

@@ -1,0 +1,208 @@
+"""kill -9 rounds spread over the processes of a server run by the real
+supervisor (prints figures).
+
+Run: .venv/bin/python bench/bench_kill_rounds.py [ROUNDS]   (default 1000;
+KILL_SEED=n for another sequence)
+
+The server is ``python -m nicos_scriptserver.supervisor.serve`` (as
+``make demo`` starts it), which restarts a crashed cache, daemon or proxy.
+Each round is test/integration/crashloop.py's (a long job runs, a client
+changes the waiting jobs as fast as it can, at a random moment 0-400 ms in
+something is SIGKILLed), the victim in turn:
+
+- daemon: the supervisor restarts it; the long job is interrupted;
+- proxy (the client goes through it; the PV server with the token runs
+  inside it under the supervisor, so this kills that too): restarted, the
+  job runs on;
+- dry run: the daemon's dry-run child of the jobs being submitted; the
+  job runs on, the dry runs start again;
+- black box: the child of a running black-box job; the job fails.
+
+Every round checks that the waiting list is what the client was told, in
+order, nothing duplicated (crashloop's zero-loss check). Printed per
+victim: rounds, losses, recovery time p50/p99 (kill to the next request
+served; for the dry run, to the next dry run finished; for the black
+box, to the job's end recorded).
+"""
+
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))   # this checkout's package, not an installed one
+sys.path.insert(0, str(HERE.parent / 'test'))
+sys.path.insert(0, str(HERE.parent / 'test' / 'integration'))
+
+from crashloop import crash_round  # noqa: E402
+from test_self_healing import (BACK_WITHIN, Supervisor, proxy_writer,  # noqa: E402
+                               reconnect)
+from test_proxy import credentials  # noqa: E402
+from waiting import wait_until  # noqa: E402
+from _daemon_bench import pct  # noqa: E402
+
+from nicos_scriptserver.clients.daemonclient import ServerError  # noqa: E402
+from nicos_scriptserver.clients.proxyclient import ProxyClient, ProxyError  # noqa: E402
+
+VICTIMS = ('daemon', 'proxy', 'dry run', 'black box')
+# Runs until killed; its own dry run (SCRIPTSERVER_DRY_RUN=1) ends at once.
+BLACK_BOX = {'kind': 'blackbox', 'name': 'long black box',
+             'source': 'import os, time\n'
+                       'if os.environ.get("SCRIPTSERVER_DRY_RUN") != "1":\n'
+                       '    time.sleep(3600)\n'}
+
+
+def children(supervisor: Supervisor, marker: str) -> list:
+    """The daemon's child processes with *marker* in their command line."""
+    found = []
+    for proc in supervisor.service('daemon').children(recursive=True):
+        try:
+            if any(marker in part for part in proc.cmdline()):
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+class Rounds:
+    def __init__(self, supervisor: Supervisor):
+        self.supervisor = supervisor
+        self.daemon_client = supervisor.client('user')
+        self.proxy_client = proxy_writer(supervisor)
+        self.killed_at = 0.0
+        self.recovery = {victim: [] for victim in VICTIMS}
+        self.missed = Counter()   # rounds whose victim did not exist then
+
+    def kill(self, victim: str):
+        def kill() -> None:
+            self.killed_at = time.monotonic()
+            if victim in ('daemon', 'proxy'):
+                self.supervisor.service(victim).kill()
+                return
+            marker = 'dryrunchild' if victim == 'dry run' else 'blackbox-'
+            try:
+                procs = wait_until(lambda: children(self.supervisor, marker), 10)
+            except AssertionError:
+                self.missed[victim] += 1
+                return
+            for proc in procs:
+                proc.kill()
+        return kill
+
+    def restart(self, victim: str):
+        def restart():
+            if victim == 'daemon':
+                self.daemon_client = reconnect(self.supervisor)
+                client = self.daemon_client
+            elif victim == 'proxy':
+                self.proxy_client.close()
+                self.proxy_client = wait_until(self._proxy_login, BACK_WITHIN)
+                client = self.proxy_client
+            else:
+                client = self.daemon_client
+            if victim == 'black box':
+                # Recovered: the job's end (failed) is recorded.
+                wait_until(lambda: client.call('ss_queue')['current'] is None, BACK_WITHIN)
+            if victim == 'dry run':
+                # First in line, so its dry run is the next one.
+                job, = client.call('ss_submit', {'source': 'sleep(0.01)', 'name': 'probe'},
+                                   'top')
+                wait_until(lambda: (client.call('ss_job', job['id'])['estimate']
+                                    or {}).get('state') == 'ok', BACK_WITHIN)
+                client.call('ss_remove', job['id'])
+            self.recovery[victim].append(time.monotonic() - self.killed_at)
+            return client
+        return restart
+
+    @staticmethod
+    def _serves(client) -> bool:
+        try:
+            # Forwarded to the daemon (getstatus may be answered from the
+            # proxy's own mirror while its link is still down).
+            client.call('ss_queue')
+            return True
+        except ProxyError:
+            return False
+
+    def _proxy_login(self):
+        try:
+            user, token = credentials(self.supervisor)
+            if not token:   # the restarted proxy has not published it yet
+                return None
+            client = ProxyClient(self.supervisor.instance.host,
+                                 self.supervisor.instance.proxy_port)
+            client.login(user, token)
+            client.call('getstatus')
+            return client
+        except (ProxyError, OSError, AssertionError, KeyError):
+            return None
+
+    def run(self, victim: str, rng: random.Random):
+        client = self.proxy_client if victim == 'proxy' else self.daemon_client
+        # The proxy's link to a restarted daemon may still be coming back.
+        wait_until(lambda: self._serves(self.proxy_client), BACK_WITHIN)
+        options = {'daemon': {},
+                   'proxy': {'interrupts': False},
+                   'dry run': {'interrupts': False, 'breaks': False},
+                   'black box': {'interrupts': False, 'breaks': False,
+                                 'long_job': BLACK_BOX, 'ends_as': 'failed'}}[victim]
+        result, client = crash_round(client, self.kill(victim), self.restart(victim),
+                                     rng, **options)
+        if victim == 'proxy':
+            self.proxy_client = client
+        else:
+            self.daemon_client = client
+        return result
+
+
+def main(rounds: int) -> int:
+    seed = int(os.environ.get('KILL_SEED', time.time()))
+    rng = random.Random(seed)
+    done, lost, acked = Counter(), Counter(), Counter()
+    problems = []
+    begun = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        # Kills seconds apart look like a crash loop to the supervisor,
+        # which gives up after 8 in a row by default: not here.
+        supervisor = Supervisor(Path(tmp) / 'data', '--give-up-after', str(rounds + 1))
+        try:
+            bench = Rounds(supervisor)
+            for index in range(rounds):
+                victim = VICTIMS[index % len(VICTIMS)]
+                try:
+                    result = bench.run(victim, rng)
+                except (AssertionError, ProxyError, ServerError, OSError) as err:
+                    # Not back in time: a failure of its own, with what the
+                    # supervisor said last.
+                    problems.append(f'round {index} ({victim}): not back: {err!r}; '
+                                    f'supervisor: {"".join(supervisor.lines[-5:])}')
+                    break
+                done[victim] += 1
+                acked[victim] += result.ops_acknowledged
+                lost[victim] += len(result.lost)
+                problems += [f'round {index} ({victim}): {p}' for p in result.lost]
+        finally:
+            supervisor.close()
+    took = time.monotonic() - begun
+    print(f'seed {seed}: {rounds} kill -9 rounds through the supervisor in {took:.0f} s '
+          f'({took / max(rounds, 1):.2f} s a round; 1,000 rounds: about '
+          f'{took / max(rounds, 1) * 1000 / 60:.0f} min)')
+    for victim in VICTIMS:
+        times = bench.recovery[victim]
+        print(f'  {victim:9}: {done[victim]:4} rounds, {acked[victim]:6} changes acknowledged, '
+              f'{lost[victim]} lost (target 0), no victim found {bench.missed[victim]}, '
+              f'recovery p50 {pct(times, 50):.2f} s, p99 {pct(times, 99):.2f} s')
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000))
