@@ -17,6 +17,7 @@ NICOS's breaks. What stock clients see (``getstatus``'s requests, the
 
 import collections
 import contextlib
+import gc
 import sys
 import threading
 import time
@@ -201,6 +202,16 @@ class ScriptServerController(ExecutionController):
             yield
         finally:
             self._starting_now.active = False
+
+    def _setup(self):
+        ExecutionController._setup(self)
+        # What the start-up setup loaded (NICOS, devices, command files)
+        # lives as long as the daemon. A full cyclic collection walks every
+        # object it holds, in one stretch under the GIL: with 1,000 command
+        # files that stalled a running job for 50 ms, every few seconds.
+        # Frozen, those objects are left out of collections.
+        gc.collect()
+        gc.freeze()
 
     # -- entry points of NICOS (stock daemon commands, its watchdog) -------
 

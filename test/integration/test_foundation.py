@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -54,6 +55,18 @@ def test_script_with_instrument_commands_moves_devices(server):
     assert 'both commands done' in output
     assert [name for name, data in events
             if name in ('processing', 'done')] == ['processing', 'done']
+
+
+def test_objects_loaded_at_start_are_left_out_of_cyclic_collections(server):
+    # A full collection walking NICOS, the devices and every command file
+    # stalled running jobs for tens of milliseconds (bench_catalog_daemon).
+    client = server.client('user')
+    reqid, done, events = run_job(
+        client, "import gc\nprint('frozen objects', gc.get_freeze_count())")
+    assert done['success'] is True
+    output = ''.join(messages_of(events, reqid))
+    frozen = re.search(r'frozen objects\s+(\d+)', output)
+    assert frozen and int(frozen.group(1)) > 50_000, output
 
 
 def test_measure_counts_for_the_requested_frames(server):
