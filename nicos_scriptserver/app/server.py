@@ -45,6 +45,7 @@ from nicos_scriptserver.queue.naming import job_name
 #: while the disk fails: doubling from the first to the last.
 RETRY_FIRST, RETRY_LAST = 0.05, 1.0
 
+
 class ScriptServer:
     """The job queue's use cases over *queue*, reaching NICOS through
     *ports*; *dry_runs* None: dry runs are off."""

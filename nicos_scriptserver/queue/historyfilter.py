@@ -12,6 +12,15 @@ from nicos_scriptserver.queue.model import JobState
 FINISHED_STATES = tuple(state.value for state in JobState if state.finished)
 
 
+def page_limit(limit: Any) -> int:
+    """*limit*, the size of a history page, if it is a positive number;
+    else `InvalidValue`."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidValue(f'the history limit must be a positive number, '
+                           f'not {limit!r}')
+    return limit
+
+
 @dataclass(frozen=True)
 class HistoryFilter:
     """Finished jobs of *owner*, in one of *states*, that finished at or

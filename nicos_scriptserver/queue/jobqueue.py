@@ -20,8 +20,7 @@ from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
 from nicos_scriptserver.queue.audit import entry as audit_entry
 from nicos_scriptserver.queue.change import Change, Event
 from nicos_scriptserver.queue.checks import Verdict
-from nicos_scriptserver.queue.errors import InvalidValue
-from nicos_scriptserver.queue.historyfilter import HistoryFilter
+from nicos_scriptserver.queue.historyfilter import HistoryFilter, page_limit
 from nicos_scriptserver.queue.listing import KEEP_CHANGES, Listing, listing
 from nicos_scriptserver.queue.waiting import Position
 from nicos_scriptserver.queue.machine import KEEP_HISTORY, QueueMachine
@@ -189,11 +188,8 @@ class JobQueue:
         with self._lock:
             if where.empty:
                 return self._machine.history(limit, before_id)
-            if isinstance(limit, bool) or not isinstance(limit, int) or \
-                    limit < 1:
-                raise InvalidValue(f'the history limit must be a positive '
-                                   f'number, not {limit!r}')
-            return self._store.history_page(limit, before_id, where)
+            return self._store.history_page(page_limit(limit), before_id,
+                                            where)
 
     def archive_history(self, days: float, archive: Union[str, Path]) -> int:
         """Move the finished jobs that finished more than *days* ago to

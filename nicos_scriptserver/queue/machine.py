@@ -23,7 +23,8 @@ from typing import (Any, Callable, Iterable, List, Optional, Protocol,
 
 from nicos_scriptserver.queue import checks, current, holds, waiting
 from nicos_scriptserver.queue.change import Change
-from nicos_scriptserver.queue.errors import InvalidValue, JobNotFound
+from nicos_scriptserver.queue.errors import JobNotFound
+from nicos_scriptserver.queue.historyfilter import page_limit
 from nicos_scriptserver.queue.model import Job, JobKind, JobSpec, QueueData
 from nicos_scriptserver.queue.rights import Caller
 from nicos_scriptserver.queue.waiting import Position
@@ -125,9 +126,7 @@ class QueueMachine:
 
         With *before_id*, the page of jobs that finished before that one.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidValue(f'the history limit must be a positive number, '
-                               f'not {limit!r}')
+        page_limit(limit)
         start = self._history_start
         end = self.history_end
         if before_id is not None:
