@@ -17,7 +17,6 @@ import json
 import os
 import pwd
 import shutil
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -29,7 +28,7 @@ from conftest import TEST_TIMESCALE, RunningServer, start_server
 from nicos_scriptserver.clients.daemonclient import ScriptServerClient
 from nicos_scriptserver.instance.config import REPO, Instance
 from nicos_scriptserver.supervisor.processes import ServerProcesses, free_port
-from test_security_probes import SERVICE_USER, SplitProcesses, private_ancestor
+from test_security_probes import SERVICE_USER, SplitProcesses
 
 pytestmark = [
     pytest.mark.integration,
@@ -159,12 +158,7 @@ def split():
     instance = Instance(datadir=base / 'data', daemon_port=free_port(),
                         cache_port=free_port(), timescale=TEST_TIMESCALE)
     processes = SplitProcesses(instance, service_user=SERVICE_USER)
-    processes.reveal = private_ancestor(Path(sys.base_prefix))
-    if processes.reveal:
-        if not shutil.which('unshare'):
-            pytest.skip(f'{SERVICE_USER} cannot run {sys.executable}')
-        processes.hold = base / 'hold'
-        processes.hold.mkdir()
+    processes.make_reachable(base / 'hold')
     try:
         yield processes.start()
     finally:

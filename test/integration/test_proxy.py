@@ -21,19 +21,19 @@ from nicos_scriptserver.instance.config import REPO
 from nicos_scriptserver.supervisor.processes import free_instance_ports
 from nicos_scriptserver.clients.proxyclient import ProxyClient, ProxyError
 from nicos_scriptserver.proxy.protocol import MAX_REQUEST_BYTES
+from otheraccount import BECOME
 from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 VIEWER_LOGIN = 'watcher'
 
-READ_PVS = '''
+READ_PVS = BECOME + '''
 import importlib.readers, importlib.resources, json, os, sys
 import epics
 if os.environ.get('AS_UID'):
     # Drop to the outsider before libca starts and learns its user name.
-    os.setgid(int(os.environ['AS_GID']))
-    os.setuid(int(os.environ['AS_UID']))
+    become(int(os.environ['AS_UID']), int(os.environ['AS_GID']))
 out = {}
 for name in sys.argv[1:]:
     pv = epics.PV(name, connection_timeout=5)

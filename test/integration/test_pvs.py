@@ -26,6 +26,7 @@ import psutil
 import pytest
 
 from nicos_scriptserver.supervisor.processes import free_port
+from otheraccount import BECOME
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,7 @@ needs_root = pytest.mark.skipif(
 
 # One CA client: imports, optional uid switch, then the requested actions;
 # prints one JSON line.
-CLIENT = r'''
+CLIENT = BECOME + r'''
 import importlib.readers, ipaddress, json, os, pwd, sys
 import psutil
 import epics
@@ -53,13 +54,8 @@ from nicos_scriptserver.pvs.external import ExternalPublisher, PublishError
 
 req = json.loads(sys.argv[1])
 if req.get('as_user'):
-    # pyepics would look for libca with importlib.resources, which is out
-    # of reach after the switch; tell it where libca is instead.
-    os.environ['PYEPICS_LIBCA'] = ca.find_libca()
     pw = pwd.getpwnam(req['as_user'])
-    os.setgroups([])
-    os.setgid(pw.pw_gid)
-    os.setuid(pw.pw_uid)
+    become(pw.pw_uid, pw.pw_gid)
 out = {'user': pwd.getpwuid(os.getuid()).pw_name}
 if 'publish' in req:
     try:

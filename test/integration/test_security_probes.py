@@ -11,13 +11,14 @@ passwords when everything runs as one user, so the probes can fail.
 import contextlib
 import os
 import pwd
+import shlex
 import shutil
 import stat
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import psutil
 import pytest
@@ -36,49 +37,79 @@ pytestmark = [
                        'services as another account'),
 ]
 
-# Makes *keep* (below a directory *private* that others cannot enter)
-# reachable in a mount namespace of its own: *private* becomes an empty
-# tmpfs of mode 0755 with only *keep* mounted back into it.
-REVEAL = '''set -e
-private=$1 keep=$2 hold=$3
-shift 3
-mount --bind "$keep" "$hold"
-mount -t tmpfs -o mode=0755 tmpfs "$private"
-mkdir -p "$keep"
-mount --move "$hold" "$keep"
-exec "$@"
-'''
-
-
-def private_ancestor(path: Path) -> Optional[Tuple[Path, Path]]:
-    """(the first directory on the way to *path* that others cannot enter,
-    its child on that way), or None if others can reach *path*."""
-    path = Path(path).resolve()
-    for parent in reversed(path.parents):
+def private_ancestor(path: Path) -> Optional[Path]:
+    """The first directory on the way to *path* that others cannot enter,
+    or None if others can reach *path*."""
+    for parent in reversed(Path(path).resolve().parents):
         if not parent.stat().st_mode & stat.S_IXOTH:
-            return parent, parent / path.relative_to(parent).parts[0]
+            return parent
     return None
+
+
+def hidden_from_others() -> Dict[Path, List[Path]]:
+    """What the service account must read to run this checkout (Python,
+    its virtualenv, the checkout itself) and cannot, by the first directory
+    on the way that others cannot enter (e.g. all under a 0700 /root)."""
+    needed = sorted({Path(p).resolve() for p in (sys.base_prefix, sys.prefix, REPO)})
+    outermost = [p for p in needed if not any(o in p.parents for o in needed)]
+    hidden: Dict[Path, List[Path]] = {}
+    for path in outermost:
+        private = private_ancestor(path)
+        if private:
+            hidden.setdefault(private, []).append(path)
+    return hidden
+
+
+def reveal_script(hidden: Dict[Path, List[Path]], hold: Path) -> str:
+    """Shell lines that, in a mount namespace of their own, make each
+    needed path reachable: its private directory becomes an empty tmpfs
+    of mode 0755 with only those paths mounted back into it (parked in
+    *hold* meanwhile); then the command in the arguments runs."""
+    lines = ['set -e', 'umask 022']
+    parked = 0
+    for private, keeps in hidden.items():
+        moves = []
+        for keep in keeps:
+            spot = hold / str(parked)
+            parked += 1
+            lines += [f'mkdir -p {shlex.quote(str(spot))}',
+                      f'mount --bind {shlex.quote(str(keep))} {shlex.quote(str(spot))}']
+            moves.append((spot, keep))
+        lines.append(f'mount -t tmpfs -o mode=0755 tmpfs {shlex.quote(str(private))}')
+        for spot, keep in moves:
+            lines += [f'mkdir -p {shlex.quote(str(keep))}',
+                      f'mount --move {shlex.quote(str(spot))} {shlex.quote(str(keep))}']
+    return '\n'.join([*lines, 'exec "$@"'])
 
 
 class SplitProcesses(ServerProcesses):
     """Cache and daemon as the service user, each in a mount namespace in
-    which that user can run this interpreter.
+    which that user can run this interpreter and read this checkout.
 
     Only for this machine's sake: its Python lives under /root (mode 0700),
-    where no other account may read it. A deployment installs Python where
-    the service account can read it, and needs no namespace.
+    where no other account may read it, and a checkout may too. A
+    deployment installs where the service account can read, and needs no
+    namespace.
     """
 
-    reveal: Optional[Tuple[Path, Path]] = None
-    hold: Optional[Path] = None
+    reveal: Optional[str] = None
+
+    def make_reachable(self, hold: Path) -> None:
+        """Run cache and daemon in a namespace that reveals what the
+        service user needs (skips the test if that takes a missing tool)."""
+        hidden = hidden_from_others()
+        if not hidden:
+            return
+        if not shutil.which('unshare'):
+            pytest.skip(f'{self.service_user} cannot read {", ".join(map(str, hidden))} '
+                        'and there is no unshare to work around it')
+        self.reveal = reveal_script(hidden, hold)
 
     def command(self, name: str, args: List[str]) -> List[str]:
         cmd = super().command(name, args)
         if name in ('cache', 'daemon') and self.reveal:
-            private, keep = self.reveal
             return ['unshare', '--mount', '--propagation', 'private', 'sh',
-                    '-c', REVEAL, 'sh', str(private), str(keep), str(self.hold),
-                    *cmd]
+                    '-c', self.reveal, 'sh', *cmd]
         return cmd
 
 
@@ -112,13 +143,7 @@ def split_instance() -> Iterator[SplitProcesses]:
     instance = Instance(datadir=base / 'data', **free_instance_ports(),
                         timescale=TEST_TIMESCALE)
     processes = SplitProcesses(instance, proxy=True, service_user=SERVICE_USER)
-    processes.reveal = private_ancestor(Path(sys.base_prefix))
-    if processes.reveal:
-        if not shutil.which('unshare'):
-            pytest.skip(f'{SERVICE_USER} cannot run {sys.executable} and '
-                        'there is no unshare to work around it')
-        processes.hold = base / 'hold'
-        processes.hold.mkdir()
+    processes.make_reachable(base / 'hold')
     try:
         processes.start()
         yield processes
