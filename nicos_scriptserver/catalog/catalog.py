@@ -12,6 +12,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass, field
+from types import CodeType
 from typing import (Any, Dict, Iterator, List, Optional, Sequence, Tuple,
                     Union)
 
@@ -154,6 +155,21 @@ class Catalog:
     def to_json(self) -> str:
         """`to_dict` as compact JSON text (made when the catalog changed)."""
         return self._snapshot.json
+
+    def take_code(self, path: PathLike, source: str) -> Optional[CodeType]:
+        """The module code compiled when file *path* was last parsed, if
+        that was from *source*; else None.
+
+        Given out once, and not kept after: it is only needed to import
+        the file, and would otherwise stay in memory with its text.
+        """
+        with self._lock:
+            state = self._files.get(os.path.abspath(os.fspath(path)))
+            if state is None or state.parsed.compiled is None:
+                return None
+            text, code = state.parsed.compiled
+            state.parsed.compiled = None
+            return code if text == source else None
 
     # -- updating --------------------------------------------------------
 
