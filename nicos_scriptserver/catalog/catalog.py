@@ -73,6 +73,7 @@ class _Snapshot:
     commands: Dict[str, Entry]
     errors: List[Dict[str, Any]]
     json: str   # the same as JSON text, for replies
+    by_file: Dict[str, List[Entry]]   # the commands by path of their file
 
 
 def _dumps(value: Any) -> str:
@@ -137,6 +138,11 @@ class Catalog:
         """Problems with folders and files (kind, file, path, line, column,
         message); kinds are folder, read, syntax, import and conflict."""
         return list(self._snapshot.errors)
+
+    def commands_in(self, path: PathLike) -> List[Entry]:
+        """The command entries served from file *path*, in catalog order."""
+        return list(self._snapshot.by_file.get(
+            os.path.abspath(os.fspath(path)), ()))
 
     def files(self) -> List[Tuple[int, str, bool]]:
         """``(folder index, path, has an error)`` of every command file."""
@@ -331,15 +337,17 @@ class Catalog:
         # Only entries that are new objects are serialised: _publish keeps
         # the old object of every unchanged entry.
         fragments: Dict[int, Tuple[Entry, str]] = {}
+        by_file: Dict[str, List[Entry]] = {}
         for entry in commands.values():
             known = self._fragments.get(id(entry))
             fragments[id(entry)] = known if known and known[0] is entry \
                 else (entry, _dumps(entry))
+            by_file.setdefault(entry['path'], []).append(entry)
         self._fragments = fragments
         text = (f'{{"generation":{generation},"commands":['
                 f'{",".join(text for _, text in fragments.values())}],'
                 f'"errors":{_dumps(errors)}}}')
-        return _Snapshot(generation, commands, errors, text)
+        return _Snapshot(generation, commands, errors, text, by_file)
 
     def _publish(self, changed_files: List[str],
                  removed_files: List[str]) -> CatalogChanges:

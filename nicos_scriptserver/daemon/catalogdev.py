@@ -213,8 +213,8 @@ class CommandCatalog(Device):
         self._loaded[path] = text
         self._unexport(path)
         names = set()
-        for entry in self._catalog.commands:
-            if entry['path'] == path and callable(getattr(module, entry['name'], None)):
+        for entry in self._catalog.commands_in(path):
+            if callable(getattr(module, entry['name'], None)):
                 function = getattr(module, entry['name'])
                 function.is_usercommand = True
                 estimate = getattr(module, ESTIMATE_PREFIX + entry['name'], None)

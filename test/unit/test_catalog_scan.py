@@ -276,6 +276,20 @@ def test_the_code_compiled_when_parsing_is_given_out_once(folder):
     assert catalog.take_code(folder.path / 'b.py', text) is None
 
 
+def test_the_commands_of_one_file(folder):
+    a = folder.commands('a.py', 'one', 'two')
+    b = folder.commands('b.py', 'three', 'one')
+    catalog = Catalog([folder.path])
+    catalog.scan()
+    assert [e['name'] for e in catalog.commands_in(a)] == ['one', 'two']
+    # The conflicting 'one' of b.py is not served.
+    assert [e['name'] for e in catalog.commands_in(str(b))] == ['three']
+    assert catalog.commands_in(folder.path / 'c.py') == []
+    folder.commands('b.py', 'four')
+    catalog.refresh()
+    assert [e['name'] for e in catalog.commands_in(b)] == ['four']
+
+
 def test_an_edit_clears_an_import_error(folder):
     path = folder.commands('a.py', 'one')
     catalog = Catalog([folder.path])
