@@ -12,6 +12,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass, field
+from types import CodeType
 from typing import (Any, Dict, Iterator, List, Optional, Sequence, Tuple,
                     Union)
 
@@ -72,6 +73,7 @@ class _Snapshot:
     commands: Dict[str, Entry]
     errors: List[Dict[str, Any]]
     json: str   # the same as JSON text, for replies
+    by_file: Dict[str, List[Entry]]   # the commands by path of their file
 
 
 def _dumps(value: Any) -> str:
@@ -137,6 +139,11 @@ class Catalog:
         message); kinds are folder, read, syntax, import and conflict."""
         return list(self._snapshot.errors)
 
+    def commands_in(self, path: PathLike) -> List[Entry]:
+        """The command entries served from file *path*, in catalog order."""
+        return list(self._snapshot.by_file.get(
+            os.path.abspath(os.fspath(path)), ()))
+
     def files(self) -> List[Tuple[int, str, bool]]:
         """``(folder index, path, has an error)`` of every command file."""
         with self._lock:
@@ -154,6 +161,21 @@ class Catalog:
     def to_json(self) -> str:
         """`to_dict` as compact JSON text (made when the catalog changed)."""
         return self._snapshot.json
+
+    def take_code(self, path: PathLike, source: str) -> Optional[CodeType]:
+        """The module code compiled when file *path* was last parsed, if
+        that was from *source*; else None.
+
+        Given out once, and not kept after: it is only needed to import
+        the file, and would otherwise stay in memory with its text.
+        """
+        with self._lock:
+            state = self._files.get(os.path.abspath(os.fspath(path)))
+            if state is None or state.parsed.compiled is None:
+                return None
+            text, code = state.parsed.compiled
+            state.parsed.compiled = None
+            return code if text == source else None
 
     # -- updating --------------------------------------------------------
 
@@ -182,10 +204,11 @@ class Catalog:
             state = self._state(path)
             error = file_error('import', state.parsed.file, state.parsed.path,
                                line, None, message)
-            if state.parsed.error is None and state.import_error != error:
-                if state.import_error is None:
-                    state.good = state.fallback
-                state.import_error = error
+            if state.parsed.error is not None or state.import_error == error:
+                return CatalogChanges(self._snapshot.generation)
+            if state.import_error is None:
+                state.good = state.fallback
+            state.import_error = error
             return self._publish([], [])
 
     def clear_import_error(self, path: PathLike) -> CatalogChanges:
@@ -193,9 +216,12 @@ class Catalog:
         imports from was fixed): its current commands are served again."""
         with self._lock:
             state = self._state(path)
-            if state.import_error is not None:
-                state.import_error = None
-                state.good = state.parsed.commands
+            if state.import_error is None:
+                # The common case, once per file imported: rebuilding the
+                # catalog here made a start with 1,000 files quadratic.
+                return CatalogChanges(self._snapshot.generation)
+            state.import_error = None
+            state.good = state.parsed.commands
             return self._publish([], [])
 
     # -- internals -------------------------------------------------------
@@ -311,15 +337,17 @@ class Catalog:
         # Only entries that are new objects are serialised: _publish keeps
         # the old object of every unchanged entry.
         fragments: Dict[int, Tuple[Entry, str]] = {}
+        by_file: Dict[str, List[Entry]] = {}
         for entry in commands.values():
             known = self._fragments.get(id(entry))
             fragments[id(entry)] = known if known and known[0] is entry \
                 else (entry, _dumps(entry))
+            by_file.setdefault(entry['path'], []).append(entry)
         self._fragments = fragments
         text = (f'{{"generation":{generation},"commands":['
                 f'{",".join(text for _, text in fragments.values())}],'
                 f'"errors":{_dumps(errors)}}}')
-        return _Snapshot(generation, commands, errors, text)
+        return _Snapshot(generation, commands, errors, text, by_file)
 
     def _publish(self, changed_files: List[str],
                  removed_files: List[str]) -> CatalogChanges:

@@ -12,6 +12,7 @@ import importlib.util
 import math
 import re
 from dataclasses import dataclass, field, replace
+from types import CodeType
 from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 from nicos_scriptserver.catalog.annotation import (ANY, TypeInfo,
@@ -41,7 +42,9 @@ class ParsedFile:
 
     *file* is the path relative to its command folder, *path* absolute;
     *digest* (sha256 of the file's bytes) tells a touched file from an
-    edited one.
+    edited one. *compiled* is the text parsed and the module's code
+    compiled from it: parsing compiles anyway (to find every syntax
+    error), so whoever imports the file need not compile it again.
     """
 
     path: str
@@ -49,6 +52,8 @@ class ParsedFile:
     commands: List[Dict[str, Any]] = field(default_factory=list)
     error: Optional[Dict[str, Any]] = None
     digest: Optional[str] = None
+    compiled: Optional[Tuple[str, CodeType]] = field(default=None, repr=False,
+                                                     compare=False)
 
 
 def file_error(kind: str, file: str, path: str, line: Optional[int],
@@ -274,7 +279,8 @@ def parse_source(source: str, path: str, file: str) -> ParsedFile:
         tree = ast.parse(source, path)
         # Compiling finds what parsing lets through (e.g. ``return`` at
         # module level) and would fail the import just the same.
-        compile(tree, path, 'exec', dont_inherit=True)
+        parsed.compiled = source, compile(tree, path, 'exec',
+                                          dont_inherit=True)
     except SyntaxError as err:
         parsed.error = file_error('syntax', file, path, err.lineno,
                                   err.offset, err.msg)

@@ -190,8 +190,10 @@ class CommandCatalog(Device):
                 if text is None:
                     raise OSError(f'{path} cannot be read')
                 # From the text kept for dry runs, not the file again: both
-                # must run the same version.
-                exec(compile(text, path, 'exec'), module.__dict__)
+                # must run the same version. The catalog compiled it when
+                # parsing, unless the file changed since.
+                code = self._catalog.take_code(path, text)
+                exec(code or compile(text, path, 'exec'), module.__dict__)
             except BaseException:
                 if previous is not None:
                     sys.modules[name] = previous
@@ -211,8 +213,8 @@ class CommandCatalog(Device):
         self._loaded[path] = text
         self._unexport(path)
         names = set()
-        for entry in self._catalog.commands:
-            if entry['path'] == path and callable(getattr(module, entry['name'], None)):
+        for entry in self._catalog.commands_in(path):
+            if callable(getattr(module, entry['name'], None)):
                 function = getattr(module, entry['name'])
                 function.is_usercommand = True
                 estimate = getattr(module, ESTIMATE_PREFIX + entry['name'], None)

@@ -509,6 +509,19 @@ def test_syntax_errors_have_line_column_and_message(source, line, column,
     assert parsed.error == {'kind': 'syntax', 'file': 'bad.py',
                             'path': '/cmds/bad.py', 'line': line,
                             'column': column, 'message': message}
+    assert parsed.compiled is None
+
+
+def test_parsing_gives_the_code_of_the_module_it_compiled():
+    source = 'def f():\n    """Does f."""\n    return 1 / 0\n'
+    parsed = parse_source(source, '/cmds/good.py', 'good.py')
+    text, code = parsed.compiled
+    assert text is source and code.co_filename == '/cmds/good.py'
+    namespace = {}
+    exec(code, namespace)
+    with pytest.raises(ZeroDivisionError) as err:
+        namespace['f']()
+    assert err.traceback[-1].lineno + 1 == 3
 
 
 def test_parse_file_follows_the_encoding_declaration(tmp_path):
