@@ -85,7 +85,13 @@ class EventFanout:
 
     def post(self, clients: Iterable[Hashable], frame: bytes) -> None:
         """Send *frame* to each of *clients*, as far as their sockets take
-        it now; the rest follows from the fan-out thread."""
+        it now; the rest follows from the fan-out thread.
+
+        The emitting thread pays for these sends. Leaving them all to the
+        fan-out thread was measured too (bench_load): the script thread
+        reported progress about 30% more often, but events reached the
+        clients later (p50 7-8 ms instead of 3 ms, p99 20-43 ms) as the
+        two threads took turns at the interpreter lock."""
         view = memoryview(frame)
         dropped = []
         with self._lock:
