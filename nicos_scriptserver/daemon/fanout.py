@@ -90,8 +90,7 @@ class EventFanout:
         The emitting thread pays for these sends. Leaving them all to the
         fan-out thread was measured too (bench_load): the script thread
         reported progress about 30% more often, but events reached the
-        clients later (p50 7-8 ms instead of 3 ms, p99 20-43 ms) as the
-        two threads took turns at the interpreter lock."""
+        clients later (p50 7-8 ms instead of 3 ms, p99 20-43 ms)."""
         view = memoryview(frame)
         dropped = []
         with self._lock:
