@@ -4,7 +4,9 @@ One row per job (its `Job.to_dict` as JSON, plus the columns that place
 it: ``pos``, the order key of a waiting job, and ``hist``, the position of
 a finished job in the history) and a key/value table for the queue's own
 state. WAL with ``synchronous=FULL``: a change is durable when `commit`
-returns. Moving a job rewrites only its ``pos`` (see `order.place`).
+returns (a note committed with ``wait_for_disk=False`` once the next
+change is, or the WAL is checkpointed; a crash of the process loses
+neither). Moving a job rewrites only its ``pos`` (see `order.place`).
 
 Opening reads the waiting and current jobs and only the newest finished
 ones; the store also serves as the machine's `Archive` of older ones.
@@ -384,10 +386,17 @@ class QueueStore:
                        for i in jobs.strip(',').split(',') if i})
 
     def commit(self, change: Change,
-               audit: Optional[Dict[str, Any]] = None) -> Optional[int]:
+               audit: Optional[Dict[str, Any]] = None,
+               wait_for_disk: bool = True) -> Optional[int]:
         """Write *change*, and its *audit* entry (see `audit.entry`), in one
         transaction; return the entry's sequence number (None without
-        one). Raise `StoreError` (and write nothing) if that fails."""
+        one). Raise `StoreError` (and write nothing) if that fails.
+
+        Without *wait_for_disk* the transaction is not synced to the disk
+        (``synchronous=NORMAL``): it survives a crash of the process; a
+        power cut or a crash of the system may lose it, never what was
+        committed before it, and the next synced commit makes it durable
+        too. For notes that the next one replaces."""
         rows = [(job.id, job.state.value,
                  change.keys.get(job.id) if job.state.waiting else None,
                  change.history.get(job.id), _json(job.to_dict()))
@@ -403,6 +412,8 @@ class QueueStore:
             meta.append(('queue', _json(change.queue.to_dict())))
         db = self._db
         try:
+            if not wait_for_disk:
+                db.execute('PRAGMA synchronous=NORMAL')
             db.execute('BEGIN IMMEDIATE')
             if change.deleted:
                 db.executemany('DELETE FROM jobs WHERE id = ?',
@@ -435,6 +446,10 @@ class QueueStore:
             raise StoreError(f'could not save to the queue database '
                              f'{self.path}: {err}; nothing was changed'
                              ) from None
+        finally:
+            if not wait_for_disk:
+                with suppress(sqlite3.Error):
+                    db.execute('PRAGMA synchronous=FULL')
         return seq
 
     def close(self) -> None:

@@ -49,6 +49,12 @@ QUEUE_FILES = ('queue.sqlite', 'queue.sqlite-wal', 'queue.sqlite-shm')
 # (nogroup); the starting user is root there and needs no permission bits.
 SERVICE_UMASK = 0o077
 _PR_SET_NO_NEW_PRIVS = 38
+# glibc's mallopt(M_MMAP_THRESHOLD): allocations at least this large get a
+# mapping of their own, which free() unmaps. 128 KiB is glibc's default;
+# setting it explicitly is what stops glibc from raising it (see
+# `return_large_buffers`).
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 128 * 1024
 
 
 class Account(NamedTuple):
@@ -225,6 +231,24 @@ def drop_privileges(account: Account) -> None:
                          'the service account can read it')
 
 
+def return_large_buffers() -> bool:
+    """Make glibc give freed large buffers back to the system at once.
+
+    Every login checks its password with scrypt (16 MiB, see
+    `nicos_scriptserver.instance.passwords`) on the connection's handler
+    thread. glibc maps a buffer that large on its own only until the first
+    one is freed; then it raises its threshold to that size, so the next
+    ones come from the thread's malloc arena, which keeps them after
+    free(). Each of up to 8 arenas per core then held 16 MiB of zeros:
+    50 watching clients took the daemon from 207 to 412 MiB. A fixed
+    threshold turns that adjustment off. Call this before any thread
+    starts. Returns whether the C library took the setting (False on a
+    libc without glibc's `mallopt`).
+    """
+    mallopt = getattr(ctypes.CDLL(None), 'mallopt', None)
+    return bool(mallopt and mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+
+
 def _prepare_config(instance: Instance, allow_root: bool) -> None:
     from nicos import config
     config.logging_path = str(instance.logdir)
@@ -252,6 +276,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.group and not args.user:
         parser.error('--group needs --user')
+    return_large_buffers()
 
     os.environ.setdefault('INSTRUMENT', INSTRUMENT)
     instance = Instance.from_env()

@@ -1,0 +1,42 @@
+"""The daemon's memory while many clients stay logged in."""
+
+import psutil
+import pytest
+
+from nicos_scriptserver.instance.passwords import DEFAULT_LOG2_N, DEFAULT_R
+
+pytestmark = pytest.mark.integration
+
+#: What one login's password check (scrypt) allocates: 128 * r * n bytes.
+SCRYPT_BYTES = 128 * DEFAULT_R * 2 ** DEFAULT_LOG2_N
+LOGINS = 10
+
+
+def test_logins_do_not_keep_the_memory_of_their_password_check(server):
+    """Each connection checks its password on its own thread. glibc used to
+    serve those 16 MiB from the thread's malloc arena once the first such
+    buffer was freed, and the arena kept them: every watching client held
+    on to 16 MiB of the daemon's memory. Now they go back at once."""
+    daemon = psutil.Process(server.processes.procs['daemon'].pid)
+    # The first check is where glibc raised its threshold (without the fix).
+    server.client('guest')
+    before = daemon.memory_info().rss
+    for _ in range(LOGINS):
+        server.client('guest')
+    grown = daemon.memory_info().rss - before
+    # Without the fix this grew by about one check per login (as many as
+    # there are arenas); a connection's own threads and buffers are far less.
+    assert grown < 2 * SCRYPT_BYTES, f'{grown / 2**20:.0f} MiB for {LOGINS} logins'
+
+
+def test_event_connections_take_no_thread_each(server):
+    """Events go out from one thread (`EventFanout`), not from a sender
+    thread per client: 50 watching clients kept 50 more threads, whose
+    turns at the interpreter lock delayed the last client's events."""
+    daemon = psutil.Process(server.processes.procs['daemon'].pid)
+    server.client('guest')
+    before = daemon.num_threads()
+    for _ in range(LOGINS):
+        server.client('guest')
+    # one handler thread per connection (NICOS's), none for its events
+    assert daemon.num_threads() - before == LOGINS
