@@ -1,7 +1,8 @@
 """Soak: a queue of short jobs with random edits for a long time (prints
 figures and writes a plot; not a test).
 
-Run: .venv/bin/python bench/bench_soak.py [MINUTES]   (default 30)
+Run: .venv/bin/python bench/bench_soak.py [MINUTES] [--tracemalloc]
+     (default 30 minutes)
 
 The driver is test/integration/soak.py (the CI test runs it for a minute):
 scripts with progress and pause points, generated jobs calling the demo's
@@ -15,7 +16,15 @@ after the warm-up (the first fifth) and at the end, the growth from the
 warm-up on per hour (least squares), and the plot
 bench/results/soak-<date>.png (plus the samples as CSV next to it).
 Target: no growth of descriptors or threads, memory flat after the
-warm-up, disk growing only by the finished jobs' history.
+warm-up (goal: at most 1 MiB per hour for daemon and proxy), disk growing
+only by the finished jobs' history.
+
+With --tracemalloc, daemon and proxy (and cache) trace their Python
+allocations (bench/tracemem/sitecustomize.py; slower, and the tracer's own
+memory adds to their RSS) and the bench prints, per process, the growth of
+traced memory per hour after the warm-up and the sources of the
+allocations made after the warm-up and still held at the end (largest
+first, with the code that made them).
 """
 
 import csv
@@ -37,6 +46,8 @@ from test_proxy import connect, credentials  # noqa: E402
 
 INTERVAL = 10.0
 RESULTS = HERE / 'results'
+TRACEMEM = HERE / 'tracemem'
+GOAL_MIB_PER_HOUR = 1.0
 
 
 def slope_per_hour(times, values) -> float:
@@ -49,10 +60,51 @@ def slope_per_hour(times, values) -> float:
     return sum((t - mean_t) * (v - mean_v) for t, v in zip(times, values)) / var * 3600
 
 
-def main(minutes: float) -> int:
+def tracing_env(folder: Path, duration: float) -> dict:
+    """The services' environment for allocation snapshots into *folder*:
+    one every tenth of the run (at most every 5 minutes), the warm one
+    after the first fifth."""
+    folder.mkdir(mode=0o700)
+    return {'PYTHONPATH': str(TRACEMEM), 'SOAK_TRACEMALLOC': str(folder),
+            'SOAK_TRACEMALLOC_EVERY': f'{min(300.0, duration / 10):.0f}',
+            'SOAK_TRACEMALLOC_WARM': f'{duration / 5:.0f}'}
+
+
+def print_retained(folder: Path, pids: dict, warm_after: float, top: int = 12) -> None:
+    """Per process: traced memory's growth after the warm-up, and where the
+    allocations still held at the end that were made after it come from."""
+    import tracemalloc
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__),
+              tracemalloc.Filter(False, str(TRACEMEM / '*'))]
+    for name, pid in pids.items():
+        log, warm, last = (folder / f'{pid}.log', folder / f'{pid}-warm.snap',
+                           folder / f'{pid}-latest.snap')
+        if not (warm.exists() and last.exists()):
+            print(f'{name}: no snapshots (run longer than the snapshot period)')
+            continue
+        rows = [tuple(map(float, line.split())) for line in log.read_text().splitlines()]
+        after = [row for row in rows if row[0] >= warm_after] or rows[-1:]
+        slope = slope_per_hour([r[0] for r in after], [r[1] / 2**20 for r in after])
+        print(f'{name}: traced {rows[0][1] / 2**20:.1f} -> {rows[-1][1] / 2**20:.1f} MiB '
+              f'({slope:+.2f} MiB/h over {len(after)} snapshots after the warm-up; '
+              f'tracer itself {rows[-1][2] / 2**20:.1f} MiB)')
+        old = tracemalloc.Snapshot.load(str(warm)).filter_traces(ignore)
+        new = tracemalloc.Snapshot.load(str(last)).filter_traces(ignore)
+        diff = new.compare_to(old, 'traceback')
+        print(f'  held at the end, allocated after the warm-up (top {top}):')
+        for stat in diff[:top]:
+            frames = [f'{f.filename.rsplit("site-packages/", 1)[-1]}:{f.lineno}'
+                      for f in stat.traceback if not f.filename.startswith('<frozen')][-3:]
+            print(f'  {stat.size_diff / 1024:+10.1f} KiB {stat.count_diff:+7d} blocks  '
+                  f'{" <- ".join(reversed(frames))}')
+
+
+def main(minutes: float, trace: bool = False) -> int:
     seed = int(os.environ.get('SOAK_SEED', time.time()))
     with tempfile.TemporaryDirectory() as tmp:
-        running = start_server(Path(tmp) / 'data', proxy=True)
+        snaps = Path(tmp) / 'tracemalloc'
+        env = tracing_env(snaps, minutes * 60) if trace else None
+        running = start_server(Path(tmp) / 'data', proxy=True, env=env)
         try:
             user, token = credentials(running)
             viewer = connect(running)
@@ -65,6 +117,9 @@ def main(minutes: float) -> int:
             viewer.close()
         finally:
             running.stop()
+        if trace:
+            print_retained(snaps, {name: pids[name] for name in ('daemon', 'proxy')},
+                           minutes * 60 / 5)
 
     print(f'jobs submitted: {sum(result.submitted.values())} '
           f'({", ".join(f"{k} {v}" for k, v in sorted(result.submitted.items()))})')
@@ -83,8 +138,9 @@ def main(minutes: float) -> int:
     print(f'{"quantity":<16}{"start":>10}{"warm":>10}{"end":>10}{"growth/h after warm-up":>26}')
     for key in keys:
         series = result.series(key)
+        goal = f'  (goal <= {GOAL_MIB_PER_HOUR:g} MiB/h)' if key in ('daemon.rss', 'proxy.rss') else ''
         print(f'{key:<16}{series[0]:>10.1f}{series[warm]:>10.1f}{series[-1]:>10.1f}'
-              f'{slope_per_hour(times, series[warm:]):>26.2f}')
+              f'{slope_per_hour(times, series[warm:]):>26.2f}{goal}')
     done = sum(result.outcomes.values())
     if done:
         grown = result.series('sqlite_kib')[-1] - result.series('sqlite_kib')[0]
@@ -105,4 +161,5 @@ def main(minutes: float) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main(float(sys.argv[1]) if len(sys.argv) > 1 else 30.0))
+    args = [a for a in sys.argv[1:] if a != '--tracemalloc']
+    sys.exit(main(float(args[0]) if args else 30.0, '--tracemalloc' in sys.argv[1:]))

@@ -55,9 +55,10 @@ class RunningServer:
         self.processes.stop()
 
 
-def start_server(datadir: Path, proxy: bool = False, proxy_args=(),
+def start_server(datadir: Path, proxy: bool = False, proxy_args=(), env=None,
                  **instance_args) -> RunningServer:
-    """Start cache and daemon (and the proxy with its PVs if *proxy*)."""
+    """Start cache and daemon (and the proxy with its PVs if *proxy*),
+    with *env* added to their environment."""
     instance = Instance(datadir=datadir, **free_instance_ports(),
                         timescale=instance_args.pop('timescale', TEST_TIMESCALE),
                         bridged_dry_run_limit=instance_args.pop(
@@ -65,7 +66,7 @@ def start_server(datadir: Path, proxy: bool = False, proxy_args=(),
                         **instance_args)
     return RunningServer(ServerProcesses(
         instance, allow_root=ALLOW_ROOT, proxy=proxy,
-        proxy_args=proxy_args).start())
+        proxy_args=proxy_args, env=env).start())
 
 
 @pytest.fixture(scope='module')
