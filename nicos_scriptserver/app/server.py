@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from nicos_scriptserver.app.attention import HELD, Attention, attention
 from nicos_scriptserver.app.callsteps import step_messages
 from nicos_scriptserver.app.dryruns import DryRuns, bridged_kind
+from nicos_scriptserver.app.listing import Listings
 from nicos_scriptserver.app.ports import Ports
 from nicos_scriptserver.app.progress import ProgressStack
 from nicos_scriptserver.app.revalidation import changed_commands, revalidate
@@ -61,12 +62,18 @@ class ScriptServer:
         # The progress scopes of the job whose id they are filed under.
         self._progress: Tuple[Optional[int], ProgressStack] = (
             None, ProgressStack())
+        self._listings = Listings()
 
     # -- what clients see ---------------------------------------------------
 
     def get(self, job_id: Any) -> Job:
         """Any job: waiting, current or finished."""
         return self.queue.get(parse_job_id(job_id))
+
+    def listing(self, since: Any = None) -> Dict[str, Any]:
+        """The queue for a client that saw change *since*, as ``ss_queue``
+        (*since* None) and ``ss_changes`` reply it (see `Listings`)."""
+        return self._listings.reply(self.queue.listing(since), self.job_view)
 
     def job_view(self, job: Job) -> Dict[str, Any]:
         """A job for clients; a running job's line is read live.

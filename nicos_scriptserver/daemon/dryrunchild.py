@@ -26,6 +26,7 @@ from nicos import config
 from nicos.core.sessions.simulation import SimLogSender
 
 from nicos_scriptserver.daemon import bridgedryrun
+from nicos_scriptserver.runner.lifetime import arm_from_env
 
 _stock_emit = SimLogSender.emit
 
@@ -51,6 +52,8 @@ def _bridge_if_asked(argv: List[str]) -> List[str]:
 
 
 def main() -> None:
+    # First: a daemon killed meanwhile must not leave this process behind.
+    arm_from_env()
     SimLogSender.emit = _emit_with_traceback
     program = path.join(config.nicos_root, 'bin', 'nicos-simulate')
     sys.argv[1:] = _bridge_if_asked(sys.argv[1:])

@@ -46,7 +46,7 @@ from nicos_scriptserver.daemon.bridgedryrun import OPTION, OVER_LIMIT
 from nicos_scriptserver.daemon.catalogdev import find_command_catalog
 from nicos_scriptserver.estimates import DryRunFacts
 from nicos_scriptserver.instance.config import ENV_COMMANDS
-from nicos_scriptserver.runner.lifetime import die_with_parent
+from nicos_scriptserver.runner.lifetime import parent_death_env
 from nicos_scriptserver.queue import Caller
 
 #: Where SCHED_IDLE is missing: added to the daemon's nice value.
@@ -120,8 +120,8 @@ class DryRunProcess:
              ','.join(self.setups), self.user],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
             close_fds=True, start_new_session=True,
-            preexec_fn=die_with_parent(signal.SIGKILL),
-            env=child_env(self.env))
+            env=child_env({**(self.env or {}),
+                           **parent_death_env(signal.SIGKILL)}))
         _deprioritize(proc.pid)
         try:
             proc.stdin.write(self.script.encode())

@@ -13,7 +13,6 @@ import inspect
 from nicos.services.daemon.handler import command_wrappers
 
 from nicos_scriptserver.wire import protocol
-from nicos_scriptserver.app import listing
 from nicos_scriptserver.app.server import ScriptServer
 from nicos_scriptserver.daemon.catalogdev import find_command_catalog
 from nicos_scriptserver.queue import Caller, QueueError
@@ -72,7 +71,7 @@ def ss_queue(self):
     """The queue: current job, waiting jobs in order (rows), the hold: held,
     its reason, its kind and the jobs a safety hold protects; seq: the
     number of the last change (see ss_changes)."""
-    return _listing(self, None)
+    return _app(self).listing(None)
 
 
 @queue_command('ss_changes')
@@ -82,12 +81,7 @@ def ss_changes(self, since=None):
     changed jobs that left, the order, the current job and the hold in
     full. full is true when since is too far back (or null, or a number
     the queue never gave): then every waiting job is listed."""
-    return _listing(self, since)
-
-
-def _listing(handler, since):
-    app = _app(handler)
-    return listing.reply(app.queue.listing(since), app.job_view)
+    return _app(self).listing(since)
 
 
 @queue_command('ss_job')

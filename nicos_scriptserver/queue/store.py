@@ -57,6 +57,13 @@ CREATE INDEX IF NOT EXISTS jobs_history_owner
 CREATE INDEX IF NOT EXISTS jobs_history_state
     ON jobs (state, json_extract(data, '$.finished_at'), hist)
     WHERE hist IS NOT NULL;
+-- Owner and state together: one index range for each state asked for,
+-- however rare the combination (with the owner's index alone, a page of
+-- one owner's failed jobs read all the owner's jobs until it had 50).
+CREATE INDEX IF NOT EXISTS jobs_history_owner_state
+    ON jobs (json_extract(data, '$.owner'), state,
+             json_extract(data, '$.finished_at'), hist)
+    WHERE hist IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
@@ -261,7 +268,8 @@ class QueueStore:
         Keyset paging on an index, so a deep page costs what the first
         one does. The order is that of (finish time, history position):
         the history's unless the clock was set back, and one index per
-        filter serves it for any time range.
+        filter (and one for owner and state together) serves it for any
+        time range.
         """
         terms, args = ['hist IS NOT NULL'], []
         if before_id is not None:

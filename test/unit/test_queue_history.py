@@ -126,7 +126,7 @@ def test_a_file_without_the_history_indexes_gets_them_when_opened(tmp_path):
                          finished(2, 'bob', 'done', 2.0)])
     db = sqlite3.connect(str(path))
     for index in ('jobs_history_finished', 'jobs_history_owner',
-                  'jobs_history_state'):
+                  'jobs_history_state', 'jobs_history_owner_state'):
         db.execute(f'DROP INDEX {index}')
     db.commit()
     db.close()
@@ -156,6 +156,26 @@ def test_a_filtered_page_costs_the_same_however_deep(tmp_path):
             return len(steps)
         first, deepest = cost(None), cost(33)
     assert deepest <= first * 1.5 + 20, (first, deepest)
+
+
+def test_a_rare_owner_and_state_costs_what_a_common_one_does(tmp_path):
+    # Alice's failed jobs are one in 100 of hers: a page of them must not
+    # read through all her done jobs to fill itself.
+    path = tmp_path / 'queue.sqlite'
+    write_history(path, [finished(i, OWNERS[i % 3],
+                                  'failed' if i % 300 == 0 else 'done',
+                                  float(i)) for i in range(1, 30001)])
+    with JobQueue(path) as queue:
+        steps = []
+        queue._store._db.set_progress_handler(lambda: steps.append(1), 10)
+
+        def cost(state):
+            steps.clear()
+            page = queue.history(10, None, HistoryFilter('alice', (state,)))
+            assert [job.state.value for job in page] == [state] * 10
+            return len(steps)
+        common, rare = cost('done'), cost('failed')
+    assert rare <= common * 1.5 + 20, (common, rare)
 
 
 def test_old_finished_jobs_move_to_a_private_archive_that_reads_back(

@@ -13,7 +13,7 @@ import copy
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import invariant, rule
 
-from nicos_scriptserver.app.listing import reply
+from nicos_scriptserver.app.listing import Listings
 from nicos_scriptserver.app.spec import parse_specs
 from nicos_scriptserver.clients.queueview import QueueView
 from nicos_scriptserver.queue import JobQueue, jobqueue
@@ -21,8 +21,10 @@ from nicos_scriptserver.queue import JobQueue, jobqueue
 from test_queue_properties import QueueInvariants
 
 
-def as_sent(queue, since=None):
-    return reply(queue.listing(since), lambda job: job.to_dict())
+def as_sent(queue, since=None, listings=None):
+    """The reply to ss_queue/ss_changes, by *listings* (fresh: None)."""
+    return (listings or Listings()).reply(queue.listing(since),
+                                          lambda job: job.to_dict())
 
 
 def view_of(queue):
@@ -37,10 +39,21 @@ class ListingInvariants(QueueInvariants):
     def __init__(self):
         super().__init__()
         self.views = []
+        # One for the whole run, as the server keeps it: its rows of jobs
+        # that did not change are reused.
+        self.listings = Listings()
 
     @rule()
     def look(self):
         self.views = self.views[-3:] + [view_of(self.queue)]
+
+    @invariant()
+    def reused_rows_make_the_listing_made_afresh(self):
+        assert as_sent(self.queue, listings=self.listings) == \
+            as_sent(self.queue)
+        for view in self.views:
+            assert as_sent(self.queue, view.seq, self.listings) == \
+                as_sent(self.queue, view.seq)
 
     @invariant()
     def changes_since_a_listing_give_the_listing_of_now(self):
