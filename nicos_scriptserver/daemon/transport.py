@@ -1,16 +1,15 @@
 """Classic NICOS transport: plain data only from clients, new event types
-kept from stock clients, and events sent from one thread (`fanout`)
-safely while clients come and go."""
+kept from stock clients, and events sent safely while clients come and go."""
 
-import time
+import queue
 
 from nicos.protocols.daemon import ProtocolError
-from nicos.protocols.daemon.classic import ENQ, LENGTH, STX, \
-    ClassicSerializer, code2command, event2code
+from nicos.protocols.daemon.classic import ENQ, LENGTH, ClassicSerializer, \
+    code2command
 from nicos.services.daemon.proto import classic
+from nicos.services.daemon.utils import SizedQueue
 from nicos.utils import closeSocket
 
-from nicos_scriptserver.daemon.fanout import EventFanout
 from nicos_scriptserver.wire import plainpickle
 from nicos_scriptserver.wire.protocol import EVENTS
 
@@ -70,12 +69,6 @@ class BoundedTransport(classic.ServerTransport):
             raise ProtocolError('recv_command: invalid command or garbled '
                                 'data') from err
 
-    def close(self):
-        # Out of the fan-out before the event socket closes (see
-        # `EventFanout.remove`).
-        self.server.fanout.remove(self)
-        classic.ServerTransport.close(self)
-
     def _receive(self, size: int) -> bytes:
         data = bytearray(size)
         view, got = memoryview(data), 0
@@ -93,9 +86,8 @@ class BoundedTransport(classic.ServerTransport):
 
 class ClassicServer(classic.Server):
     """The stock classic (TCP) server, with the script server's events
-    masked, a smaller backlog per client, an `emit` that survives clients
-    connecting meanwhile, and every event sent by `EventFanout` instead of
-    a sender thread per client.
+    masked, a smaller backlog per client, and an `emit` that survives
+    clients connecting meanwhile.
 
     Connections are handled by `BoundedTransport`. A stock NICOS client
     drops its whole event connection on an event code it does not know. So every connection starts with the new event types
@@ -106,30 +98,11 @@ class ClassicServer(classic.Server):
     def __init__(self, daemon, address, serializer):
         classic.Server.__init__(self, daemon, address, serializer)
         self.RequestHandlerClass = BoundedTransport
-        self.fanout = EventFanout(self._drop, EVENT_BACKLOG)
 
     def register_handler(self, handler, ident, client_id):
         handler.event_mask.update(EVENTS)
-        self.fanout.add(handler)
+        handler.event_queue = SizedQueue(EVENT_BACKLOG)
         return classic.Server.register_handler(self, handler, ident, client_id)
-
-    def verify_request(self, request, client_address):
-        # The stock method, but the event connection goes to the fan-out
-        # instead of a new event sender thread.
-        host = client_address[0]
-        clid = request.recv(16)
-        if (host, clid) not in self.pending_clients:
-            self.pending_clients[host, clid] = None
-            return clid
-        while self.pending_clients[host, clid] is None:
-            time.sleep(0.2)
-        handler = self.pending_clients[host, clid]
-        self.daemon.log.debug('event connection from %s for handler #%d',
-                              host, handler.ident)
-        handler.event_sock = request
-        self.fanout.attach(handler, request)
-        self.pending_clients.pop((host, clid), None)
-        return None
 
     def emit(self, event, data, blobs, handler=None):
         # The stock emit iterates the handler table while other threads
@@ -145,16 +118,12 @@ class ClassicServer(classic.Server):
         if not targets:
             return
         payload = self.serializer.serialize_event(event, data)
-        # The frame of NICOS's send_event, built once for every client.
-        parts = [STX, event2code[event], b'%c' % len(blobs),
-                 LENGTH.pack(len(payload)), payload]
-        for blob in blobs:
-            parts += [LENGTH.pack(len(blob)), blob]
-        self.fanout.post(targets, b''.join(parts))
-
-    def _drop(self, handler, reason: str) -> None:
-        # as stock NICOS: a client that does not read is dropped
-        self.daemon.log.warning('handler %s: %s, closing its connection',
-                                handler.ident, reason)
-        closeSocket(handler.event_sock)
-        closeSocket(handler.sock)
+        for target in targets:
+            try:
+                target.event_queue.put((event, payload, blobs), True, 0.1)
+            except queue.Full:
+                # as stock NICOS: a client that does not read is dropped
+                self.daemon.log.warning('handler %s: queue full, closing '
+                                        'socket', target.ident)
+                closeSocket(target.event_sock)
+                closeSocket(target.sock)
