@@ -286,7 +286,12 @@ def test_a_held_back_job_is_listed_with_its_reason_and_an_update_releases_it(
     gui = open_client(kind, server)
     hot = gui.queue('hot.py', TOO_HOT)
     wait_until(lambda: job(client, hot)['held'])
-    (reqid, name), = requests(gui)
+    # Through the proxy, getstatus comes from its mirror, which learns of a
+    # hold the daemon decided by itself from the daemon's event, a moment
+    # later; the IBEX GUI shows it on its next poll.
+    (reqid, name), = wait_until(
+        lambda: (listed := requests(gui)) and listed[0][1].startswith('[')
+        and listed)
     assert reqid == hot
     assert name.startswith('[held: dry run: ') and name.endswith('] hot.py')
     assert 'T_sample' in name
