@@ -19,6 +19,8 @@ Everything ``getstatus`` reports from here is sent as the stock event
 that carries it (``status``, ``request``, ``blocked``, ``updated``,
 ``rearranged``), from the same state under one lock: a client that
 follows the events alone (the proxy's mirror) agrees with ``getstatus``.
+NICOS's own ``processing`` (a job starts) goes out under that lock too,
+and no ``request`` of that job follows it.
 The work per queue change does not grow with the number of jobs it did
 not touch, except for listing ids when the order or the listed jobs
 changed.
@@ -26,7 +28,7 @@ changed.
 
 import logging
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from nicos.protocols.daemon import STATUS_IDLE, STATUS_IDLEEXC, \
     STATUS_INBREAK
@@ -87,6 +89,8 @@ class StockView:
         self._queue: Dict[str, Any] = jobs.state.to_dict()
         self._status: Optional[Status] = None   # the last one sent
         self._notice: Optional[tuple] = None    # what the log said last
+        # Jobs NICOS announced as started before this view had them.
+        self._started: Set[int] = set()
 
     def attach(self, controller) -> None:
         """The execution controller whose status this reports."""
@@ -117,11 +121,29 @@ class StockView:
     def controller_event(self, event: str, data: Any) -> None:
         """The execution controller's event function: its status goes out
         as stock clients see it, other events as they are."""
-        if event != 'status':
+        if event == 'status':
+            with self._lock:
+                self._refresh(data)
+        elif event == 'processing':
+            with self._lock:
+                self._processing(data)
+        else:
             self.emit(event, data)
-            return
-        with self._lock:
-            self._refresh(data)
+
+    def _processing(self, request: dict) -> None:
+        """NICOS announces the job it starts. The thread delivering the
+        queue's changes may not have brought this view the job's submission
+        yet (it delivers for all threads, one listener after another): then
+        its 'request' must not follow, or a client that follows the events
+        would list the running job as waiting."""
+        job_id = request.get('job')
+        if job_id in self._listed:
+            del self._listed[job_id]
+            self._held_back.pop(job_id, None)
+        elif job_id is not None and job_id != self._current:
+            self._started.add(job_id)
+        self.emit('processing', request)
+        self._refresh()
 
     # -- the queue ----------------------------------------------------------------
 
@@ -145,6 +167,10 @@ class StockView:
         """Follow one job; True if it joined the listed jobs (at the end,
         which may not be its place)."""
         job_id, state = job['id'], JobState(job['state'])
+        if state is not JobState.QUEUED:
+            self._started.discard(job_id)
+        elif job_id in self._started:
+            return False   # announced as started; its start follows
         if state.current:
             self._current = job_id
         elif self._current == job_id:

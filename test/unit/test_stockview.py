@@ -9,6 +9,7 @@ a person.
 """
 
 import logging
+import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -83,10 +84,13 @@ class Daemon:
         self.stock.controller_event('status', (status, self.controller.lineno))
 
     def run_next(self):
-        """The script thread starts the next job: NICOS says 'processing'."""
+        """The script thread starts the next job: NICOS says 'processing'
+        (its request, serialized: `JobRequest.serialize`)."""
         job = self.jobs.start_next()
         if job is not None:
-            self.emit('processing', {'reqid': str(job.id)})
+            self.stock.controller_event('processing', {
+                'reqid': str(job.id), 'name': job.name, 'script': job.source,
+                'user': job.owner, 'job': job.id})
             self.set_status(STATUS_RUNNING)
         return job
 
@@ -163,6 +167,41 @@ def test_the_log_says_why_once_per_reason(daemon, caplog):
     daemon.jobs.hold('held by bob')
     assert caplog.records[-1].getMessage() == \
         'Queue held (held by bob): 3 jobs waiting; continue runs them.'
+
+
+def test_a_job_started_while_its_submission_is_delivered_is_not_listed_again(
+        daemon):
+    """The thread that delivers the queue's changes delivers those of other
+    threads too, so the script thread can start a job, and NICOS announce
+    it ('processing'), while its submission is still on its way to this
+    view (behind a listener that writes to many clients). Its 'request'
+    must not reach clients after its 'processing': they would list a
+    running job as waiting until they asked again."""
+    gate, reached = threading.Event(), threading.Event()
+
+    def slow_listener(events):
+        if not gate.is_set():
+            reached.set()
+            gate.wait(10)
+    daemon.jobs.remove_listener(daemon.stock)
+    daemon.jobs.add_listener(slow_listener)
+    daemon.jobs.add_listener(daemon.stock)
+    submitter = threading.Thread(target=submit, args=(daemon, 'scan'))
+    submitter.start()
+    try:
+        assert reached.wait(10)
+        job = daemon.run_next()   # its own delivery is left to the submitter
+        assert job is not None
+    finally:
+        gate.set()
+        submitter.join(10)
+    names = [name for name, _ in daemon.events]
+    assert 'processing' in names
+    daemon.check()
+    assert daemon.stock.snapshot()[0][0] == STATUS_RUNNING
+    daemon.finish('done')
+    submit(daemon, 'next')
+    daemon.check()
 
 
 OPERATIONS = st.lists(st.tuples(
