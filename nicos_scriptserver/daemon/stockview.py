@@ -142,8 +142,11 @@ class StockView:
             self._held_back.pop(job_id, None)
         elif job_id is not None and job_id != self._current:
             self._started.add(job_id)
+        # No status from here: NICOS says 'processing' before its status
+        # turns to running, so the controller still reads idle (as it does
+        # for the request that sets NICOS up after a restart; saying then
+        # why the queue waits would bury that under the setup's messages).
         self.emit('processing', request)
-        self._refresh()
 
     # -- the queue ----------------------------------------------------------------
 

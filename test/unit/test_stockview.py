@@ -260,3 +260,37 @@ def apply(daemon, name, number, job_id):
             jobs.resume()
             daemon.set_status(STATUS_RUNNING)
         daemon.finish(['done', 'failed', 'aborted'][number % 3])
+
+
+def test_nicos_starting_its_setup_says_nothing_of_a_waiting_queue(
+        tmp_path, caplog):
+    """After a restart the queue is held; NICOS first runs the request that
+    sets it up ('processing', status still idle). Why the queue waits is
+    said once that is done, after the setup's messages, where a client
+    that shows the last few messages (the IBEX GUI) sees it."""
+    caplog.set_level(logging.WARNING, LOG.name)
+    jobs = JobQueue(tmp_path / 'queue.db')
+    try:
+        jobs.submit(parse_specs([{'kind': 'aware', 'name': name,
+                                  'source': f'{name}()'} for name in 'ab']),
+                    'alice')
+        jobs.hold('job 1 was interrupted by a server restart')
+        events, controller = [], Controller()
+        stock = StockView(jobs, lambda *event: events.append(event),
+                          lambda: LOG)
+        stock.attach(controller)
+        jobs.add_listener(stock)
+        stock.controller_event('processing', {
+            'reqid': '0', 'name': 'setting up NICOS', 'script': 'NicosSetup()',
+            'user': 'system'})
+        assert [name for name, _ in events] == ['processing']
+        assert not caplog.records
+        for status in (STATUS_RUNNING, STATUS_IDLE):
+            controller.status = status
+            stock.controller_event('status', (status, -1))
+        assert events[-1] == ('status', (STATUS_INBREAK, -1))
+        assert [r.getMessage() for r in caplog.records] == [
+            'Queue held (job 1 was interrupted by a server restart): '
+            '2 jobs waiting; continue runs them.']
+    finally:
+        jobs.close()
