@@ -123,7 +123,11 @@ def daemon(tmp_path):
 
 
 def submit(daemon, *names):
-    return [job.id for job in daemon.jobs.submit(
+    return submit_to(daemon.jobs, *names)
+
+
+def submit_to(jobs, *names):
+    return [job.id for job in jobs.submit(
         parse_specs([{'kind': 'aware', 'name': name, 'source': f'{name}()'}
                      for name in names]), 'alice')]
 
@@ -271,9 +275,7 @@ def test_nicos_starting_its_setup_says_nothing_of_a_waiting_queue(
     caplog.set_level(logging.WARNING, LOG.name)
     jobs = JobQueue(tmp_path / 'queue.db')
     try:
-        jobs.submit(parse_specs([{'kind': 'aware', 'name': name,
-                                  'source': f'{name}()'} for name in 'ab']),
-                    'alice')
+        submit_to(jobs, 'a', 'b')
         jobs.hold('job 1 was interrupted by a server restart')
         events, controller = [], Controller()
         stock = StockView(jobs, lambda *event: events.append(event),
