@@ -48,6 +48,9 @@ class LinkPool:
         self.waiting: Deque[Tuple[float, Forward]] = collections.deque()
         self.user_level: Optional[int] = None
         self.last_error = 'not connected to the daemon yet'
+        #: How many links had reached the daemon (`Reopening.count`) when
+        #: this pool last lost or failed to open one.
+        self._reached_before_failure = reopening.count()
 
     def start(self) -> None:
         """Open one link now (`LinkError` if the daemon refuses it), the
@@ -63,7 +66,19 @@ class LinkPool:
     def _failed(self, err: LinkError) -> None:
         if str(err) != self.last_error:
             log.warning('%s link: %s', self.role, err)
+        self._lost(err)
+        if not self.links:
+            self._fail_waiting()
+
+    def _fail_waiting(self) -> None:
+        while self.waiting:
+            self._finished(self.waiting.popleft()[1], Failed(
+                f'the daemon is not reachable: {self.last_error}',
+                reached=False))
+
+    def _lost(self, err: LinkError) -> None:
         self.last_error = str(err)
+        self._reached_before_failure = self._reopening.count()
 
     def _add(self, link: DaemonLink) -> None:
         self._serve(link)
@@ -81,9 +96,17 @@ class LinkPool:
     @property
     def unreachable(self) -> Optional[str]:
         """Why a request cannot be served now or once a link is free
-        (None: it can)."""
-        return None if self.links else \
-            f'the daemon is not reachable: {self.last_error}'
+        (None: it can).
+
+        With no link, a request still waits for one if another link has
+        reached the daemon since this pool's last failure: after a daemon
+        restart the mirror may show its state before this pool's openers,
+        which try at once then (`Reopening`), are logged in; a command a
+        person sends on that state must not fail."""
+        if self.links or \
+                self._reopening.count() != self._reached_before_failure:
+            return None
+        return f'the daemon is not reachable: {self.last_error}'
 
     @property
     def banner(self) -> dict:
@@ -137,15 +160,13 @@ class LinkPool:
             self._finished(failed, Failed(
                 f'the connection to the daemon broke: {err}', reached=True))
         if not self.links:
-            while self.waiting:
-                self._finished(self.waiting.popleft()[1],
-                               Failed(self.unreachable, reached=False))
+            self._fail_waiting()
 
     def _drop(self, link: DaemonLink, err: LinkError) -> Optional[Forward]:
         """Drop a broken link (a new one is opened); returns the request it
         was serving."""
         log.warning('%s link to the daemon broke: %s', self.role, err)
-        self.last_error = str(err)
+        self._lost(err)
         if link in self.links:
             self.links.remove(link)
             self._open_later(0.2)
