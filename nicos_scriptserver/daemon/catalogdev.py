@@ -4,7 +4,6 @@ import functools
 import importlib.util
 import shutil
 import sys
-import tempfile
 import threading
 import traceback
 import types
@@ -18,6 +17,7 @@ from nicos.core import SIMULATION, Device, Param, floatrange, listof
 from nicos_scriptserver.catalog import Catalog, CatalogChanges
 from nicos_scriptserver.catalog.parse import ESTIMATE_PREFIX
 from nicos_scriptserver.daemon.jobapi import in_progress_scope
+from nicos_scriptserver.runner.scratch import scratch_dir
 
 # Command files are importable as modules of this package, so one command
 # file can use another's commands (``from scriptserver_commands.sample
@@ -87,7 +87,7 @@ class CommandCatalog(Device):
         self._snapshots: List[Tuple[int, List[str]]] = []
         self._snapshot_root = None
         if mode != SIMULATION:
-            self._snapshot_root = tempfile.mkdtemp(prefix='scriptserver-dry-run-')
+            self._snapshot_root = scratch_dir('dry-run-commands-')
         package = types.ModuleType(PACKAGE)
         package.__path__ = list(self._catalog.folders)
         sys.modules[PACKAGE] = package

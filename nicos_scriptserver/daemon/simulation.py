@@ -47,6 +47,7 @@ from nicos_scriptserver.daemon.catalogdev import find_command_catalog
 from nicos_scriptserver.estimates import DryRunFacts
 from nicos_scriptserver.instance.config import ENV_COMMANDS
 from nicos_scriptserver.runner.lifetime import parent_death_env
+from nicos_scriptserver.runner.scratch import scratch_dir
 from nicos_scriptserver.queue import Caller
 
 #: Where SCHED_IDLE is missing: added to the daemon's nice value.
@@ -91,8 +92,8 @@ class DryRunProcess:
         started = time.monotonic()
         socket = nicos_zmq_ctx.socket(zmq.DEALER)
         stderr = tempfile.TemporaryFile()
-        # mkdtemp makes it 0700: nobody else can connect to the socket
-        channel_dir = tempfile.mkdtemp(prefix='scriptserver-dryrun-')
+        # Private (0700): nobody else can connect to the socket.
+        channel_dir = scratch_dir('dry-run-')
         proc = None
         try:
             address = f'ipc://{channel_dir}/channel'

@@ -23,7 +23,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import (Callable, Dict, List, Mapping, Optional, Sequence,
                     Tuple)
 
 from nicos_scriptserver.runner.lifetime import die_with_parent
+from nicos_scriptserver.runner.scratch import scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ class BlackBoxRun:
                 return
             if self._proc:
                 raise RuntimeError('this black-box run was started already')
-            tmpdir = tempfile.mkdtemp(prefix='blackbox-')
+            tmpdir = scratch_dir('blackbox-')
             self.script_path = os.path.join(tmpdir, self.script_name)
             try:
                 with open(self.script_path, 'w', encoding='utf-8') as file:

@@ -7,7 +7,9 @@ crashloop.py for what each round checks.
 
 import os
 import random
+import shutil
 import signal
+import tempfile
 
 import psutil
 import pytest
@@ -111,3 +113,28 @@ def test_a_killed_proxy_comes_back_with_a_new_token(server_factory, tmp_path):
     client.reconnect()
     assert client.login(user, new) == 10
     assert client.call('getstatus')['status']
+
+
+def test_a_killed_daemons_temporary_files_are_removed_when_it_starts_again(
+        server_factory, tmp_path):
+    # Short: the dry runs' sockets are in there, and their paths are limited.
+    tmp = tempfile.mkdtemp(prefix='ss-')
+    try:
+        running = server_factory(datadir=tmp_path / 'data', env={'TMPDIR': tmp})
+        client = running.client('user')
+        job, = client.call('ss_submit', {
+            'kind': 'blackbox', 'name': 'stubborn',
+            'source': 'import time\nprint("up", flush=True)\ntime.sleep(600)\n'})
+        client.wait_for(lambda n, d: n == 'ss_output' and d['id'] == job['id'], 30)
+        killed = os.listdir(tmp)
+        assert len(killed) == 1   # the daemon's root: dry runs and the job's script
+        assert any(name.startswith('blackbox-')
+                   for name in os.listdir(os.path.join(tmp, killed[0])))
+
+        os.kill(running.processes.procs['daemon'].pid, signal.SIGKILL)
+        running.processes.procs['daemon'].wait(30)
+        running.processes.start_daemon()
+        after = os.listdir(tmp)
+        assert len(after) == 1 and after != killed, (killed, after)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
