@@ -184,6 +184,7 @@ class ScriptServerController(ExecutionController):
         self.app = None
         self.bridge = None   # the current bridged job's child and channel
         self._starting_now = threading.local()
+        self._break_flag = None   # the last flag of set_break
 
     def serve(self, app) -> None:
         """Run the jobs of *app*."""
@@ -363,7 +364,20 @@ class ScriptServerController(ExecutionController):
 
     # -- hooks of the script thread -----------------------------------------
 
-    def _breakfunc(self, frame, arg):
+    def set_break(self, flag) -> None:
+        """Ask the script to break at its next point of *flag*'s level
+        (NICOS's flag: mode, level, user)."""
+        self._break_flag = flag
+        ExecutionController.set_break(self, flag)
+
+    def _breakfunc(self, frame, arg=None):
+        if arg is None:
+            # The C controller lost the flag, not the break: when a block
+            # starts, it clears the flag after it has let other threads
+            # run (its observer sends the status), and a set_break from
+            # one of them in that moment is left without one. The break
+            # is still wanted, with the flag last asked for.
+            arg = self._break_flag
         filename = frame.f_code.co_filename
         level = int(filename[7:]) if filename.startswith('<break>') \
             else BREAK_AFTER_LINE

@@ -1,8 +1,11 @@
-"""The daemon's execution controller around the start-up setup."""
+"""The daemon's execution controller: around the start-up setup, and its
+breaks on NICOS's C controller."""
 
 import gc
 
 import pytest
+from nicos.protocols.daemon import BREAK_AFTER_STEP, STATUS_RUNNING
+from nicos.services.daemon.pyctl import Controller
 from nicos.services.daemon.script import ExecutionController
 
 from nicos_scriptserver.daemon.execution import ScriptServerController
@@ -32,3 +35,51 @@ def test_collections_run_again_if_the_setup_fails(monkeypatch):
     with pytest.raises(RuntimeError):
         ScriptServerController._setup(None)
     assert gc.isenabled()
+
+
+class Stopped(Exception):
+    """Ends the test's script where the job would wait to be resumed."""
+
+
+class PauseRecorder:
+    """The application, as far as a pause concerns it."""
+
+    def __init__(self):
+        self.pauses = []
+
+    def paused(self, line):
+        self.pauses.append(line)
+        raise Stopped
+
+
+def bare_controller(app):
+    """The script server's controller on NICOS's C controller, without the
+    NICOS session around it (its breaks and observer are all that run)."""
+    controller = ScriptServerController.__new__(ScriptServerController)
+    Controller.__init__(controller, break_only_in_filename='<script>')
+    controller.app, controller.bridge = app, None
+    controller._break_flag = None
+    return controller
+
+
+def test_a_pause_asked_for_while_a_block_starts_is_not_lost():
+    # When a block starts, the C controller calls its observer (which
+    # sends the status to clients, and lets other threads run) and only
+    # then clears the flag of the last break request; a pause asked for
+    # from another thread in that moment left a break without a flag, and
+    # the job failed with "_breakfunc() missing 1 required positional
+    # argument" instead of pausing. The observer here asks for the pause
+    # in that moment, as the thread of the client's request did.
+    app = PauseRecorder()
+    controller = bare_controller(app)
+    asked = []
+
+    def observer(status, lineno):
+        if status == STATUS_RUNNING and not asked:   # the block starts
+            asked.append(status)
+            controller.set_break(('break', BREAK_AFTER_STEP, 'user'))
+    controller.set_observer(observer)
+    code = compile('x = 1\ny = 2\n', '<script>', 'exec')
+    with pytest.raises(Stopped):
+        controller.start_exec(code, {})
+    assert len(app.pauses) == 1   # before its first line
