@@ -109,11 +109,18 @@ class Stock:
 
     def check_events(self):
         """The events tell what getstatus tells (once they have arrived)."""
+        seen = []
+
         def agree():
             reply = self.status()
-            return self.client.view() == (reply['status'][0], [
-                (r['reqid'], r['name']) for r in reply['requests']])
-        wait_until(agree, 10)
+            seen[:] = [self.client.view(), (reply['status'][0], [
+                (r['reqid'], r['name']) for r in reply['requests']])]
+            return seen[0] == seen[1]
+        try:
+            wait_until(agree, 10)
+        except AssertionError:
+            raise AssertionError(f'the events say {seen[0]}, getstatus '
+                                 f'{seen[1]}') from None
 
     def close(self):
         assert not self.client.errors

@@ -545,8 +545,9 @@ def status_or_none(client):
         return None
 
 
-def wait_line(proc, text, timeout=30.0):
-    """Read *proc*'s stdout until a line containing *text* arrives."""
+def wait_line(proc, text, timeout=90.0):
+    """Read *proc*'s stdout until a line containing *text* arrives (a start
+    beside busy processes took 30 s)."""
     deadline = time.monotonic() + timeout
     seen = []
     while time.monotonic() < deadline:
