@@ -13,6 +13,10 @@ from nicos_scriptserver.proxy.daemonlink import DaemonLink, Reopening
 from nicos_scriptserver.proxy.links import LinkPool
 from nicos_scriptserver.proxy.loop import EventLoop
 
+from test_proxy_daemonlink import run_until
+
+REFUSED = LinkError('[Errno 111] Connection refused')
+
 
 def link_pair():
     """A link and the daemon's ends of its two connections."""
@@ -38,91 +42,70 @@ class ScriptedOpener:
         return outcome
 
 
-def run_until(loop, done, timeout=10.0):
-    stop = threading.Event()
-    deadline = time.monotonic() + timeout
+class Restart:
+    """A user pool whose daemon was killed (reopening its link was
+    refused) and is back: the mirror's link got in, and the pool's opener
+    is trying again, waiting for what the test hands it."""
 
-    def tick(now):
-        if done() or now > deadline:
-            stop.set()
-    loop.run(stop, 0.01, tick)
-    assert done()
+    def __init__(self):
+        self.loop = EventLoop()
+        self.reopening = Reopening(threading.Event())
+        self.opener = ScriptedOpener()
+        self.outcomes = []
+        self.pool = LinkPool('user', self.opener, 1, self.loop, self.reopening,
+                             lambda forward, outcome: self.outcomes.append(outcome))
+        first, daemon, events = link_pair()
+        self.opener.next.put(first)
+        self.pool.start()
+        self.opener.next.put(REFUSED)
+        daemon.close()
+        events.close()
+        run_until(self.loop, lambda: 'refused' in self.pool.last_error)
+        self.unreachable_while_down = self.pool.unreachable
+        attempts = self.opener.attempts
+        self.reopening.reached()
+        deadline = time.monotonic() + 10
+        while self.opener.attempts == attempts and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def close(self):
+        self.pool.close()
+        self.loop.close()
+        self.reopening.stopping.set()
 
 
 def test_a_command_sent_when_the_mirror_is_back_waits_for_its_own_link():
-    loop = EventLoop()
-    reopening = Reopening(threading.Event())
-    opener = ScriptedOpener()
-    outcomes = []
-    pool = LinkPool('user', opener, 1, loop, reopening,
-                    lambda forward, outcome: outcomes.append(outcome))
-    first, first_daemon, first_events = link_pair()
-    opener.next.put(first)
-    pool.start()
+    restart = Restart()
+    assert restart.unreachable_while_down == \
+        'the daemon is not reachable: [Errno 111] Connection refused'
+    # A person presses continue while the pool's link is still logging in.
+    assert restart.pool.unreachable is None
+    restart.pool.submit(Forward(None, 'user', 'continue', []))
 
-    # The daemon is killed: the link breaks, and reopening it is refused.
-    opener.next.put(LinkError('[Errno 111] Connection refused'))
-    first_daemon.close()
-    first_events.close()
-    run_until(loop, lambda: 'refused' in pool.last_error)
-    assert pool.unreachable == ('the daemon is not reachable: '
-                                '[Errno 111] Connection refused')
-
-    # The daemon is back: the mirror's link gets in, this pool's opener
-    # tries at once and is still logging in when a person presses continue.
-    attempts = opener.attempts
-    reopening.reached()
-    deadline = time.monotonic() + 10
-    while opener.attempts == attempts and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert pool.unreachable is None
-    pool.submit(Forward(None, 'user', 'continue', []))
-
-    second, second_daemon, _second_events = link_pair()
-    opener.next.put(second)
+    link, daemon, _events = link_pair()
+    restart.opener.next.put(link)
     expected = encode_request('continue', [])
     received = bytearray()
 
     def daemon_read():
-        second_daemon.settimeout(0.01)
+        daemon.settimeout(0.01)
         try:
-            received.extend(second_daemon.recv(65536))
+            received.extend(daemon.recv(65536))
         except TimeoutError:
             pass
         return len(received) >= len(expected)
-    run_until(loop, daemon_read)
-    assert bytes(received) == expected and outcomes == []
-    pool.close()
-    loop.close()
-    reopening.stopping.set()
+    run_until(restart.loop, daemon_read)
+    assert bytes(received) == expected and restart.outcomes == []
+    restart.close()
 
 
 def test_a_command_waiting_for_a_link_fails_when_the_link_is_refused():
-    loop = EventLoop()
-    reopening = Reopening(threading.Event())
-    opener = ScriptedOpener()
-    outcomes = []
-    pool = LinkPool('user', opener, 1, loop, reopening,
-                    lambda forward, outcome: outcomes.append(outcome))
-    first, first_daemon, first_events = link_pair()
-    opener.next.put(first)
-    pool.start()
-    opener.next.put(LinkError('[Errno 111] Connection refused'))
-    first_daemon.close()
-    first_events.close()
-    run_until(loop, lambda: 'refused' in pool.last_error)
-
-    attempts = opener.attempts
-    reopening.reached()
-    deadline = time.monotonic() + 10
-    while opener.attempts == attempts and time.monotonic() < deadline:
-        time.sleep(0.01)
-    pool.submit(Forward(None, 'user', 'continue', []))
-    opener.next.put(LinkError('login failed: invalid credentials'))
-    run_until(loop, lambda: bool(outcomes))
-    assert outcomes == [Failed('the daemon is not reachable: login failed: '
-                               'invalid credentials', reached=False)]
-    assert pool.unreachable is not None
-    pool.close()
-    loop.close()
-    reopening.stopping.set()
+    restart = Restart()
+    restart.pool.submit(Forward(None, 'user', 'continue', []))
+    restart.opener.next.put(LinkError('login failed: invalid credentials'))
+    run_until(restart.loop, lambda: bool(restart.outcomes))
+    assert restart.outcomes == [Failed('the daemon is not reachable: login '
+                                       'failed: invalid credentials',
+                                       reached=False)]
+    assert restart.pool.unreachable is not None
+    restart.close()
