@@ -3,11 +3,12 @@ so that a process that is killed (a daemon after ``kill -9``) leaves one
 root behind, which the next process to make one removes.
 
 A root is ``$TMPDIR/scriptserver-scratch-<random>``, 0700, and holds a
-lock file that its process keeps locked (``flock``) while it lives. A root whose lock
-nobody holds was left by a process that is gone. Only roots owned by this
-account are looked at; the lock works across PID namespaces and does not
-care about reused process ids. A root gets its final name (and with it its
-lock) in one rename, so no sweeper ever sees one half made.
+lock file that its process keeps locked (``flock``) while it lives. A
+root whose lock nobody holds was left by a process that is gone. Only
+roots owned by this account are looked at; the lock works across PID
+namespaces and does not care about reused process ids. A root gets its
+final name (and with it its lock) in one rename, so no sweeper ever sees
+one half made.
 """
 
 import atexit
@@ -17,7 +18,7 @@ import shutil
 import stat
 import tempfile
 import threading
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 ROOT_PREFIX = 'scriptserver-scratch-'
 LOCK_NAME = 'owner.lock'
@@ -45,7 +46,7 @@ def _process_root() -> str:
         return _root
 
 
-def _make_root():
+def _make_root() -> Tuple[str, int]:
     making = tempfile.mkdtemp(prefix=_MAKING_PREFIX)
     try:
         fd = os.open(os.path.join(making, LOCK_NAME),
@@ -71,7 +72,8 @@ def remove_abandoned(tmpdir: Optional[str] = None) -> List[str]:
     except OSError:
         return removed
     for entry in entries:
-        if entry.name.startswith(ROOT_PREFIX) and _remove_if_abandoned(entry.path):
+        if entry.name.startswith(ROOT_PREFIX) and \
+                _remove_if_abandoned(entry.path):
             removed.append(entry.path)
     return removed
 

@@ -52,8 +52,9 @@ class Restart:
         self.reopening = Reopening(threading.Event())
         self.opener = ScriptedOpener()
         self.outcomes = []
-        self.pool = LinkPool('user', self.opener, 1, self.loop, self.reopening,
-                             lambda forward, outcome: self.outcomes.append(outcome))
+        self.pool = LinkPool(
+            'user', self.opener, 1, self.loop, self.reopening,
+            lambda forward, outcome: self.outcomes.append(outcome))
         first, daemon, events = link_pair()
         self.opener.next.put(first)
         self.pool.start()
