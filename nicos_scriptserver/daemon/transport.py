@@ -1,14 +1,18 @@
 """Classic NICOS transport: plain data only from clients, new event types
-kept from stock clients, and events sent safely while clients come and go."""
+kept from stock clients, connections set up off the accepting thread, and
+events sent safely while clients come and go."""
 
 import queue
+import socket
+import threading
+import time
 
 from nicos.protocols.daemon import ProtocolError
 from nicos.protocols.daemon.classic import ENQ, LENGTH, ClassicSerializer, \
     code2command
 from nicos.services.daemon.proto import classic
 from nicos.services.daemon.utils import SizedQueue
-from nicos.utils import closeSocket
+from nicos.utils import closeSocket, createThread
 
 from nicos_scriptserver.wire import plainpickle
 from nicos_scriptserver.wire.protocol import EVENTS
@@ -21,6 +25,11 @@ EVENT_BACKLOG = 16 * 1024 * 1024
 #: (a script is at most 512 KiB; ``transfer`` sends whole files).
 MAX_FRAME_BEFORE_LOGIN = 64 * 1024
 MAX_FRAME = 16 * 1024 * 1024
+#: How long a new connection may take to send its client id, and an event
+#: connection to find its control connection.
+SET_UP_SECONDS = 10.0
+_CLIENT_ID_SIZE = 16   # NICOS clients send a uuid's bytes
+_GONE = object()
 _HEADER = 3 + LENGTH.size   # ENQ, command code, length
 
 
@@ -47,6 +56,20 @@ class BoundedTransport(classic.ServerTransport):
     daemon's memory without a password. Here a frame over the limit gets
     an error reply and closes the connection before any of it is read.
     """
+
+    def __init__(self, request, client_address, client_id, server):
+        # set before the stock constructor, which handles the connection
+        self.closed = False
+        classic.ServerTransport.__init__(self, request, client_address,
+                                         client_id, server)
+
+    def close(self):
+        # Under the pairing lock, so that an event connection arriving now
+        # is either closed here or refused by `ClassicServer`.
+        with self.server.pairing:
+            self.closed = True
+            self.server.pairing.notify_all()
+        classic.ServerTransport.close(self)
 
     def recv_command(self):
         header = self._receive(_HEADER)
@@ -86,23 +109,82 @@ class BoundedTransport(classic.ServerTransport):
 
 class ClassicServer(classic.Server):
     """The stock classic (TCP) server, with the script server's events
-    masked, a smaller backlog per client, and an `emit` that survives
-    clients connecting meanwhile.
+    masked, a smaller backlog per client, connections set up in their own
+    threads, and an `emit` that survives clients connecting meanwhile.
 
     Connections are handled by `BoundedTransport`. A stock NICOS client
-    drops its whole event connection on an event code it does not know. So every connection starts with the new event types
-    masked; clients that understand them unmask them with the stock
-    ``eventunmask`` command.
+    drops its whole event connection on an event code it does not know,
+    so every connection starts with the new event types masked; clients
+    that understand them unmask them with the stock ``eventunmask``
+    command.
     """
 
     def __init__(self, daemon, address, serializer):
         classic.Server.__init__(self, daemon, address, serializer)
         self.RequestHandlerClass = BoundedTransport
+        #: Guards `pending_clients` (control connections waiting for their
+        #: event connection) and the handlers' ``event_sock``.
+        self.pairing = threading.Condition()
 
     def register_handler(self, handler, ident, client_id):
         handler.event_mask.update(EVENTS)
         handler.event_queue = SizedQueue(EVENT_BACKLOG)
-        return classic.Server.register_handler(self, handler, ident, client_id)
+        with self.pairing:
+            classic.Server.register_handler(self, handler, ident, client_id)
+            self.pairing.notify_all()
+
+    def _handle_request_noblock(self):
+        # Stock NICOS reads a new connection's client id here, in the only
+        # accepting thread and without a time limit: one local process
+        # that connected and sent nothing kept every client out. An event
+        # connection whose control connection had just closed raised
+        # there and ended that thread for good.
+        try:
+            request, client_address = self.get_request()
+        except OSError:
+            return
+        createThread('connection set-up', self._set_up,
+                     args=(request, client_address))
+
+    def _set_up(self, request: socket.socket, client_address) -> None:
+        """Tell a new control connection from a client's event connection
+        (the second one with the same client id) and serve it."""
+        try:
+            client_id = _read_client_id(request)
+        except OSError as err:
+            self.daemon.log.info('connection from %s closed before its '
+                                 'client id: %s', client_address[0], err)
+            closeSocket(request)
+            return
+        key = (client_address[0], client_id)
+        with self.pairing:
+            control = key not in self.pending_clients
+            if control:
+                self.pending_clients[key] = None
+            else:
+                # as NICOS: the event connection waits for its handler
+                self.pairing.wait_for(
+                    lambda: self.pending_clients.get(key, _GONE) is not None,
+                    SET_UP_SECONDS)
+                handler = self.pending_clients.pop(key, None)
+                if handler is not None and not handler.closed:
+                    handler.event_sock = request
+        if control:
+            self.process_request_thread(request, client_address, client_id)
+        elif handler is None or handler.event_sock is not request:
+            closeSocket(request)
+        else:
+            self._start_events(handler, request)
+
+    def _start_events(self, handler, request: socket.socket) -> None:
+        self.daemon.log.debug('event connection for handler #%d',
+                              handler.ident)
+        try:
+            # as NICOS: dropped when its send queue is full for 60 s
+            request.settimeout(60.0)
+        except OSError:
+            return  # its handler closed it meanwhile
+        createThread(f'event_sender {handler.ident}', handler.event_sender)
 
     def emit(self, event, data, blobs, handler=None):
         # The stock emit iterates the handler table while other threads
@@ -114,7 +196,8 @@ class ClassicServer(classic.Server):
             targets = (handler,) if handler else list(self.handlers.values())
         # NICOS serializes an event before looking at any client's mask;
         # skip that when nobody wants it (e.g. a 10,000-id 'rearranged').
-        targets = [target for target in targets if event not in target.event_mask]
+        targets = [target for target in targets
+                   if event not in target.event_mask]
         if not targets:
             return
         payload = self.serializer.serialize_event(event, data)
@@ -127,3 +210,16 @@ class ClassicServer(classic.Server):
                                         'socket', target.ident)
                 closeSocket(target.event_sock)
                 closeSocket(target.sock)
+
+
+def _read_client_id(request: socket.socket) -> bytes:
+    deadline = time.monotonic() + SET_UP_SECONDS
+    client_id = b''
+    while len(client_id) < _CLIENT_ID_SIZE:
+        request.settimeout(max(deadline - time.monotonic(), 0.001))
+        data = request.recv(_CLIENT_ID_SIZE - len(client_id))
+        if not data:
+            raise OSError('connection closed')
+        client_id += data
+    request.settimeout(None)
+    return client_id

@@ -106,6 +106,36 @@ def test_a_huge_frame_before_login_is_refused_unread(server):
     assert server.client('guest').call('getstatus')['status']
 
 
+def login_in_thread(server, user):
+    """Log *user* in from another thread; the outcome appears in the
+    returned dict as 'client' or 'error'."""
+    outcome = {}
+
+    def login():
+        try:
+            outcome['client'] = server.client(user)
+        except Exception as err:  # reported by the test's assertion
+            outcome['error'] = err
+
+    threading.Thread(target=login, daemon=True).start()
+    return outcome
+
+
+@pytest.mark.parametrize('sent', [b'', b'half an id'],
+                         ids=['nothing', 'a partial client id'])
+def test_a_silent_connection_does_not_lock_others_out(server, sent):
+    # Stock NICOS reads each new connection's client id in its only
+    # accepting thread, without a time limit: a local process that
+    # connected and said nothing kept every client out of the daemon.
+    address = (server.instance.host, server.instance.daemon_port)
+    with socket.create_connection(address, 10) as silent:
+        silent.sendall(sent)
+        outcome = login_in_thread(server, 'guest')
+        wait_until(lambda: outcome, timeout=20)
+        assert 'client' in outcome, outcome
+        assert outcome['client'].call('getstatus')['status']
+
+
 # -- the cache ---------------------------------------------------------------
 
 CACHE_WRITER = r'''
