@@ -1,19 +1,18 @@
 """Classic NICOS transport: plain data only from clients, new event types
 kept from stock clients, connections set up off the accepting thread, and
-events sent safely while clients come and go."""
+events sent from one thread (`fanout`) safely while clients come and go."""
 
-import queue
 import socket
 import threading
 import time
 
 from nicos.protocols.daemon import ProtocolError
-from nicos.protocols.daemon.classic import ENQ, LENGTH, ClassicSerializer, \
-    code2command
+from nicos.protocols.daemon.classic import ENQ, LENGTH, STX, \
+    ClassicSerializer, code2command, event2code
 from nicos.services.daemon.proto import classic
-from nicos.services.daemon.utils import SizedQueue
 from nicos.utils import closeSocket, createThread
 
+from nicos_scriptserver.daemon.fanout import EventFanout
 from nicos_scriptserver.wire import plainpickle
 from nicos_scriptserver.wire.protocol import EVENTS
 
@@ -69,6 +68,9 @@ class BoundedTransport(classic.ServerTransport):
         with self.server.pairing:
             self.closed = True
             self.server.pairing.notify_all()
+        # Out of the fan-out before the event socket closes (see
+        # `EventFanout.remove`).
+        self.server.fanout.remove(self)
         classic.ServerTransport.close(self)
 
     def recv_command(self):
@@ -110,7 +112,9 @@ class BoundedTransport(classic.ServerTransport):
 class ClassicServer(classic.Server):
     """The stock classic (TCP) server, with the script server's events
     masked, a smaller backlog per client, connections set up in their own
-    threads, and an `emit` that survives clients connecting meanwhile.
+    threads, an `emit` that survives clients connecting meanwhile, and
+    every event sent by `EventFanout` instead of a sender thread per
+    client.
 
     Connections are handled by `BoundedTransport`. A stock NICOS client
     drops its whole event connection on an event code it does not know,
@@ -125,10 +129,11 @@ class ClassicServer(classic.Server):
         #: Guards `pending_clients` (control connections waiting for their
         #: event connection) and the handlers' ``event_sock``.
         self.pairing = threading.Condition()
+        self.fanout = EventFanout(self._drop, EVENT_BACKLOG)
 
     def register_handler(self, handler, ident, client_id):
         handler.event_mask.update(EVENTS)
-        handler.event_queue = SizedQueue(EVENT_BACKLOG)
+        self.fanout.add(handler)
         with self.pairing:
             classic.Server.register_handler(self, handler, ident, client_id)
             self.pairing.notify_all()
@@ -171,20 +176,13 @@ class ClassicServer(classic.Server):
                     handler.event_sock = request
         if control:
             self.process_request_thread(request, client_address, client_id)
-        elif handler is None or handler.event_sock is not request:
+        elif handler is None or handler.event_sock is not request or \
+                not self.fanout.attach(handler, request):
+            # its client closed meanwhile
             closeSocket(request)
         else:
-            self._start_events(handler, request)
-
-    def _start_events(self, handler, request: socket.socket) -> None:
-        self.daemon.log.debug('event connection for handler #%d',
-                              handler.ident)
-        try:
-            # as NICOS: dropped when its send queue is full for 60 s
-            request.settimeout(60.0)
-        except OSError:
-            return  # its handler closed it meanwhile
-        createThread(f'event_sender {handler.ident}', handler.event_sender)
+            self.daemon.log.debug('event connection for handler #%d',
+                                  handler.ident)
 
     def emit(self, event, data, blobs, handler=None):
         # The stock emit iterates the handler table while other threads
@@ -201,15 +199,19 @@ class ClassicServer(classic.Server):
         if not targets:
             return
         payload = self.serializer.serialize_event(event, data)
-        for target in targets:
-            try:
-                target.event_queue.put((event, payload, blobs), True, 0.1)
-            except queue.Full:
-                # as stock NICOS: a client that does not read is dropped
-                self.daemon.log.warning('handler %s: queue full, closing '
-                                        'socket', target.ident)
-                closeSocket(target.event_sock)
-                closeSocket(target.sock)
+        # The frame of NICOS's send_event, built once for every client.
+        parts = [STX, event2code[event], b'%c' % len(blobs),
+                 LENGTH.pack(len(payload)), payload]
+        for blob in blobs:
+            parts += [LENGTH.pack(len(blob)), blob]
+        self.fanout.post(targets, b''.join(parts))
+
+    def _drop(self, handler, reason: str) -> None:
+        # as stock NICOS: a client that does not read is dropped
+        self.daemon.log.warning('handler %s: %s, closing its connection',
+                                handler.ident, reason)
+        closeSocket(handler.event_sock)
+        closeSocket(handler.sock)
 
 
 def _read_client_id(request: socket.socket) -> bytes:

@@ -4,6 +4,7 @@ import psutil
 import pytest
 
 from nicos_scriptserver.instance.passwords import DEFAULT_LOG2_N, DEFAULT_R
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -27,3 +28,17 @@ def test_logins_do_not_keep_the_memory_of_their_password_check(server):
     # Without the fix this grew by about one check per login (as many as
     # there are arenas); a connection's own threads and buffers are far less.
     assert grown < 2 * SCRYPT_BYTES, f'{grown / 2**20:.0f} MiB for {LOGINS} logins'
+
+
+def test_event_connections_take_no_thread_each(server):
+    """Events go out from one thread (`EventFanout`), not from a sender
+    thread per client: 50 watching clients kept 50 more threads, whose
+    turns at the interpreter lock delayed the last client's events."""
+    daemon = psutil.Process(server.processes.procs['daemon'].pid)
+    server.client('guest')
+    before = daemon.num_threads()
+    for _ in range(LOGINS):
+        server.client('guest')
+    # One handler thread per connection (NICOS's), none for its events;
+    # the threads that set the event connections up end at once.
+    wait_until(lambda: daemon.num_threads() - before == LOGINS, timeout=10)
