@@ -34,23 +34,37 @@ SAVES = 20
 # A command, so that NICOS does not trace (and report) each line of the loop.
 BUSY_COMMAND = '''\
 import gc
+from array import array
 from time import perf_counter as now
 
 
 def busy_stalls(seconds: float, collect: bool = True):
-    """Spins for some seconds and prints the longest gaps between spins."""
+    """Spins for some seconds and prints the longest gap between spins and
+    the 99.9th percentile (10 us resolution)."""
+    # Counted, not kept: a list of every gap (millions of floats) made
+    # each full cyclic collection walk it, a stall of its own (26 ms for
+    # 5 million).
     if not collect:
         gc.disable()
-    gaps = []
+    buckets = array('q', bytes(8 * 10001))
+    worst, count = 0.0, 0
     last = now()
     end = last + seconds
     while last < end:
         t = now()
-        gaps.append(t - last)
+        gap = t - last
+        if gap > worst:
+            worst = gap
+        buckets[min(int(gap * 1e5), 10000)] += 1
+        count += 1
         last = t
     gc.enable()
-    gaps.sort()
-    print('stall %.3f %.3f' % (gaps[-1] * 1e3, gaps[int(len(gaps) * 0.999)] * 1e3))
+    seen, p999 = 0, 0
+    for p999, n in enumerate(buckets):
+        seen += n
+        if seen >= count * 0.999:
+            break
+    print('stall %.3f %.3f' % (worst * 1e3, p999 * 1e-2))
 
 
 def full_collection():
