@@ -89,7 +89,7 @@ class StockView:
         self._queue: Dict[str, Any] = jobs.state.to_dict()
         self._status: Optional[Status] = None   # the last one sent
         self._notice: Optional[tuple] = None    # what the log said last
-        # Jobs NICOS announced as started before this view had them.
+        # Jobs NICOS announced as started before this view had their start.
         self._started: Set[int] = set()
 
     def attach(self, controller) -> None:
@@ -132,15 +132,16 @@ class StockView:
 
     def _processing(self, request: dict) -> None:
         """NICOS announces the job it starts. The thread delivering the
-        queue's changes may not have brought this view the job's submission
-        yet (it delivers for all threads, one listener after another): then
-        its 'request' must not follow, or a client that follows the events
-        would list the running job as waiting."""
+        queue's changes may not have brought this view the job's start
+        yet, nor its submission or an earlier change (say, its release by
+        a passing dry run): it delivers for all threads, one listener
+        after another. None of those may list it again, or a client that
+        follows the events would list the running job as waiting."""
         job_id = request.get('job')
         if job_id in self._listed:
             del self._listed[job_id]
             self._held_back.pop(job_id, None)
-        elif job_id is not None and job_id != self._current:
+        if job_id is not None and job_id != self._current:
             self._started.add(job_id)
         # No status from here: NICOS says 'processing' before its status
         # turns to running, so the controller still reads idle (as it does

@@ -173,14 +173,10 @@ def test_the_log_says_why_once_per_reason(daemon, caplog):
         'Queue held (held by bob): 3 jobs waiting; continue runs them.'
 
 
-def test_a_job_started_while_its_submission_is_delivered_is_not_listed_again(
-        daemon):
-    """The thread that delivers the queue's changes delivers those of other
-    threads too, so the script thread can start a job, and NICOS announce
-    it ('processing'), while its submission is still on its way to this
-    view (behind a listener that writes to many clients). Its 'request'
-    must not reach clients after its 'processing': they would list a
-    running job as waiting until they asked again."""
+def started_while_delivered(daemon, change):
+    """Run *change* in another thread, whose delivery of it to this view
+    waits behind a slow listener (one that writes to many clients) while
+    the script thread starts the next job; return that job."""
     gate, reached = threading.Event(), threading.Event()
 
     def slow_listener(events):
@@ -190,21 +186,46 @@ def test_a_job_started_while_its_submission_is_delivered_is_not_listed_again(
     daemon.jobs.remove_listener(daemon.stock)
     daemon.jobs.add_listener(slow_listener)
     daemon.jobs.add_listener(daemon.stock)
-    submitter = threading.Thread(target=submit, args=(daemon, 'scan'))
-    submitter.start()
+    changer = threading.Thread(target=change)
+    changer.start()
     try:
         assert reached.wait(10)
-        job = daemon.run_next()   # its own delivery is left to the submitter
+        job = daemon.run_next()   # its own delivery is left to the changer
         assert job is not None
     finally:
         gate.set()
-        submitter.join(10)
-    names = [name for name, _ in daemon.events]
-    assert 'processing' in names
+        changer.join(10)
+    assert 'processing' in [name for name, _ in daemon.events]
     daemon.check()
     assert daemon.stock.snapshot()[0][0] == STATUS_RUNNING
+    return job
+
+
+def test_a_job_started_while_its_submission_is_delivered_is_not_listed_again(
+        daemon):
+    """The thread that delivers the queue's changes delivers those of other
+    threads too, so the script thread can start a job, and NICOS announce
+    it ('processing'), while its submission is still on its way to this
+    view. Its 'request' must not reach clients after its 'processing':
+    they would list a running job as waiting until they asked again."""
+    started_while_delivered(daemon, lambda: submit(daemon, 'scan'))
     daemon.finish('done')
     submit(daemon, 'next')
+    daemon.check()
+
+
+def test_a_held_back_job_started_while_its_release_is_delivered_is_not_listed_again(
+        daemon):
+    """The same for a listed job whose release (its dry run passed) is on
+    its way while it starts: the proxy's mirror listed it as waiting after
+    it was done, with getstatus empty."""
+    job, = submit(daemon, 'scan')
+    daemon.jobs.set_estimate(job, {'state': 'failed'}, hold_reason='dry run: '
+                             'T_sample 400 K above 300 K')
+    started = started_while_delivered(daemon, lambda: daemon.jobs.set_estimate(
+        job, {'state': 'ok'}, passed=True))
+    assert started.id == job
+    daemon.finish('done')
     daemon.check()
 
 
