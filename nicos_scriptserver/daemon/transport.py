@@ -172,13 +172,17 @@ class ClassicServer(classic.Server):
                     lambda: self.pending_clients.get(key, _GONE) is not None,
                     SET_UP_SECONDS)
                 handler = self.pending_clients.pop(key, None)
-                if handler is not None and not handler.closed:
+                # NICOS pairs by the client id alone: events went to a
+                # connection that had sent no password.
+                if handler is not None and not handler.closed and \
+                        getattr(handler, 'user', None) is not None:
                     handler.event_sock = request
         if control:
             self.process_request_thread(request, client_address, client_id)
         elif handler is None or handler.event_sock is not request or \
                 not self.fanout.attach(handler, request):
-            # its client closed meanwhile
+            self.daemon.log.info('event connection from %s refused: its '
+                                 'client is not logged in', client_address[0])
             closeSocket(request)
         else:
             self.daemon.log.debug('event connection for handler #%d',

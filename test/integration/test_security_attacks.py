@@ -136,6 +136,31 @@ def test_a_silent_connection_does_not_lock_others_out(server, sent):
         assert outcome['client'].call('getstatus')['status']
 
 
+def test_events_go_to_logged_in_clients_only(server):
+    # NICOS pairs an event connection with its control connection by the
+    # client id alone: a local process that connected, sent no password
+    # and opened its event connection got every event (scripts, log
+    # messages, values).
+    address = (server.instance.host, server.instance.daemon_port)
+    client_id = uuid.uuid4().bytes
+    with socket.create_connection(address, 10) as control, \
+            socket.create_connection(address, 10) as events:
+        control.sendall(client_id)
+        ok, _ = read_reply(control)
+        events.sendall(client_id)
+        events.settimeout(10)
+        marker = uuid.uuid4().hex
+        user = server.client('user')
+        user.call('ss_submit', {'source': f'# {marker}\n', 'name': marker})
+        wait_until(lambda: any(name == 'ss_job' for name, _ in user.events))
+        try:
+            got = events.recv(1 << 16)
+        except socket.timeout:
+            got = b'(nothing, but still open)'
+    assert ok
+    assert got == b''
+
+
 # -- the cache ---------------------------------------------------------------
 
 CACHE_WRITER = r'''
