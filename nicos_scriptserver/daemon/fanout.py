@@ -13,7 +13,8 @@ import selectors
 import socket
 import threading
 import time
-from typing import Callable, Deque, Dict, Hashable, Iterable, Optional
+from typing import (Callable, Deque, Dict, Hashable, Iterable, List,
+                    Optional, Tuple)
 
 #: A client whose socket took nothing for this long is dropped (NICOS: a
 #: ``sendall`` blocked for 60 s).
@@ -115,12 +116,17 @@ class EventFanout:
                 outbox.size += len(frame)
                 # A full socket is the fan-out thread's, when it can write.
                 if outbox.stalled_since is None:
-                    reason = self._send(outbox)
-                    if reason:
-                        dropped.append((client, reason))
-                        self._forget(client, outbox)
+                    self._flush(client, outbox, dropped)
         for client, reason in dropped:
             self._drop(client, reason)
+
+    def _flush(self, client: Hashable, outbox: _Outbox,
+               dropped: List[Tuple[Hashable, str]]) -> None:
+        """`_send`; a client whose connection broke goes to *dropped*."""
+        reason = self._send(outbox)
+        if reason:
+            dropped.append((client, reason))
+            self._forget(client, outbox)
 
     def _send(self, outbox: _Outbox) -> Optional[str]:
         """Send what *outbox* holds without blocking; watch its socket when
@@ -183,9 +189,6 @@ class EventFanout:
                         continue
                     # writable again, or attached with events waiting
                     if outbox.frames:
-                        reason = self._send(outbox)
-                        if reason:
-                            dropped.append((client, reason))
-                            self._forget(client, outbox)
+                        self._flush(client, outbox, dropped)
             for client, reason in dropped:
                 self._drop(client, reason)
