@@ -35,8 +35,9 @@ class _Outbox:
 class EventFanout:
     """The clients' event connections and what each is still to get.
 
-    A client is added at login (events may be emitted before its event
-    connection arrives: they wait) and gets its socket with `attach`.
+    A client is added when it connects (events may be emitted before its
+    event connection arrives: they wait) and gets its socket with
+    `attach`; the frames are shared by all outboxes, not copied.
     *drop* is called, outside any lock of this class, for a client that
     has *backlog* bytes or more waiting when the next event comes, whose
     socket took nothing for *stall* seconds, or whose connection broke; it
@@ -62,7 +63,7 @@ class EventFanout:
                          daemon=True).start()
 
     def add(self, client: Hashable) -> None:
-        """A client logged in: keep its events until it gets a socket."""
+        """A client connected: keep its events until it gets a socket."""
         with self._lock:
             self._outboxes[client] = _Outbox()
 
