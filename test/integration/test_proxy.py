@@ -5,7 +5,6 @@ import json
 import os
 import pickle
 import pwd
-import select
 import shutil
 import socket
 import subprocess
@@ -22,7 +21,7 @@ from nicos_scriptserver.supervisor.processes import free_instance_ports
 from nicos_scriptserver.clients.proxyclient import ProxyClient, ProxyError
 from nicos_scriptserver.proxy.protocol import MAX_REQUEST_BYTES
 from otheraccount import BECOME
-from waiting import wait_until
+from waiting import wait_output_line, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -545,22 +544,6 @@ def status_or_none(client):
         return None
 
 
-def wait_line(proc, text, timeout=90.0):
-    """Read *proc*'s stdout until a line containing *text* arrives (a start
-    beside busy processes took 30 s)."""
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        if select.select([proc.stdout], [], [], 0.2)[0]:
-            line = proc.stdout.readline()
-            seen.append(line)
-            if text in line:
-                return line
-            if not line and proc.poll() is not None:
-                break
-    raise AssertionError(f'no {text!r} from {proc.args[:4]}: {"".join(seen)}')
-
-
 def test_token_published_to_an_external_pv_server(server, tmp_path):
     """The block-server configuration: existing PVs, written over CA."""
     ports = free_instance_ports()
@@ -573,7 +556,7 @@ def test_token_published_to_an_external_pv_server(server, tmp_path):
              '--workdir', str(tmp_path)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         started.append(pvs)
-        wait_line(pvs, 'pvs ready')
+        wait_output_line(pvs, 'pvs ready')
         env = dict(os.environ, EPICS_CA_ADDR_LIST=f'127.0.0.1:{pv_port}',
                    EPICS_CA_AUTO_ADDR_LIST='NO')
         proxy = subprocess.Popen(
@@ -584,7 +567,7 @@ def test_token_published_to_an_external_pv_server(server, tmp_path):
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True)
         started.append(proxy)
-        wait_line(proxy, 'proxy ready')
+        wait_output_line(proxy, 'proxy ready')
         pvs_seen = read_pvs(server, 'USER', 'TOKEN', port=pv_port, prefix='EXT:')
         user, token = pvs_seen['USER']['value'], pvs_seen['TOKEN']['value']
         assert user == 'scriptserver' and token

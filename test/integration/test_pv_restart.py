@@ -25,9 +25,9 @@ from nicos_scriptserver.instance.config import REPO, Instance
 from nicos_scriptserver.runner.lifetime import die_with_parent
 from nicos_scriptserver.supervisor.processes import ServerProcesses, free_instance_ports
 from nicos_scriptserver.clients.proxyclient import ProxyClient, ProxyError
-from test_proxy import read_pvs, wait_line
+from test_proxy import read_pvs
 from test_pvs import _free_ca_port
-from waiting import wait_until
+from waiting import wait_output_line, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ class PVServer:
             cwd=REPO, env=self.env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent())
-        wait_line(self.proc, 'pvs ready')
+        wait_output_line(self.proc, 'pvs ready')
         return time.monotonic()
 
     def kill(self):

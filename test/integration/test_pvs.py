@@ -15,11 +15,9 @@ real uid, see `CLIENT`).
 import json
 import os
 import pwd
-import selectors
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -27,6 +25,7 @@ import pytest
 
 from nicos_scriptserver.supervisor.processes import free_port
 from otheraccount import BECOME
+from waiting import wait_output_line
 
 pytestmark = pytest.mark.integration
 
@@ -156,35 +155,6 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
 
 
-def _wait_line(proc: subprocess.Popen, expected: str, timeout: float) -> str:
-    """Read *proc*'s stdout until a line starts with *expected*.
-
-    Reads the pipe unbuffered (os.read): a buffered reader may swallow
-    later lines, which a select() on the pipe then never reports.
-    """
-    deadline = time.monotonic() + timeout
-    fd = proc.stdout.fileno()
-    pending = getattr(proc, 'pending_output', b'')
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        while True:
-            while b'\n' in pending:
-                line, pending = pending.split(b'\n', 1)
-                text = line.decode(errors='replace')
-                if text.startswith(expected):
-                    proc.pending_output = pending
-                    return text.strip()
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                break
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                break
-            pending += chunk
-    raise AssertionError(f'no {expected!r} within {timeout} s; exit code '
-                         f'{proc.poll()}, left over {pending!r}')
-
-
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -236,7 +206,7 @@ def pv_server(tmp_path, repeater_port):
                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log,
                 preexec_fn=_die_with_parent)
         procs.append(proc)
-        assert _wait_line(proc, 'pvs ready', 15) == \
+        assert wait_output_line(proc, 'pvs ready', 15) == \
             f'pvs ready on 127.0.0.1:{port}'
         return PVServer(proc, port, repeater_port, workdir)
 
@@ -391,9 +361,9 @@ def test_embedded_credential_pvs(tmp_path, repeater_port):
             env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=log, preexec_fn=_die_with_parent)
     try:
-        assert _wait_line(proc, 'long token', 15).startswith(
+        assert wait_output_line(proc, 'long token', 15).startswith(
             'long token refused: token is 40 characters long')
-        _wait_line(proc, 'ready', 15)
+        wait_output_line(proc, 'ready', 15)
         server = PVServer(proc, port, repeater_port, tmp_path)
         report = server.client(read=[TOKEN, USER])
         assert report[TOKEN]['value'] == token
