@@ -162,6 +162,7 @@ class ClassicServer(classic.Server):
             closeSocket(request)
             return
         key = (client_address[0], client_id)
+        paired = None   # the handler an event connection goes with
         with self.pairing:
             control = key not in self.pending_clients
             if control:
@@ -177,16 +178,17 @@ class ClassicServer(classic.Server):
                 if handler is not None and not handler.closed and \
                         getattr(handler, 'user', None) is not None:
                     handler.event_sock = request
+                    paired = handler
         if control:
             self.process_request_thread(request, client_address, client_id)
-        elif handler is None or handler.event_sock is not request or \
-                not self.fanout.attach(handler, request):
-            self.daemon.log.info('event connection from %s refused: its '
-                                 'client is not logged in', client_address[0])
+        elif paired is None or not self.fanout.attach(paired, request):
+            self.daemon.log.info('event connection from %s refused: no '
+                                 'logged-in client with its id',
+                                 client_address[0])
             closeSocket(request)
         else:
             self.daemon.log.debug('event connection for handler #%d',
-                                  handler.ident)
+                                  paired.ident)
 
     def emit(self, event, data, blobs, handler=None):
         # The stock emit iterates the handler table while other threads

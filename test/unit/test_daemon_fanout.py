@@ -50,7 +50,7 @@ def fanout():
 
 def connect(fanout, client):
     fanout.add(client)
-    fanout.attach(client, client.daemon_end)
+    assert fanout.attach(client, client.daemon_end)
 
 
 def test_every_client_gets_every_frame_in_order(fanout):
