@@ -441,7 +441,11 @@ class QueueStore:
                            (change.keys[moved.id], moved.version,
                             _json(moved.last_change), moved.id))
             if meta:
-                db.executemany('INSERT OR REPLACE INTO meta VALUES (?, ?)',
+                # An update in place: a REPLACE gives the row a new rowid,
+                # which rewrites the name's index page too (one more page
+                # to write and sync per change).
+                db.executemany('INSERT INTO meta VALUES (?, ?) ON CONFLICT '
+                               '(name) DO UPDATE SET value = excluded.value',
                                meta)
             seq = None
             if audit is not None:

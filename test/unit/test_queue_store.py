@@ -6,6 +6,7 @@ import random
 import re
 import sqlite3
 import threading
+from contextlib import closing
 
 import pytest
 
@@ -186,6 +187,21 @@ def test_moving_a_job_writes_one_row(queue):
             rng.choice(ids), rng.randrange(len(ids)))) <= 1
     assert rows_written(queue, lambda: queue.move(ids[7], 'top')) == 1
     assert rows_written(queue, lambda: queue.move(ids[9], 'up')) == 1
+
+
+def test_the_queues_own_state_is_updated_in_place(queue, path):
+    # A row that moves (a new rowid) rewrites its name's index page too:
+    # one page more to write and sync with every change.
+    def rowids():
+        with closing(sqlite3.connect(path)) as db:
+            return dict(db.execute('SELECT name, rowid FROM meta'))
+    queue.hold()
+    queue.submit(spec(), 'alice')
+    before = rowids()
+    queue.submit(spec(), 'alice')
+    queue.release()
+    assert rowids() == before and {'next_id', 'queue'} <= set(before)
+    assert reopen(queue, path).submit(spec(), 'alice')[0].id == 3
 
 
 def test_rearrange_writes_only_the_jobs_that_moved(queue):
