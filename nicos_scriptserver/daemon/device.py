@@ -1,5 +1,6 @@
 """The script server's NICOS daemon device: it builds the application."""
 
+import sys
 import threading
 from pathlib import Path
 from typing import Optional
@@ -26,6 +27,9 @@ from nicos_scriptserver.queue import JobQueue, QueueError
 
 #: Seconds between two looks for finished jobs to archive.
 ARCHIVE_INTERVAL = 3600
+#: How long a thread that computes keeps the GIL while another waits for
+#: it (Python's default: 5 ms).
+SWITCH_INTERVAL = 0.001
 
 
 class ScriptServerDaemon(NicosDaemon):
@@ -83,6 +87,10 @@ class ScriptServerDaemon(NicosDaemon):
     }
 
     def doInit(self, mode):
+        # A thread that computes (a dry run's bookkeeping, the command
+        # watcher parsing a file) otherwise holds up the script thread
+        # starting the next job, or a client's reply, for 5 ms at a time.
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self._quitting = threading.Event()
         access.install()
         plaindata.install()
