@@ -1,7 +1,7 @@
 """The queue listing as clients get it: ``ss_queue`` and ``ss_changes``.
 
-Waiting jobs are rows of `LISTING_COLUMNS` (a listing of 5,000 jobs
-pickles in 1 ms instead of 8); the current job comes in full, as
+Waiting jobs are rows of `LISTING_COLUMNS` (plain values: a listing of
+5,000 jobs pickles in 1 ms instead of 8); the current job comes in full, as
 `ScriptServer.job_view` shows it. See `queue.listing` for what a listing
 of changes holds.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Dict, List, Tuple
 
-from nicos_scriptserver.estimates import summary
+from nicos_scriptserver.estimates import summary_values
 from nicos_scriptserver.queue.listing import Listing
 from nicos_scriptserver.queue.model import Job
 from nicos_scriptserver.wire.protocol import LISTING_COLUMNS
@@ -21,12 +21,12 @@ from nicos_scriptserver.wire.protocol import LISTING_COLUMNS
 SPARE_ROWS = 1000
 
 
-def row(job: Job) -> list:
+def row(job: Job) -> tuple:
     """A waiting job as a row of `LISTING_COLUMNS`."""
-    return [job.id, job.kind.value, job.name, job.owner, job.state.value,
+    return (job.id, job.kind.value, job.name, job.owner, job.state.value,
             job.batch_id, job.batch_index, job.batch_size, job.queued_at,
-            summary(job.estimate), job.held, job.hold_reason,
-            job.requeued_from, job.version]
+            *summary_values(job.estimate), job.held, job.hold_reason,
+            job.requeued_from, job.version)
 
 
 class Listings:
@@ -37,14 +37,14 @@ class Listings:
     change. A `Job` never changes in place, so the row made for a job
     object is kept with it and reused as long as the queue lists that
     same object; a changed job is a new object and gets a new row. The
-    rows are shared by the replies and must not be changed (they are only
-    serialized). Rows of jobs that left are dropped at the next full
-    listing, or once more than `SPARE_ROWS` of them pile up.
+    rows are tuples: the replies share them. Rows of jobs that left are
+    dropped at the next full listing, or once more than `SPARE_ROWS` of
+    them pile up.
     """
 
     def __init__(self) -> None:
         # job id -> (the job object its row was made from, the row)
-        self._rows: Dict[int, Tuple[Job, list]] = {}
+        self._rows: Dict[int, Tuple[Job, tuple]] = {}
         # Handler threads list concurrently; the kept rows are read and
         # replaced under this lock.
         self._lock = threading.Lock()
@@ -62,7 +62,7 @@ class Listings:
                     waiting=self._rows_of(listing),
                     order=listing.order, removed=listing.removed)
 
-    def _rows_of(self, listing: Listing) -> List[list]:
+    def _rows_of(self, listing: Listing) -> List[tuple]:
         with self._lock:
             kept = self._rows
             listed = {}

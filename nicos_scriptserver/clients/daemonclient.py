@@ -15,7 +15,7 @@ from nicos.clients.proto import classic as classic_client
 from nicos.protocols.daemon import ProtocolError
 from nicos.protocols.daemon.classic import LENGTH
 
-from nicos_scriptserver.clients.queueview import QueueView
+from nicos_scriptserver.clients.queueview import QueueView, jobs_of_rows
 from nicos_scriptserver.wire import protocol
 
 protocol.register()
@@ -209,8 +209,7 @@ class ScriptServerClient(NicosClient):
 def queue_with_dicts(reply: dict) -> dict:
     """An ``ss_queue`` reply (from the daemon or the proxy) with its waiting
     jobs' rows turned into dicts."""
-    columns = reply.pop('columns')
-    reply['waiting'] = [dict(zip(columns, row)) for row in reply['waiting']]
+    reply['waiting'] = jobs_of_rows(reply.pop('columns'), reply['waiting'])
     return reply
 
 

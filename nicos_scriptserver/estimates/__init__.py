@@ -12,7 +12,7 @@ the daemon adapter (`nicos_scriptserver.daemon.simulation`) runs them.
 
 from nicos_scriptserver.estimates.report import (DryRunFacts, build_report,
                                                  declared_estimate, not_possible,
-                                                 pending, running, summary,
+                                                 pending, running, summary_values,
                                                  with_declared)
 from nicos_scriptserver.estimates.timeline import (current_times,
                                                    remaining_seconds, timeline)
@@ -20,5 +20,5 @@ from nicos_scriptserver.estimates.timeline import (current_times,
 __all__ = [
     'DryRunFacts', 'build_report',
     'current_times', 'declared_estimate', 'not_possible', 'pending',
-    'remaining_seconds', 'running', 'summary', 'timeline', 'with_declared',
+    'remaining_seconds', 'running', 'summary_values', 'timeline', 'with_declared',
 ]

@@ -12,12 +12,17 @@ NICOS out of its process (`proxy.classic`).
 
 from nicos_scriptserver.wire.commandtable import CODES
 
-# Columns of the waiting jobs in an ``ss_queue`` reply (rows, not dicts:
-# a listing of 5,000 jobs pickles in 1 ms instead of 8). The full job,
-# script included, comes from ``ss_job``.
+# Columns of the waiting jobs in an ``ss_queue`` reply (rows of plain
+# values, not dicts: a listing of 5,000 jobs pickles in 1 ms instead of 8).
+# The dry-run report's summary takes the four ``estimate_`` columns;
+# clients fold them back into one dict (`clients.queueview.jobs_of_rows`).
+# The full job, script included, comes from ``ss_job``.
+ESTIMATE_PREFIX = 'estimate_'
 LISTING_COLUMNS = ('id', 'kind', 'name', 'owner', 'state', 'batch_id',
-                   'batch_index', 'batch_size', 'queued_at', 'estimate',
-                   'held', 'hold_reason', 'requeued_from', 'version')
+                   'batch_index', 'batch_size', 'queued_at',
+                   'estimate_state', 'estimate_seconds', 'estimate_problems',
+                   'estimate_problem', 'held', 'hold_reason',
+                   'requeued_from', 'version')
 
 EVENTS = {
     # the waiting list or the queue's hold state changed: queue summary

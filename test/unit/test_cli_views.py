@@ -4,18 +4,17 @@ import time
 
 from nicos_scriptserver.clients.cli.views import catalog_text, history_table, \
     hold_text, job_text, param_text, queue_table, status_text, watch_frame
+from nicos_scriptserver.wire.protocol import LISTING_COLUMNS
 
 NOW = time.mktime((2024, 5, 6, 12, 0, 0, 0, 0, -1))
-COLUMNS = ['id', 'kind', 'name', 'owner', 'state', 'batch_id', 'batch_index',
-           'batch_size', 'queued_at', 'estimate', 'held', 'hold_reason',
-           'requeued_from']
+COLUMNS = list(LISTING_COLUMNS)
 
 
-def row(job_id, name, state='queued', seconds=None, held=False):
-    estimate = {'state': 'ok', 'seconds': seconds, 'problems': 0,
-                'problem': None}
-    return [job_id, 'aware', name, 'user', state, None, None, None, NOW,
-            estimate, held, '', None]
+def row(job_id, name, state='queued', seconds=None, held=False, reason='',
+        estimated='ok'):
+    return (job_id, 'aware', name, 'user', state, None, None, None, NOW,
+            estimated, seconds, 0 if estimated else None, None, held, reason,
+            None, 1)
 
 
 CURRENT = {'id': 7, 'name': 'scan.py', 'state': 'running', 'progress': 0.25,
@@ -205,9 +204,8 @@ def test_watch_frame_has_a_progress_bar_and_the_expected_ends():
 def test_status_says_how_long_the_job_is_paused_and_what_is_held_back():
     paused = dict(CURRENT, state='paused', paused_for=125.0)
     queue = dict(QUEUE, current=paused, waiting=[
-        row(8, 'a.py'), [9, 'aware', 'hot', 'user', 'queued', None, None,
-                         None, NOW, None, True, 'dry run: 500 K is above '
-                         '300 K (line 1)', None]])
+        row(8, 'a.py'), row(9, 'hot', held=True, estimated=None,
+                            reason='dry run: 500 K is above 300 K (line 1)')])
     out = status_text(queue, TIMELINE, NOW)
     assert field(out, 'state') == 'paused for 2m05s'
     assert field(out, 'job 9') == \

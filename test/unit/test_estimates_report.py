@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nicos_scriptserver.estimates import (DryRunFacts, build_report,
-                                          declared_estimate, summary,
+                                          declared_estimate, summary_values,
                                           with_declared)
 from nicos_scriptserver.estimates.report import block_lines
 
@@ -134,9 +134,8 @@ def test_summary_keeps_the_first_real_problem():
     report = {'state': 'failed', 'seconds': None, 'problems': [
         {'kind': 'warning', 'line': None, 'message': 'w'},
         {'kind': 'limit', 'line': 3, 'message': 'too far'}]}
-    assert summary(report) == {'state': 'failed', 'seconds': None,
-                               'problems': 2, 'problem': 'too far'}
-    assert summary(None) is None
+    assert summary_values(report) == ('failed', None, 2, 'too far')
+    assert summary_values(None) == (None, None, None, None)
 
 
 @given(st.dictionaries(st.integers(0, 30), st.floats(0, 1e5), max_size=30),

@@ -9,14 +9,18 @@ pending) are tested on their own, as reopening loses them.
 """
 
 import copy
+import dataclasses
+import pickle
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule
 
-from nicos_scriptserver.app.listing import Listings
+from nicos_scriptserver.app.listing import Listings, row
 from nicos_scriptserver.app.spec import parse_specs
-from nicos_scriptserver.clients.queueview import QueueView
-from nicos_scriptserver.queue import JobQueue, jobqueue
+from nicos_scriptserver.clients.queueview import QueueView, jobs_of_rows
+from nicos_scriptserver.queue import Caller, JobQueue, jobqueue
+from nicos_scriptserver.wire.protocol import LISTING_COLUMNS
 
 from test_queue_properties import QueueInvariants
 
@@ -145,3 +149,70 @@ def test_a_view_notices_a_jump_in_the_numbers():
     assert not view.missed(3) and not view.missed(4)
     assert view.missed(5)
     assert not view.missed(None)
+
+
+REPORTS = st.one_of(st.none(), st.fixed_dictionaries({
+    'state': st.sampled_from(['pending', 'running', 'ok', 'failed',
+                              'not possible']),
+    'seconds': st.one_of(st.none(), st.floats(0, 1e6)),
+    'problems': st.lists(st.fixed_dictionaries({
+        'kind': st.sampled_from(['warning', 'limit', 'error']),
+        'line': st.one_of(st.none(), st.integers(1, 99)),
+        'message': st.text(max_size=20)}), max_size=3)}))
+
+
+def test_a_row_holds_plain_values_and_clients_get_the_estimate_back(tmp_path):
+    with JobQueue(tmp_path / 'q.db') as queue:
+        waiting, = queue.submit(jobs(1), 'alice')
+
+    @given(report=REPORTS)
+    @settings(deadline=None)
+    def check(report):
+        job = dataclasses.replace(waiting, estimate=report)
+        sent = row(job)
+        # Nothing nested: pickling and unpickling stay cheap per row.
+        assert all(value is None or type(value) in (bool, int, float, str)
+                   for value in sent)
+        shown, = jobs_of_rows(LISTING_COLUMNS,
+                              [pickle.loads(pickle.dumps(sent, 2))])
+        if report is None:
+            assert shown['estimate'] is None
+        else:
+            real = [p for p in report['problems'] if p['kind'] != 'warning']
+            assert shown['estimate'] == {
+                'state': report['state'], 'seconds': report['seconds'],
+                'problems': len(report['problems']),
+                'problem': real[0]['message'] if real else None}
+        full = job.to_dict()
+        assert {key: value for key, value in shown.items()
+                if key != 'estimate'} == \
+            {key: full[key] for key in shown if key != 'estimate'}
+    check()
+
+
+def test_a_client_shows_a_pending_dry_run_of_a_waiting_job(tmp_path):
+    with JobQueue(tmp_path / 'q.db') as queue:
+        queue.submit(jobs(1), 'alice')
+        assert view_of(queue).waiting()[0]['estimate'] is None
+        queue.mark_unestimated({'state': 'pending', 'seconds': None})
+        assert view_of(queue).waiting()[0]['estimate'] == {
+            'state': 'pending', 'seconds': None, 'problems': 0, 'problem': None}
+
+
+def test_a_view_shows_each_change_and_hands_out_copies(tmp_path):
+    with JobQueue(tmp_path / 'q.db') as queue:
+        first, second = queue.submit(jobs(2), 'alice')
+        view = view_of(queue)
+        shown = view.waiting()
+        shown[0]['name'] = 'scribbled on by a caller'
+        queue.edit(second.id, by=Caller('alice', 20), name='renamed')
+        queue.set_estimate(first.id, {'state': 'ok', 'seconds': 30.0})
+        queue.move(second.id, 'top')
+        view.apply(as_sent(queue, view.seq))
+        again = view.waiting()
+        assert [(job['id'], job['name']) for job in again] == \
+            [(second.id, 'renamed'), (first.id, first.name)]
+        assert again[1]['estimate'] == {'state': 'ok', 'seconds': 30.0,
+                                        'problems': 0, 'problem': None}
+        assert again == jobs_of_rows(LISTING_COLUMNS,
+                                     as_sent(queue)['waiting'])

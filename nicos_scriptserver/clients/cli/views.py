@@ -11,13 +11,14 @@ from typing import Any, Dict, List, Optional
 
 from nicos_scriptserver.clients.cli.formatting import NONE, clock, duration, \
     estimate_text, first_line, key_values, percent, progress_bar, table
+from nicos_scriptserver.clients.queueview import jobs_of_rows
 from nicos_scriptserver.queue import JobState
 from nicos_scriptserver.queue.lifecycle import describe
 
 
 def waiting_jobs(queue: Dict[str, Any]) -> List[Dict[str, Any]]:
     """The waiting rows of an `ss_queue` reply as dicts."""
-    return [dict(zip(queue['columns'], row)) for row in queue['waiting']]
+    return jobs_of_rows(queue['columns'], queue['waiting'])
 
 
 #: How many of the jobs a safety hold protects `hold_text` names.
