@@ -14,8 +14,9 @@ something is SIGKILLed), the victim in turn:
 - proxy (the client goes through it; the PV server with the token runs
   inside it under the supervisor, so this kills that too): restarted, the
   job runs on;
-- dry run: the daemon's dry-run child of the jobs being submitted; the
-  job runs on, the dry runs start again;
+- dry run: the process of a dry run of the jobs being submitted (forked
+  by the daemon's dry-run fork server); the job runs on, the dry runs
+  start again;
 - black box: the child of a running black-box job; the job fails.
 
 Every round checks that the waiting list is what the client was told, in
@@ -71,6 +72,21 @@ def children(supervisor: Supervisor, marker: str) -> list:
     return found
 
 
+def dry_runs(supervisor: Supervisor) -> list:
+    """The dry runs' processes: those the daemon's fork server forked (it
+    has the same command line)."""
+    forks = children(supervisor, 'dryrunforkserver')
+    servers = {proc.pid for proc in forks}
+    found = []
+    for proc in forks:
+        try:
+            if proc.ppid() in servers:
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
 class Rounds:
     def __init__(self, supervisor: Supervisor):
         self.supervisor = supervisor
@@ -86,9 +102,10 @@ class Rounds:
             if victim in ('daemon', 'proxy'):
                 self.supervisor.service(victim).kill()
                 return
-            marker = 'dryrunchild' if victim == 'dry run' else 'blackbox-'
+            find = dry_runs if victim == 'dry run' else \
+                (lambda supervisor: children(supervisor, 'blackbox-'))
             try:
-                procs = wait_until(lambda: children(self.supervisor, marker), 10)
+                procs = wait_until(lambda: find(self.supervisor), 10)
             except AssertionError:
                 self.missed[victim] += 1
                 return

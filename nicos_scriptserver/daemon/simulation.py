@@ -5,10 +5,11 @@ the session's setups, device values and command files.
 
 NICOS's `SimulationSupervisor` cannot be cancelled, always waits up to
 ten minutes, and reports through the running request. `DryRunProcess`
-starts the same stock ``nicos-simulate`` program (through `dryrunchild`)
-and speaks its protocol (pickled messages on a ZeroMQ DEALER socket), but
-in its own process group at low CPU priority, with a wall-time limit, and
-it can be cancelled. Instead of an empty message (which makes the child read device
+runs the same stock ``nicos-simulate`` program (through `dryrunchild`, in
+a process forked by the dry-run fork server, see `forkserver`) and speaks
+its protocol (pickled messages on a ZeroMQ DEALER socket), but in its own
+process group at low CPU priority, with a wall-time limit, and it can be
+cancelled. Instead of an empty message (which makes the child read device
 values from the cache, which no poller keeps current here) it sends the
 daemon's current device values, so a dry run starts where the instrument
 is.
@@ -22,10 +23,7 @@ runs the user's script, so it is not trusted either.
 import os
 import pickle
 import shutil
-import signal
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -44,14 +42,16 @@ from nicos_scriptserver.wire import plainpickle
 from nicos_scriptserver.runner.childenv import child_env
 from nicos_scriptserver.daemon.bridgedryrun import OPTION, OVER_LIMIT
 from nicos_scriptserver.daemon.catalogdev import find_command_catalog
+from nicos_scriptserver.daemon.forkserver import ForkedChild, ForkServer
 from nicos_scriptserver.estimates import DryRunFacts
 from nicos_scriptserver.instance.config import ENV_COMMANDS
-from nicos_scriptserver.runner.lifetime import parent_death_env
 from nicos_scriptserver.runner.scratch import scratch_dir
 from nicos_scriptserver.queue import Caller
 
 #: Where SCHED_IDLE is missing: added to the daemon's nice value.
 NICENESS = 10
+#: How long a killed dry run's end may take to be reported (see `_reap`).
+REAP_SECONDS = 10.0
 # How often the loop looks at the clock and the cancel flag.
 _POLL_MS = 50
 
@@ -91,45 +91,36 @@ class DryRunProcess:
         facts = DryRunFacts()
         started = time.monotonic()
         socket = nicos_zmq_ctx.socket(zmq.DEALER)
-        stderr = tempfile.TemporaryFile()
-        # Private (0700): nobody else can connect to the socket.
+        # Private (0700): nobody else can connect to the socket or open
+        # the error output.
         channel_dir = scratch_dir('dry-run-')
+        stderr = open(f'{channel_dir}/stderr', 'w+b')
         proc = None
         try:
             address = f'ipc://{channel_dir}/channel'
             socket.bind(address)
-            proc = self._spawn(address, stderr)
+            proc = self._spawn(address, stderr.name)
             if self._connected(socket, proc, facts, started):
                 socket.send(pickle.dumps(self.values, 2))
                 self._receive(socket, proc, facts, started)
         finally:
             socket.close(linger=0)
-            shutil.rmtree(channel_dir, ignore_errors=True)
             if proc is not None:
                 facts.exit_code = _reap(proc)
+            shutil.rmtree(channel_dir, ignore_errors=True)
             if facts.end is None and not facts.timed_out:
                 facts.records.extend(_stderr_records(stderr))
             stderr.close()
             facts.wall_seconds = time.monotonic() - started
         return facts
 
-    def _spawn(self, address: str, stderr) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, '-m', 'nicos_scriptserver.daemon.dryrunchild',
-             *([OPTION + self.bridged] if self.bridged else []),
-             address, uuid.uuid4().hex,
-             ','.join(self.setups), self.user],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
-            close_fds=True, start_new_session=True,
-            env=child_env({**(self.env or {}),
-                           **parent_death_env(signal.SIGKILL)}))
-        _deprioritize(proc.pid)
-        try:
-            proc.stdin.write(self.script.encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        return proc
+    def _spawn(self, address: str, stderr: str) -> ForkedChild:
+        """The dry run's process, its error output appended to the file
+        *stderr*."""
+        return FORK_SERVER.fork(
+            [*([OPTION + self.bridged] if self.bridged else []),
+             address, uuid.uuid4().hex, ','.join(self.setups), self.user],
+            self.script, child_env(self.env), stderr)
 
     def _connected(self, socket, proc, facts: DryRunFacts,
                    started: float) -> bool:
@@ -238,7 +229,8 @@ def use_private_channel_for_stock_dry_runs() -> None:
 
 
 def _deprioritize(pid: int) -> None:
-    """Let the dry run have only CPU time that nothing else wants.
+    """Let the dry runs (the fork server and its children) have only CPU
+    time that nothing else wants.
 
     Under SCHED_IDLE the real run (and every other process) preempts a dry
     run at once; a nice value alone still lets it delay the daemon's
@@ -253,21 +245,29 @@ def _deprioritize(pid: int) -> None:
         os.setpriority(os.PRIO_PROCESS, pid,
                        os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)
     except OSError:
-        pass   # it already exited; _receive notices
+        pass   # it already exited: the next dry run starts it again
 
 
-def _reap(proc: subprocess.Popen) -> Optional[int]:
-    """End the child's whole process group (it may have spawned more).
+#: The daemon's one fork server, started with the first dry run.
+FORK_SERVER = ForkServer(_deprioritize)
+
+
+def _reap(proc: ForkedChild) -> Optional[int]:
+    """End the child's whole process group (it may have started more).
 
     After its result the child only shuts its session down, which nobody
-    needs to wait for.
+    needs to wait for. A fork server that does not report the end in
+    `REAP_SECONDS` is ended with all its dry runs: a dry-run worker that
+    waited for good would stop every later dry run (and under the policy
+    'hold' every job).
     """
     if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return proc.wait()
+        proc.kill()
+    try:
+        return proc.wait(REAP_SECONDS)
+    except subprocess.TimeoutExpired:
+        FORK_SERVER.stop()
+        return proc.wait()
 
 
 def _stderr_records(stderr) -> list:

@@ -238,3 +238,29 @@ def test_the_stock_simulate_command_reports_the_failing_line(server):
     assert failures, 'no message with a traceback'
     assert 'ZeroDivisionError' in failures[0][4]
     assert 'File "<script>", line 2' in failures[0][4]
+
+
+FORGER = '''import os, json
+# Reads what a dry run's stdin holds, and answers in the fork server's
+# name for every dry run it could guess.
+print(os.read(0, 100))
+for number in range(1, 200):
+    os.write(1, json.dumps({'ended': number, 'code': 0}).encode() + b'\\n')
+'''
+
+
+def test_a_script_cannot_end_other_dry_runs_through_its_stdout(client):
+    # Each dry run is forked by one server that reads requests on its
+    # stdin and answers on its stdout; the script must reach neither.
+    client.call('ss_hold')
+    try:
+        forger = submit(client, FORGER)
+        after = [submit(client, 'set_temperature(290)') for _ in range(3)]
+        assert estimated(client, forger['id'])['estimate']['state'] == 'ok'
+        for job in after:
+            report = estimated(client, job['id'])['estimate']
+            assert report['state'] == 'ok', report
+            assert report['devices']['T_sample']['max'] == '290.00'
+    finally:
+        client.call('ss_clear')
+        client.call('ss_release')

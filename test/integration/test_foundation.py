@@ -225,8 +225,18 @@ def test_a_killed_daemon_leaves_no_job_or_dry_run_behind(server_factory):
     def children():
         return [p for p in daemon.children(recursive=True)
                 if p.status() != psutil.STATUS_ZOMBIE]
+
+    def started():
+        try:
+            lines = [' '.join(p.cmdline()) for p in children()]
+        except psutil.NoSuchProcess:
+            return False
+        # The job's child, and the dry-run fork server with the looping
+        # dry run it forked (same command line).
+        return any('blackbox-' in line for line in lines) and \
+            sum('dryrunforkserver' in line for line in lines) >= 2
     deadline = time.monotonic() + 30
-    while len(children()) < 2:
+    while not started():
         assert time.monotonic() < deadline, 'the job and the dry run did not start'
         time.sleep(0.05)
     orphans = children()
