@@ -36,6 +36,12 @@ def console(client, line):
     return ''.join(d[3] for n, d in client.events[mark:] if n == 'message')
 
 
+def abort_at_console(client):
+    """Type AbortJob() at a console. No marker follows it: while the job
+    stops, the stock daemon refuses any further "execute now" line."""
+    client.call('exec', 'AbortJob()')
+
+
 def waiting(client):
     return [(job['id'], job['kind'], job['name'], job['state'])
             for job in client.queue()['waiting']]
@@ -113,7 +119,7 @@ def test_pause_resume_abort_and_requeue_while_a_job_runs(server, client):
     console(client, 'ResumeJob()')
     job_state(client, job['id'], 'running')
     nxt, = client.call('ss_submit', {'source': 'print("next")'})
-    console(client, 'AbortJob()')
+    abort_at_console(client)
     job_state(client, job['id'], 'aborted')
     queue = client.queue()
     assert queue['held'] and queue['protected'] == [nxt['id']]
@@ -126,7 +132,7 @@ def test_pause_resume_abort_and_requeue_while_a_job_runs(server, client):
     assert waiting['id'] == nxt['id'] and again['requeued_from'] == job['id']
     console(client, 'ReleaseQueue()')
     job_state(client, again['id'], 'running')
-    console(client, 'AbortJob()')
+    abort_at_console(client)
     job_state(client, again['id'], 'aborted')
 
 
