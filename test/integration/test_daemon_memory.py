@@ -39,6 +39,9 @@ def test_event_connections_take_no_thread_each(server):
     before = daemon.num_threads()
     for _ in range(LOGINS):
         server.client('guest')
-    # One handler thread per connection (NICOS's), none for its events;
-    # the threads that set the event connections up end at once.
-    wait_until(lambda: daemon.num_threads() - before == LOGINS, timeout=10)
+    # One handler thread per connection (NICOS's), none for its events.
+    # The threads that set the event connections up end soon after, on a
+    # busy machine not at once: *before* may still count the first one's.
+    # (A sender thread per client would make it 2 * LOGINS for good.)
+    wait_until(lambda: daemon.num_threads() - before <= LOGINS, timeout=30)
+    assert daemon.num_threads() - before >= LOGINS - 1
