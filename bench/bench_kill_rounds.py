@@ -28,6 +28,7 @@ box, to the job's end recorded).
 
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -185,32 +186,37 @@ def main(rounds: int) -> int:
     done, lost, acked = Counter(), Counter(), Counter()
     problems = []
     begun = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        # Kills seconds apart look like a crash loop to the supervisor,
-        # which gives up after 8 in a row by default: not here.
-        supervisor = Supervisor(Path(tmp) / 'data', '--give-up-after', str(rounds + 1))
-        try:
-            bench = Rounds(supervisor)
-            for index in range(rounds):
-                victim = VICTIMS[index % len(VICTIMS)]
-                try:
-                    result = bench.run(victim, rng)
-                except (AssertionError, ProxyError, ServerError, OSError) as err:
-                    # Not back in time: a failure of its own, with what the
-                    # supervisor said last.
-                    problems.append(f'round {index} ({victim}): not back: {err!r}; '
-                                    f'supervisor: {"".join(supervisor.lines[-5:])}')
-                    break
-                done[victim] += 1
-                acked[victim] += result.ops_acknowledged
-                lost[victim] += len(result.lost)
-                problems += [f'round {index} ({victim}): {p}' for p in result.lost]
-        finally:
-            supervisor.close()
-    took = time.monotonic() - begun
-    print(f'seed {seed}: {rounds} kill -9 rounds through the supervisor in {took:.0f} s '
-          f'({took / max(rounds, 1):.2f} s a round; 1,000 rounds: about '
-          f'{took / max(rounds, 1) * 1000 / 60:.0f} min)')
+    # Kept when a round fails: the services' logs say why.
+    tmp = Path(tempfile.mkdtemp(prefix='kill-rounds-'))
+    # Kills seconds apart look like a crash loop to the supervisor,
+    # which gives up after 8 in a row by default: not here.
+    supervisor = Supervisor(tmp / 'data', '--give-up-after', str(rounds + 1))
+    try:
+        bench = Rounds(supervisor)
+        for index in range(rounds):
+            victim = VICTIMS[index % len(VICTIMS)]
+            try:
+                result = bench.run(victim, rng)
+            except (AssertionError, ProxyError, ServerError, OSError) as err:
+                # Not back in time: a failure of its own, with what the
+                # supervisor said last.
+                problems.append(f'round {index} ({victim}): not back: {err!r}; '
+                                f'supervisor: {"".join(supervisor.lines[-5:])}')
+                break
+            done[victim] += 1
+            acked[victim] += result.ops_acknowledged
+            lost[victim] += len(result.lost)
+            problems += [f'round {index} ({victim}): {p}' for p in result.lost]
+    finally:
+        supervisor.close()
+    if problems:
+        problems.append(f'the services\' logs: {tmp / "data" / "log"}')
+    else:
+        shutil.rmtree(tmp)
+    took, rounds_run = time.monotonic() - begun, sum(done.values())
+    print(f'seed {seed}: {rounds_run} of {rounds} kill -9 rounds through the supervisor in '
+          f'{took:.0f} s ({took / max(rounds_run, 1):.2f} s a round; 1,000 rounds: about '
+          f'{took / max(rounds_run, 1) * 1000 / 60:.0f} min)')
     for victim in VICTIMS:
         times = bench.recovery[victim]
         print(f'  {victim:9}: {done[victim]:4} rounds, {acked[victim]:6} changes acknowledged, '
