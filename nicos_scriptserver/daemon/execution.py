@@ -31,7 +31,7 @@ from nicos.core import Measurable, Moveable, User
 from nicos.protocols.daemon import BREAK_AFTER_LINE, BREAK_AFTER_STEP, \
     BREAK_IMMEDIATE, BREAK_NOW
 from nicos.services.daemon.errors import RequestError
-from nicos.services.daemon.pyctl import ControlStop
+from nicos.services.daemon.pyctl import LINENO_TOPLEVEL, Controller, ControlStop
 from nicospyctl.pyctl import ControllerError
 from nicos.services.daemon.script import EmergencyStopRequest, \
     ExecutionController, ScriptRequest
@@ -42,13 +42,15 @@ from nicos_scriptserver.queue import (Caller, InvalidTransition, Job, JobKind,
                                       QueueError, StoreError)
 
 _STOP_MODES = ('stop', 'emergency stop')
+#: The file name NICOS compiles a script's blocks with.
+SCRIPT_FILE = '<script>'
 INTERRUPT_RETRY_SECONDS = 2.0
 #: Seconds until the script thread tries again to start the next job when
 #: the queue database could not save its start.
 STORE_RETRY = 0.2
 
 
-def error_report(exc_info, script_file: str = '<script>') -> dict:
+def error_report(exc_info, script_file: str = SCRIPT_FILE) -> dict:
     """Describe an exception for the job's record: type, message, line."""
     exc_type, exc, tb = exc_info
     frames = traceback.extract_tb(tb)
@@ -180,6 +182,16 @@ class ScriptServerController(ExecutionController):
         # Its status events go out as stock clients see the queue.
         ExecutionController.__init__(self, log, stock.controller_event,
                                      'startup', simmode, autosim)
+        # NICOS asks the C controller for the lines of every frame of
+        # '<script>'. To tell those, nicos-pyctl 1.4's trace function takes
+        # a reference to the code of every line it traces and never gives
+        # it back (PyFrame_GetCode returns a new one since Python 3.9), so
+        # every block of every job stayed in memory for good. The lines of
+        # the block's own frame need no such look-up; `line()` finds the
+        # line in a function the script defines when it is asked for.
+        Controller.__init__(self, break_only_in_filename=SCRIPT_FILE,
+                            lineno_behavior=LINENO_TOPLEVEL)
+        self.set_observer(self._observer)
         self.stock = stock
         self.app = None
         self.bridge = None   # the current bridged job's child and channel
@@ -321,7 +333,14 @@ class ScriptServerController(ExecutionController):
         """The line of its script the running job is at (of a bridged
         job: where its last call came from)."""
         bridge = self.bridge
-        return bridge.line if bridge is not None else self.lineno
+        if bridge is not None:
+            return bridge.line
+        frame = self.currentframe
+        while frame is not None:
+            if frame.f_code.co_filename == SCRIPT_FILE:
+                return frame.f_lineno
+            frame = frame.f_back
+        return self.lineno
 
     def wake(self) -> None:
         """A job may start now that could not before."""

@@ -112,6 +112,24 @@ def test_generated_jobs_report_each_call_as_a_step(client):
             (0.5, f'job {number} of 2: step 2 of 2: get_ei()')]
 
 
+def test_the_line_of_a_job_in_a_function_of_its_script_is_the_functions(client):
+    """Inside a function the script defines, the job is at that
+    function's line (the daemon finds it when asked: the C controller
+    reports the script's top-level lines only)."""
+    job, = client.call('ss_submit', {'source': 'def points(n):\n'
+                                               '    for i in range(n):\n'
+                                               '        pause_point()\n'
+                                               '        sleep(0.02)\n'
+                                               'points(1000)\n'})
+    client.wait_for(job_event(job['id'], 'running'))
+    wait_until(lambda: client.call('ss_job', job['id'])['current_line'] in (3, 4))
+    client.call('ss_pause')
+    paused = client.wait_for(job_event(job['id'], 'paused'))[1]
+    assert paused['current_line'] in (3, 4)
+    client.call('ss_abort')
+    client.wait_for(job_event(job['id'], 'aborted'))
+
+
 def test_pause_keeps_manual_moves_and_resume_continues(client):
     job, = client.call('ss_submit', {'source': 'move_sample(0, 0)\n'
                                      + LOOP.format(n=200, dt=0.02)
