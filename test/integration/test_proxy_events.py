@@ -230,9 +230,13 @@ def test_getstatus_through_the_proxy_is_the_daemons_after_every_change(
                          'resume_and_pause': lambda: resume_and_pause(via_proxy),
                          }[name]
             event, test = operation()
+            context = f'seed {seed}, steps {log}'
             # Its event reaches subscribers, viewers included ...
-            events.wait(event, test)
-            viewer_events.wait(event, test)
+            try:
+                events.wait(event, test)
+                viewer_events.wait(event, test)
+            except AssertionError as missed:
+                raise AssertionError(f'{missed} ({context})') from None
             if name == 'unskip' and requests()[-1]['reqid'] != unskipped[-1]:
                 # ... an unskipped job goes back to its place in the queue.
                 order = [r['reqid'] for r in requests()]
@@ -240,7 +244,6 @@ def test_getstatus_through_the_proxy_is_the_daemons_after_every_change(
                 viewer_events.wait('rearranged', lambda d: d == order)
             # ... and then the proxy says what the daemon says.
             expected = plain(direct.call('getstatus'))
-            context = f'seed {seed}, steps {log}'
             assert viewer.call('getstatus') == expected, context
             assert writer.call('getstatus') == expected, context
             since_proxy_write = 0 if via_proxy else since_proxy_write + 1
