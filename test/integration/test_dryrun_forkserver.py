@@ -57,6 +57,7 @@ def alive(pid):
 def test_dry_runs_share_one_server_and_a_kill_ends_only_its_own(server, tmp_path):
     first = waiting_dry_run(server, tmp_path, 'first')
     second = waiting_dry_run(server, tmp_path, 'second')
+
     def in_sessions_of_their_own():
         pids = children_of(server.pid())
         return len(pids) == 2 and all(os.getsid(pid) == pid for pid in pids) and pids
