@@ -96,6 +96,8 @@ class Rounds:
         self.killed_at = 0.0
         self.recovery = {victim: [] for victim in VICTIMS}
         self.missed = Counter()   # rounds whose victim did not exist then
+        self.relogins = 0
+        self.last_refusal = ''
 
     def kill(self, victim: str):
         def kill() -> None:
@@ -139,15 +141,25 @@ class Rounds:
             return client
         return restart
 
-    @staticmethod
-    def _serves(client) -> bool:
+    def _proxy_serves(self) -> bool:
         try:
             # Forwarded to the daemon (getstatus may be answered from the
             # proxy's own mirror while its link is still down).
-            client.call('ss_queue')
+            self.proxy_client.call('ss_queue')
             return True
-        except ProxyError:
-            return False
+        except ProxyError as err:
+            self.last_refusal = str(err)
+        if self.last_refusal.startswith('not logged in'):
+            # A request that waited longer than the client's timeout for the
+            # proxy's link to the restarted daemon: the client then opened a
+            # new socket, a new connection to the proxy. The IBEX GUI logs
+            # in again then, and so does this client.
+            fresh = self._proxy_login()
+            if fresh:
+                self.relogins += 1
+                self.proxy_client.close()
+                self.proxy_client = fresh
+        return False
 
     def _proxy_login(self):
         try:
@@ -163,9 +175,13 @@ class Rounds:
             return None
 
     def run(self, victim: str, rng: random.Random):
-        client = self.proxy_client if victim == 'proxy' else self.daemon_client
         # The proxy's link to a restarted daemon may still be coming back.
-        wait_until(lambda: self._serves(self.proxy_client), BACK_WITHIN)
+        try:
+            wait_until(self._proxy_serves, BACK_WITHIN)
+        except AssertionError:
+            raise AssertionError(f'the proxy did not serve in {BACK_WITHIN} s; '
+                                 f'it said last: {self.last_refusal}') from None
+        client = self.proxy_client if victim == 'proxy' else self.daemon_client
         options = {'daemon': {},
                    'proxy': {'interrupts': False},
                    'dry run': {'interrupts': False, 'breaks': False},
@@ -222,6 +238,8 @@ def main(rounds: int) -> int:
         print(f'  {victim:9}: {done[victim]:4} rounds, {acked[victim]:6} changes acknowledged, '
               f'{lost[victim]} lost (target 0), no victim found {bench.missed[victim]}, '
               f'recovery p50 {pct(times, 50):.2f} s, p99 {pct(times, 99):.2f} s')
+    print(f'  the proxy client found itself logged out (a request timed out) and logged '
+          f'in again {bench.relogins} times')
     for problem in problems:
         print(problem)
     return 1 if problems else 0
