@@ -159,7 +159,9 @@ def test_getstatus_through_the_proxy_is_the_daemons_after_every_change(
 
         def edit(via_proxy):
             request = rng.choice(requests())
-            script = f'sleep({rng.randint(10, 99)})'
+            # Unique: an edit to the script a job has already changes
+            # nothing a stock client shows, and no 'updated' is sent.
+            script = f'sleep({rng.randint(10, 99)})  # edit {len(log)}'
             if via_proxy:
                 writer.call('update', script, 'from the test', request['reqid'])
             else:
