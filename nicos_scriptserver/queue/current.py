@@ -18,7 +18,7 @@ from nicos_scriptserver.queue.change import Change
 from nicos_scriptserver.queue.errors import InvalidTransition, InvalidValue
 from nicos_scriptserver.queue.lifecycle import (Stage, advance,
                                                 require_waiting)
-from nicos_scriptserver.queue.model import Job, JobKind, JobState
+from nicos_scriptserver.queue.model import Job, JobKind, JobState, Request
 from nicos_scriptserver.queue.view import QueueView
 
 #: How a current job can end.
@@ -139,7 +139,10 @@ def finish(view: QueueView, outcome: str, now: float,
     jobs queued now) when the failure policy is 'hold'; the reason names
     the job. An abort holds nothing by itself: whoever asks for one holds
     the queue for safety at that moment, so that a job queued after the
-    stop into an empty queue runs. Waiting jobs stay where they are.
+    stop into an empty queue runs. A job that ends while a pause of it is
+    asked for (it reached no point to pause at) holds the queue for safety
+    too, whatever the policy, unless its failure already did. Waiting jobs
+    stay where they are.
     """
     try:
         state = JobState(outcome)
@@ -164,6 +167,11 @@ def finish(view: QueueView, outcome: str, now: float,
             first_line = change.result.error['message'].split('\n', 1)[0]
             reason += f': {change.result.error["type"]}: {first_line[:200]}'
         holds.add_safety_hold(view, change, reason)
+    elif job.requested is Request.PAUSE:
+        # Whoever asked wants the instrument to wait for them; the next
+        # job starting would be a surprise.
+        holds.add_safety_hold(view, change,
+                              f'job {job.id} ended before it could pause')
     return change
 
 

@@ -524,6 +524,32 @@ def test_stock_client_queue_rearrange_unqueue_act_on_the_unified_queue(server, c
         client.call('ss_clear')
 
 
+def test_a_job_that_ends_before_it_can_pause_holds_the_queue_for_stock_clients(
+        server, client):
+    # An isolated job pauses at pause points only, and after the pause is
+    # asked for it reaches none.
+    job, nxt = client.call('ss_submit', [
+        {'source': 'import threading\nprint("last statement")\n'
+                   'threading.Event().wait(2)\n', 'isolated': True},
+        {'source': 'for i in range(3):\n    print("next", i)\n'}])
+    client.wait_for(lambda n, d: n == 'message' and 'last statement' in d[3], 60)
+    with stock_login(server) as stock:
+        assert stock.tell('break', 2)
+        assert wait_finished(client, job['id'])['state'] == 'done'
+        queue = client.queue()
+        assert (queue['held'], queue['hold_reason'], queue['protected']) == \
+            (True, f"job {job['id']} ended before it could pause", [nxt['id']])
+        time.sleep(0.5)
+        assert client.call('ss_job', nxt['id'])['state'] == 'queued'
+        assert [r['reqid'] for r in stock.ask('getstatus')['requests']] == \
+            [str(nxt['id'])]
+        # The stock client's own button goes on.
+        assert stock.tell('continue')
+        assert wait_finished(client, nxt['id'])['state'] == 'done'
+        assert not client.queue()['held']
+        assert not stock.errors
+
+
 def test_daemon_killed_mid_job_restarts_with_queue_intact(server_factory, tmp_path):
     first = server_factory(datadir=tmp_path / 'data')
     user = first.client('user')

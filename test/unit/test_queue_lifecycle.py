@@ -99,6 +99,65 @@ def test_a_job_ends_as_it_ends_whatever_was_asked_of_it(m):
     assert m.finish('failed', 32.0).result.state is JobState.FAILED
 
 
+def test_a_job_that_ends_before_it_can_pause_holds_the_queued_jobs(m):
+    add(m, 3)
+    m.start(1, 20.0)
+    m.request_pause()
+    change = m.finish('done', 21.0)
+    assert change.durable and change.result.state is JobState.DONE
+    assert (m.queue.held, m.queue.hold_kind, m.queue.protected,
+            m.queue.hold_reason) == \
+        (True, 'safety', (2, 3), 'job 1 ended before it could pause')
+    assert m.next_job() is None
+    with refused(InvalidTransition, 'cannot start job 2: the queue is held '
+                                    '(job 1 ended before it could pause); '
+                                    'release it first'):
+        m.start(2, 22.0)
+    m.release()
+    assert m.next_job().id == 2
+
+
+def test_a_job_that_ends_before_it_can_pause_holds_nothing_with_nothing_queued(m):
+    add(m)
+    m.start(1, 20.0)
+    m.request_pause()
+    m.finish('done', 21.0)
+    assert not m.queue.held
+    later, = add(m)
+    assert m.next_job().id == later
+
+
+@pytest.mark.parametrize('policy, reason', [
+    ('hold', 'job 1 failed'),
+    ('continue', 'job 1 ended before it could pause'),
+])
+def test_a_failure_while_a_pause_is_asked_for_holds_the_queue(m, policy, reason):
+    add(m, 2)
+    m.set_on_failure(policy)
+    m.start(1, 20.0)
+    m.request_pause()
+    m.finish('failed', 21.0)
+    assert m.queue.held and m.queue.hold_reason == reason
+
+
+def test_a_person_s_hold_stays_when_a_job_ends_before_it_can_pause(m):
+    add(m, 2)
+    m.start(1, 20.0)
+    m.hold('bob is aligning')
+    m.request_pause()
+    m.finish('done', 21.0)
+    assert (m.queue.hold_kind, m.queue.hold_reason) == ('manual', 'bob is aligning')
+
+
+def test_a_withdrawn_pause_holds_nothing_at_the_end(m):
+    add(m, 2)
+    m.start(1, 20.0)
+    m.request_pause()
+    m.withdraw_request()
+    m.finish('done', 21.0)
+    assert not m.queue.held and m.next_job().id == 2
+
+
 def test_requests_need_a_current_job_that_can_pause(m):
     with refused(InvalidTransition, 'cannot pause the current job: no job is '
                                     'running'):
@@ -181,8 +240,14 @@ class Lifecycle(RuleBasedStateMachine):
 
     @rule(outcome=st.sampled_from(['done', 'failed', 'aborted']))
     def finish(self, outcome):
+        job = self.m.current()
+        queued = any(waiting.state is JobState.QUEUED
+                     for waiting in self.m.waiting())
         self.check(outcome, outcome, lambda: self.m.finish(outcome,
                                                            self.tick()))
+        if job is not None and job.requested is Request.PAUSE and queued:
+            # It ended without pausing: nothing starts by itself.
+            assert self.m.queue.held and self.m.next_job() is None
 
     @invariant()
     def consistent(self):
