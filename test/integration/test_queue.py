@@ -524,6 +524,22 @@ def test_stock_client_queue_rearrange_unqueue_act_on_the_unified_queue(server, c
         client.call('ss_clear')
 
 
+def test_a_pause_during_the_last_statement_pauses_after_it(client):
+    job, nxt = client.call('ss_submit', [
+        {'source': 'import threading\nprint("last statement")\n'
+                   'threading.Event().wait(2)\n'},
+        {'source': 'print("next")\n'}])
+    wait_until(lambda: client.call('ss_job', job['id'])['current_line'] == 3, 60)
+    client.call('ss_pause')
+    paused = client.wait_for(job_event(job['id'], 'paused'))[1]
+    assert paused['current_line'] == 3
+    time.sleep(0.5)
+    assert client.call('ss_job', nxt['id'])['state'] == 'queued'
+    client.call('ss_resume')
+    assert wait_finished(client, job['id'])['state'] == 'done'
+    assert wait_finished(client, nxt['id'])['state'] == 'done'
+
+
 def test_a_job_that_ends_before_it_can_pause_holds_the_queue_for_stock_clients(
         server, client):
     # An isolated job pauses at pause points only, and after the pause is
