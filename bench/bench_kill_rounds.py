@@ -2,7 +2,8 @@
 supervisor (prints figures).
 
 Run: .venv/bin/python bench/bench_kill_rounds.py [ROUNDS]   (default 1000;
-KILL_SEED=n for another sequence)
+KILL_SEED=n for another sequence; Ctrl-C stops it and prints the rounds
+done)
 
 The server is ``python -m nicos_scriptserver.supervisor.serve`` (as
 ``make demo`` starts it), which restarts a crashed cache, daemon or proxy.
@@ -54,6 +55,8 @@ from nicos_scriptserver.clients.daemonclient import ServerError  # noqa: E402
 from nicos_scriptserver.clients.proxyclient import ProxyClient, ProxyError  # noqa: E402
 
 VICTIMS = ('daemon', 'proxy', 'dry run', 'black box')
+#: More waiting jobs than this are removed between rounds.
+WAITING_LIMIT = 500
 # Runs until killed; its own dry run (SCRIPTSERVER_DRY_RUN=1) ends at once.
 BLACK_BOX = {'kind': 'blackbox', 'name': 'long black box',
              'source': 'import os, time\n'
@@ -97,6 +100,7 @@ class Rounds:
         self.recovery = {victim: [] for victim in VICTIMS}
         self.missed = Counter()   # rounds whose victim did not exist then
         self.relogins = 0
+        self.clears = 0
         self.last_refusal = ''
 
     def kill(self, victim: str):
@@ -193,6 +197,11 @@ class Rounds:
             self.proxy_client = client
         else:
             self.daemon_client = client
+        # Each round leaves the jobs it queued; thousands of them would make
+        # later rounds measure a queue no instrument has.
+        if len(self.daemon_client.call('ss_queue')['waiting']) > WAITING_LIMIT:
+            self.daemon_client.call('ss_clear')
+            self.clears += 1
         return result
 
 
@@ -219,6 +228,9 @@ def main(rounds: int) -> int:
                 problems.append(f'round {index} ({victim}): not back: {err!r}; '
                                 f'supervisor: {"".join(supervisor.lines[-5:])}')
                 break
+            except KeyboardInterrupt:
+                print(f'stopped at round {index} (Ctrl-C); the rounds before it:')
+                break
             done[victim] += 1
             acked[victim] += result.ops_acknowledged
             lost[victim] += len(result.lost)
@@ -239,7 +251,8 @@ def main(rounds: int) -> int:
               f'{lost[victim]} lost (target 0), no victim found {bench.missed[victim]}, '
               f'recovery p50 {pct(times, 50):.2f} s, p99 {pct(times, 99):.2f} s')
     print(f'  the proxy client found itself logged out (a request timed out) and logged '
-          f'in again {bench.relogins} times')
+          f'in again {bench.relogins} times; the waiting list was cleared {bench.clears} '
+          f'times (over {WAITING_LIMIT} jobs)')
     for problem in problems:
         print(problem)
     return 1 if problems else 0

@@ -129,18 +129,33 @@ def _one_change_away(before: Listing, after: Listing, op: str,
         new = [job for job in after if job[0] not in known]
         return len(new) == 1 and [job for job in after if job[0] in known] == before
     if op == 'remove':
-        return any(before[:i] + before[i + 1:] == after for i in range(len(before)))
+        first = _first_difference(before, after)
+        return len(before) == len(after) + 1 and \
+            before[:first] + before[first + 1:] == after
     if op == 'move':
-        return any(_moved(before, i, k) == after
-                   for i in range(len(before)) for k in range(len(before)))
+        return len(before) == len(after) and _moved_once(before, after)
     # edit, skip, unskip: the same jobs in the same order, one of them changed
     return [job[0] for job in before] == [job[0] for job in after] and \
         sum(b != a for b, a in zip(before, after)) == 1
 
 
-def _moved(jobs: Listing, source: int, target: int) -> Listing:
-    rest = jobs[:source] + jobs[source + 1:]
-    return rest[:target] + [jobs[source]] + rest[target:]
+def _first_difference(before: Listing, after: Listing) -> int:
+    return next((i for i, (b, a) in enumerate(zip(before, after)) if b != a),
+                min(len(before), len(after)))
+
+
+def _moved_once(before: Listing, after: Listing) -> bool:
+    """Whether *after* (as long as *before*) is *before* with at most one job
+    moved. In linear time: over rounds the waiting list grows to thousands
+    of jobs, where trying every move took hours."""
+    start = _first_difference(before, after)
+    end = len(before)
+    while end > start and before[end - 1] == after[end - 1]:
+        end -= 1
+    # Between the two, the moved job is at one end and the rest shifted.
+    changed, now = before[start:end], after[start:end]
+    return not changed or now == changed[1:] + changed[:1] or \
+        now == changed[-1:] + changed[:-1]
 
 
 def crash_round(client: Client, kill: Callable[[], None],
