@@ -2,8 +2,8 @@
 supervisor (prints figures).
 
 Run: .venv/bin/python bench/bench_kill_rounds.py [ROUNDS]   (default 1000;
-KILL_SEED=n for another sequence; Ctrl-C stops it and prints the rounds
-done)
+KILL_SEED=n for another sequence; Ctrl-C or SIGTERM stops it and prints
+the rounds done)
 
 The server is ``python -m nicos_scriptserver.supervisor.serve`` (as
 ``make demo`` starts it), which restarts a crashed cache, daemon or proxy.
@@ -206,6 +206,10 @@ class Rounds:
 
 
 def main(rounds: int) -> int:
+    # Also when started in the background (which ignores SIGINT), and
+    # by kill: stop and print the rounds done.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     seed = int(os.environ.get('KILL_SEED', time.time()))
     rng = random.Random(seed)
     done, lost, acked = Counter(), Counter(), Counter()
@@ -229,7 +233,7 @@ def main(rounds: int) -> int:
                                 f'supervisor: {"".join(supervisor.lines[-5:])}')
                 break
             except KeyboardInterrupt:
-                print(f'stopped at round {index} (Ctrl-C); the rounds before it:')
+                print(f'stopped at round {index} (SIGINT or SIGTERM); the rounds before it:')
                 break
             done[victim] += 1
             acked[victim] += result.ops_acknowledged
