@@ -527,7 +527,7 @@ def test_stock_client_queue_rearrange_unqueue_act_on_the_unified_queue(server, c
 def test_a_pause_during_the_last_statement_pauses_after_it(client):
     job, nxt = client.call('ss_submit', [
         {'source': 'import threading\nprint("last statement")\n'
-                   'threading.Event().wait(2)\n'},
+                   'threading.Event().wait(5)\n'},
         {'source': 'print("next")\n'}])
     wait_until(lambda: client.call('ss_job', job['id'])['current_line'] == 3, 60)
     client.call('ss_pause')
@@ -543,10 +543,11 @@ def test_a_pause_during_the_last_statement_pauses_after_it(client):
 def test_a_job_that_ends_before_it_can_pause_holds_the_queue_for_stock_clients(
         server, client):
     # An isolated job pauses at pause points only, and after the pause is
-    # asked for it reaches none.
+    # asked for it reaches none. Its last statement lasts 5 s so that the
+    # pause arrives during it also on a busy machine.
     job, nxt = client.call('ss_submit', [
         {'source': 'import threading\nprint("last statement")\n'
-                   'threading.Event().wait(2)\n', 'isolated': True},
+                   'threading.Event().wait(5)\n', 'isolated': True},
         {'source': 'for i in range(3):\n    print("next", i)\n'}])
     client.wait_for(lambda n, d: n == 'message' and 'last statement' in d[3], 60)
     with stock_login(server) as stock:
