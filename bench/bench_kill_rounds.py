@@ -57,6 +57,9 @@ from nicos_scriptserver.clients.proxyclient import ProxyClient, ProxyError  # no
 VICTIMS = ('daemon', 'proxy', 'dry run', 'black box')
 #: More waiting jobs than this are removed between rounds.
 WAITING_LIMIT = 500
+#: Seconds a service runs before its next crash is a first one again
+#: (restarted after 0.5 s); a service is killed again every 4 rounds.
+HEALTHY_AFTER = 5
 # Runs until killed; its own dry run (SCRIPTSERVER_DRY_RUN=1) ends at once.
 BLACK_BOX = {'kind': 'blackbox', 'name': 'long black box',
              'source': 'import os, time\n'
@@ -217,9 +220,14 @@ def main(rounds: int) -> int:
     begun = time.monotonic()
     # Kept when a round fails: the services' logs say why.
     tmp = Path(tempfile.mkdtemp(prefix='kill-rounds-'))
-    # Kills seconds apart look like a crash loop to the supervisor,
-    # which gives up after 8 in a row by default: not here.
-    supervisor = Supervisor(tmp / 'data', '--give-up-after', str(rounds + 1))
+    # Each service is killed again a few rounds later. With the default
+    # minute of running before a crash counts as a new one, that looks
+    # like a crash loop: the restart delay grows to its 30 s cap (which
+    # the recovery times would measure) and the supervisor gives up at
+    # the 8th. Here a run of HEALTHY_AFTER seconds is healthy, and the
+    # supervisor never gives up.
+    supervisor = Supervisor(tmp / 'data', '--give-up-after', str(rounds + 1),
+                            '--healthy-after', str(HEALTHY_AFTER))
     try:
         bench = Rounds(supervisor)
         for index in range(rounds):

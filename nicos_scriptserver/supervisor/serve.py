@@ -99,10 +99,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--give-up-after', type=int, metavar='N',
                         default=RestartPolicy.give_up_after,
                         help='stop everything when a service fails N times in '
-                        'a row, none running for a minute (default %(default)s)')
+                        'a row, none running for --healthy-after seconds '
+                        '(default %(default)s)')
+    parser.add_argument('--healthy-after', type=float, metavar='SECONDS',
+                        default=RestartPolicy.healthy_after,
+                        help='a service that ran this long before it failed '
+                        'is restarted after the first, shortest delay again '
+                        '(default %(default)s)')
     args = parser.parse_args(argv)
     if args.give_up_after < 1:
         parser.error('--give-up-after must be at least 1')
+    if not args.healthy_after > 0:
+        parser.error('--healthy-after must be more than 0 seconds')
     return args
 
 
@@ -156,7 +164,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(_banner(instance), flush=True)
         log.info('serving: %s', ', '.join(
             f'{name} (pid {proc.pid})' for name, proc in servers.procs.items()))
-        policy = RestartPolicy(give_up_after=args.give_up_after)
+        policy = RestartPolicy(give_up_after=args.give_up_after,
+                               healthy_after=args.healthy_after)
         return Watchdog(servers, policy).run(stop)
     finally:
         print('stopping ...', flush=True)

@@ -252,6 +252,20 @@ def test_a_service_that_keeps_failing_stops_everything_saying_why(start_supervis
     assert 'secrets' in (logdir / 'proxy.out').read_text()
 
 
+def test_a_service_that_ran_healthy_after_seconds_starts_a_new_series(start_supervisor):
+    """--healthy-after: a crash after that long a run is a first failure
+    again (restarted after 0.5 s), not the next of a series."""
+    supervisor = start_supervisor('--give-up-after', '2', '--healthy-after', '2')
+    for kill in range(2):
+        proxy = supervisor.service('proxy')
+        wait_until(lambda: time.time() - proxy.create_time() > 3, BACK_WITHIN)
+        start = len(supervisor.lines)
+        proxy.kill()
+        supervisor.wait_line('restarting it in 0.5 s (failure 1 in a row', start=start)
+    supervisor.wait_line('restarted the proxy', start=start)
+    assert supervisor.proc.poll() is None, ''.join(supervisor.lines)
+
+
 def test_a_stop_during_a_restart_delay_is_prompt_and_clean(start_supervisor):
     supervisor = start_supervisor()
     _break_the_proxy(supervisor)
