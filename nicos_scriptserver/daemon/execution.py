@@ -63,6 +63,14 @@ def error_report(exc_info, script_file: str = SCRIPT_FILE) -> dict:
     }
 
 
+def frame_line(frame) -> int:
+    """The line *frame* is at. A block paused as it starts, before its first
+    line, is at line 0 in Python; it is shown at the line it runs next."""
+    if frame.f_lineno:
+        return frame.f_lineno
+    return next((line for _, _, line in frame.f_code.co_lines() if line), 0)
+
+
 class JobRequest(ScriptRequest):
     """One job of the unified queue, as NICOS's script thread runs it.
 
@@ -338,7 +346,7 @@ class ScriptServerController(ExecutionController):
         frame = self.currentframe
         while frame is not None:
             if frame.f_code.co_filename == SCRIPT_FILE:
-                return frame.f_lineno
+                return frame_line(frame)
             frame = frame.f_back
         return self.lineno
 

@@ -7,6 +7,7 @@ import pytest
 from nicos.protocols.daemon import BREAK_AFTER_STEP, STATUS_RUNNING
 from nicos.services.daemon.pyctl import Controller
 from nicos.services.daemon.script import ExecutionController
+from nicos.services.daemon.utils import splitBlocks
 
 from nicos_scriptserver.daemon.execution import ScriptServerController
 
@@ -79,7 +80,9 @@ def test_a_pause_asked_for_while_a_block_starts_is_not_lost():
             asked.append(status)
             controller.set_break(('break', BREAK_AFTER_STEP, 'user'))
     controller.set_observer(observer)
-    code = compile('x = 1\ny = 2\n', '<script>', 'exec')
+    # NICOS's second block of this script: line 4 on.
+    code = splitBlocks('x = 1\n\n\ny = 2\nz = 3\n')[0][1]
     with pytest.raises(Stopped):
         controller.start_exec(code, {})
-    assert len(app.pauses) == 1   # before its first line
+    # Before its first line, and shown there (not at line 0).
+    assert app.pauses == [4]
