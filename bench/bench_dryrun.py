@@ -14,13 +14,19 @@ Figures, on one script server (policy hold, one dry-run worker):
     behind them; also inside the daemon (``finished_at`` -> next
     ``started_at``). Target: the queue's bound (p50 <= 1.5 ms, p99 <= 5 ms)
     also with the 20 pending.
+ 3. the memory of its own (USS) of each dry-run process, at its largest
+    (sampled every 10 ms during the gap round with dry runs pending): what
+    the kernel frees as each one ends, while the next job starts.
 """
 
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -74,6 +80,40 @@ def gaps(client, ids, mark):
     return result
 
 
+class DryRunMemory:
+    """Samples the memory of its own of every dry-run process (a child of
+    the daemon's fork server) while it runs; `peaks` in MiB."""
+
+    def __init__(self, daemon_pid: int):
+        self.daemon = psutil.Process(daemon_pid)
+        self.largest = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> 'DryRunMemory':
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            for server in self.daemon.children():
+                try:
+                    if 'dryrunforkserver' not in ' '.join(server.cmdline()):
+                        continue
+                    for run in server.children():
+                        uss = run.memory_full_info().uss
+                        self.largest[run.pid] = max(uss, self.largest.get(run.pid, 0))
+                except psutil.Error:   # ended meanwhile
+                    pass
+
+    def peaks(self) -> list:
+        return [uss / 2 ** 20 for uss in self.largest.values()]
+
+
 def gap_round(client, pending: int):
     client.call('ss_hold')
     jobs = client.call('ss_submit', [{'source': 'sleep(0.05)', 'name': f'g{i}'}
@@ -112,7 +152,8 @@ def main():
         time_to_estimate(client, SMALL, rows, 'one line, black-box',
                          'blackbox')
         quiet, quiet_inside, _ = gap_round(client, 0)
-        busy, busy_inside, still = gap_round(client, PENDING)
+        with DryRunMemory(procs.procs['daemon'].pid) as memory:
+            busy, busy_inside, still = gap_round(client, PENDING)
         for label, samples in (('no dry runs pending', quiet),
                                ('no dry runs pending, in the daemon',
                                 quiet_inside),
@@ -126,6 +167,9 @@ def main():
         row.set('ours', busy)
         row.ours_note = (f'{still} of the {PENDING} dry runs were still '
                          'pending or running when the last short job ended')
+        rows.append(row)
+        row = Row('3 dry-run process, memory of its own at its largest', 'MiB')
+        row.set('ours', memory.peaks(), scale=1)
         rows.append(row)
         print(f'other processes used {load.stop():.2f} CPUs meanwhile')
     finally:
