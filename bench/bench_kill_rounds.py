@@ -24,7 +24,11 @@ Every round checks that the waiting list is what the client was told, in
 order, nothing duplicated (crashloop's zero-loss check). Printed per
 victim: rounds, losses, recovery time p50/p99 (kill to the next request
 served; for the dry run, to the next dry run finished; for the black
-box, to the job's end recorded).
+box, to the job's end recorded). For the proxy also: kill to its first
+answer to a new connection. Its recovery is mostly the client's: the
+request in flight when the proxy died is given up after the client's
+5 s timeout, as the IBEX GUI gives up after its own; then the client
+reads the new token and logs in again.
 """
 
 import os
@@ -33,6 +37,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -101,6 +106,7 @@ class Rounds:
         self.proxy_client = proxy_writer(supervisor)
         self.killed_at = 0.0
         self.recovery = {victim: [] for victim in VICTIMS}
+        self.proxy_answered = []   # kill -> the restarted proxy answers
         self.missed = Counter()   # rounds whose victim did not exist then
         self.relogins = 0
         self.clears = 0
@@ -111,6 +117,11 @@ class Rounds:
             self.killed_at = time.monotonic()
             if victim in ('daemon', 'proxy'):
                 self.supervisor.service(victim).kill()
+                if victim == 'proxy':
+                    # From the kill on: the client's request in flight
+                    # meanwhile waits for its own timeout (5 s).
+                    self._answer_timer = threading.Thread(target=self._time_proxy_answer)
+                    self._answer_timer.start()
                 return
             find = dry_runs if victim == 'dry run' else \
                 (lambda supervisor: children(supervisor, 'blackbox-'))
@@ -129,6 +140,7 @@ class Rounds:
                 self.daemon_client = reconnect(self.supervisor)
                 client = self.daemon_client
             elif victim == 'proxy':
+                self._answer_timer.join()
                 self.proxy_client.close()
                 self.proxy_client = wait_until(self._proxy_login, BACK_WITHIN)
                 client = self.proxy_client
@@ -147,6 +159,23 @@ class Rounds:
             self.recovery[victim].append(time.monotonic() - self.killed_at)
             return client
         return restart
+
+    def _time_proxy_answer(self) -> None:
+        wait_until(self._proxy_answers, BACK_WITHIN)
+        self.proxy_answered.append(time.monotonic() - self.killed_at)
+
+    def _proxy_answers(self) -> bool:
+        """Whether the proxy answers a new connection (refusing it, as it
+        is not logged in, is an answer)."""
+        client = ProxyClient(self.supervisor.instance.host,
+                             self.supervisor.instance.proxy_port, timeout=0.2)
+        try:
+            client.call('getstatus')
+        except ProxyError as err:
+            return str(err).startswith('not logged in')
+        finally:
+            client.close()
+        return True
 
     def _proxy_serves(self) -> bool:
         try:
@@ -262,6 +291,10 @@ def main(rounds: int) -> int:
         print(f'  {victim:9}: {done[victim]:4} rounds, {acked[victim]:6} changes acknowledged, '
               f'{lost[victim]} lost (target 0), no victim found {bench.missed[victim]}, '
               f'recovery p50 {pct(times, 50):.2f} s, p99 {pct(times, 99):.2f} s')
+    print(f'  the proxy answered again (a new connection) after p50 '
+          f'{pct(bench.proxy_answered, 50):.2f} s, p99 {pct(bench.proxy_answered, 99):.2f} s '
+          f'(its recovery above: the client\'s request in flight times out after 5 s, '
+          f'then it reads the new token and logs in)')
     print(f'  the proxy client found itself logged out (a request timed out) and logged '
           f'in again {bench.relogins} times; the waiting list was cleared {bench.clears} '
           f'times (over {WAITING_LIMIT} jobs)')
