@@ -210,7 +210,10 @@ class ClassicServer(classic.Server):
                  LENGTH.pack(len(payload)), payload]
         for blob in blobs:
             parts += [LENGTH.pack(len(blob)), blob]
-        self.fanout.post(targets, b''.join(parts))
+        # A line's status replaces the last of the same state that a
+        # client has not been sent yet (a change of state never does).
+        key = (event, data[0]) if event == 'status' and data else None
+        self.fanout.post(targets, b''.join(parts), key)
 
     def _drop(self, handler, reason: str) -> None:
         # as stock NICOS: a client that does not read is dropped

@@ -29,6 +29,13 @@ class Client:
             self.got += data
         return bytes(self.got)
 
+    def read_until(self, end):
+        while not self.got.endswith(end):
+            data = self.end.recv(1 << 16)
+            assert data, f'{self.name}: connection closed'
+            self.got += data
+        return bytes(self.got)
+
     def close(self):
         self.daemon_end.close()
         self.end.close()
@@ -163,3 +170,61 @@ def test_an_event_connection_of_a_removed_client_is_refused(fanout):
     fanout.add(client)
     fanout.remove(client)
     assert fanout.attach(client, client.daemon_end) is False
+
+
+def test_deferred_frames_keep_their_place_behind_and_before_others(fanout):
+    """A frame left to the fan-out thread goes out in the order posted,
+    also when a frame sent at once follows it before the thread ran."""
+    clients = [fanout.client(i) for i in range(3)]
+    for client in clients:
+        connect(fanout, client)
+    frames = [b'%04d' % i for i in range(2000)]
+    for index, frame in enumerate(frames):
+        # Keys that never repeat: nothing is replaced.
+        fanout.post(clients, frame, key=index if index % 3 else None)
+    for client in clients:
+        assert client.read(8000) == b''.join(frames)
+
+
+def test_deferred_frames_alone_arrive(fanout):
+    client = fanout.client('a')
+    connect(fanout, client)
+    for index in range(5):
+        fanout.post([client], b'%d' % index, key=index)
+    assert client.read(5) == b'01234'
+
+
+def test_a_partly_sent_batch_goes_on_where_it_stopped(fanout):
+    """Batches of frames go out in one call; a socket that takes part of
+    one gets the rest, in order, once it is read."""
+    client = fanout.client('slow', buffer=4096)
+    connect(fanout, client)
+    frames = [bytes([65 + i % 26]) * (100 + i) for i in range(300)]
+    for index, frame in enumerate(frames):
+        fanout.post([client], frame, key=index)
+    expected = b''.join(frames)
+    assert client.read(len(expected)) == expected
+    assert not fanout.dropped
+
+
+def test_a_keyed_frame_replaces_an_unsent_one_of_its_key_only(fanout):
+    """A client that does not read keeps one unsent frame of a key (the
+    newest), not one per post: a job's lines do not fill its backlog."""
+    client = fanout.client('frozen', buffer=4096)
+    connect(fanout, client)
+    outbox = fanout._outboxes[client]
+    line = 0
+    while outbox.stalled_since is None:   # until its socket is full
+        line += 1
+        fanout.post([client], b'<R%06d>' % line, key='running')
+        wait_until(lambda: outbox.stalled_since is not None or not outbox.frames)
+    for _ in range(100_000):
+        line += 1
+        fanout.post([client], b'<R%06d>' % line, key='running')
+    fanout.post([client], b'<message>')
+    fanout.post([client], b'<B%06d>' % line, key='in break')
+    fanout.post([client], b'<R%06d>' % (line + 1), key='running')
+    assert outbox.size < 100
+    got = client.read_until(b'<R%06d>' % (line + 1))
+    assert got.endswith(b'<R%06d><message><B%06d><R%06d>' % (line, line, line + 1))
+    assert not fanout.dropped

@@ -49,9 +49,12 @@ class Fanout:
 
     def __init__(self, on_post=None):
         self.received = {}
+        self.keys = []   # of the frames left to the fan-out thread
         self._on_post = on_post
 
-    def post(self, handlers, frame):
+    def post(self, handlers, frame, key=None):
+        if key is not None:
+            self.keys.append(key)
         for handler in handlers:
             self.received.setdefault(handler.ident, []).append(frame)
             if self._on_post:
@@ -103,6 +106,19 @@ def test_the_stock_emit_breaks_the_same_way():
     else:
         raise AssertionError('the stock emit no longer fails; is our override '
                              'still needed?')
+
+
+def test_only_the_scripts_status_is_left_to_the_fan_out_thread():
+    """NICOS reports the status and line as each line of a script starts;
+    one may replace an unsent one of the same state (never of another).
+    Other events (messages, the queue's) go out at once."""
+    server, _ = server_with(2)
+    server.fanout = Fanout()
+    server.emit('status', (1, 3), [])
+    server.emit('message', ['nicos', 0, 20, 'text', None, ''], [])
+    server.emit('processing', {'reqid': '1'}, [])
+    server.emit('status', (2, 4), [])
+    assert server.fanout.keys == [('status', 1), ('status', 2)]
 
 
 def test_masked_connections_get_nothing():
