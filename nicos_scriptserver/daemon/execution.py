@@ -23,6 +23,7 @@ import threading
 import time
 import traceback
 from bdb import BdbQuit
+from types import FrameType
 from typing import Iterator, Optional
 
 from nicos import session
@@ -63,7 +64,7 @@ def error_report(exc_info, script_file: str = SCRIPT_FILE) -> dict:
     }
 
 
-def frame_line(frame) -> int:
+def frame_line(frame: FrameType) -> int:
     """The line *frame* is at. A block paused as it starts, before its first
     line, is at line 0 in Python; it is shown at the line it runs next."""
     if frame.f_lineno:
