@@ -107,6 +107,7 @@ class Rounds:
         self.killed_at = 0.0
         self.recovery = {victim: [] for victim in VICTIMS}
         self.proxy_answered = []   # kill -> the restarted proxy answers
+        self._answer_timer = None   # times it, from the proxy's kill on
         self.missed = Counter()   # rounds whose victim did not exist then
         self.relogins = 0
         self.clears = 0

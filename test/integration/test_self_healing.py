@@ -256,7 +256,7 @@ def test_a_service_that_ran_healthy_after_seconds_starts_a_new_series(start_supe
     """--healthy-after: a crash after that long a run is a first failure
     again (restarted after 0.5 s), not the next of a series."""
     supervisor = start_supervisor('--give-up-after', '2', '--healthy-after', '2')
-    for kill in range(2):
+    for _ in range(2):
         proxy = supervisor.service('proxy')
         wait_until(lambda: time.time() - proxy.create_time() > 3, BACK_WITHIN)
         start = len(supervisor.lines)

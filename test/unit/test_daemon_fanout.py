@@ -207,14 +207,19 @@ def test_a_partly_sent_batch_goes_on_where_it_stopped(fanout):
     assert not fanout.dropped
 
 
+def patient_fanout():
+    """A fan-out that does not drop a client for reading nothing while a
+    test posts (a busy machine took longer than the fixture's half
+    second), and the reasons of the clients it dropped."""
+    dropped = []
+    return EventFanout(lambda client, reason: dropped.append(reason),
+                       backlog=1 << 20), dropped
+
+
 def test_a_keyed_frame_replaces_an_unsent_one_of_its_key_only():
     """A client that does not read keeps one unsent frame of a key (the
     newest), not one per post: a job's lines do not fill its backlog."""
-    dropped = []
-    # Not dropped for reading nothing while the test posts (a busy machine
-    # took longer than the fixture's half second).
-    fanout = EventFanout(lambda client, reason: dropped.append(reason),
-                         backlog=1 << 20, stall=60)
+    fanout, dropped = patient_fanout()
     client = Client('frozen', buffer=4096)
     connect(fanout, client)
     outbox = fanout._outboxes[client]
@@ -232,5 +237,22 @@ def test_a_keyed_frame_replaces_an_unsent_one_of_its_key_only():
     assert outbox.size < 100
     got = client.read_until(b'<R%06d>' % (line + 1))
     assert got.endswith(b'<R%06d><message><B%06d><R%06d>' % (line, line, line + 1))
+    assert not dropped
+    client.close()
+
+
+def test_a_partly_sent_frame_is_not_replaced():
+    """The client already has the start of it: it gets the rest, then the
+    newer frame of the same key, each whole."""
+    fanout, dropped = patient_fanout()
+    client = Client('slow', buffer=4096)
+    connect(fanout, client)
+    outbox = fanout._outboxes[client]
+    first, second = b'a' * 100_000, b'b' * 100_000
+    fanout.post([client], first, key='running')
+    wait_until(lambda: outbox.stalled_since is not None)
+    assert outbox.partly_sent and len(outbox.frames) == 1
+    fanout.post([client], second, key='running')
+    assert client.read(200_000) == first + second
     assert not dropped
     client.close()
